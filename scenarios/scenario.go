@@ -1,0 +1,198 @@
+package scenarios
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Scenario is one run's plan: which cluster, what load, which faults when, and which thresholds must hold.
+type Scenario struct {
+	Name        string     `yaml:"name"`
+	Description string     `yaml:"description"`
+	Seed        int64      `yaml:"seed"`
+	Cluster     Cluster    `yaml:"cluster"`
+	Workload    Workload   `yaml:"workload"`
+	Faults      []Fault    `yaml:"faults"`
+	Thresholds  Thresholds `yaml:"thresholds"`
+
+	// File is where the scenario came from ("builtin:leader-kill" for an embedded one).
+	File string `yaml:"-"`
+	// Source is the YAML text after --set overrides, kept for the run folder.
+	Source []byte `yaml:"-"`
+}
+
+// Cluster says which cluster to start.
+type Cluster struct {
+	Provider     string            `yaml:"provider"`
+	Size         int               `yaml:"size"`
+	Network      string            `yaml:"network"`
+	EtcdBinary   string            `yaml:"etcd-binary"`
+	Etcd         map[string]string `yaml:"etcd"`
+	ReadyTimeout Duration          `yaml:"ready-timeout"`
+}
+
+// Workload is the load driven beside the faults.
+type Workload struct {
+	Duration    Duration `yaml:"duration"`
+	Warmup      Duration `yaml:"warmup"`
+	Clients     int      `yaml:"clients"`
+	Connections int      `yaml:"connections"`
+	Rate        float64  `yaml:"rate"`
+	Timeout     Duration `yaml:"timeout"`
+	Retry       Retry    `yaml:"retry"`
+	Mix         []Op     `yaml:"mix"`
+	// Recovery bounds how long after the load ends the harness waits for recovery measurements.
+	Recovery Duration `yaml:"recovery"`
+}
+
+// Retry is the client retry policy of the load.
+type Retry struct {
+	Attempts   int      `yaml:"attempts"`
+	Backoff    Duration `yaml:"backoff"`
+	MaxBackoff Duration `yaml:"max-backoff"`
+	Jitter     float64  `yaml:"jitter"`
+}
+
+// Op is one entry of the operation mix.
+type Op struct {
+	Op           string `yaml:"op"`
+	Weight       int    `yaml:"weight"`
+	Keys         int    `yaml:"keys"`
+	Distribution string `yaml:"distribution"`
+	ValueSize    int    `yaml:"value-size"`
+	Consistency  string `yaml:"consistency"`
+}
+
+// Fault is one scheduled fault.
+type Fault struct {
+	At       Duration `yaml:"at"`
+	Action   string   `yaml:"action"`
+	Target   Target   `yaml:"target"`
+	Duration Duration `yaml:"duration"`
+	// Line is the fault's line in the scenario file (0 when unknown).
+	Line int `yaml:"-"`
+}
+
+// Names of the values the schema accepts; error messages list them.
+var (
+	Providers     = []string{"local"}
+	Networks      = []string{"direct"}
+	OpNames       = []string{"put", "get", "delete", "txn"}
+	Distributions = []string{"uniform", "zipf", "sequential"}
+	Consistencies = []string{"linearizable", "serializable"}
+	// Actions must match the fault registry in package faults (a test checks it).
+	Actions = []string{"kill", "stop", "pause", "restart"}
+	// TargetKinds are the words a target can be, besides a member name and {count: N} / {percent: P}.
+	TargetKinds = []string{"leader", "follower", "random", "minority", "majority", "all"}
+)
+
+// MemberName is the name of the i-th member (0-based) of a cluster the harness starts.
+func MemberName(i int) string { return "member-" + strconv.Itoa(i+1) }
+
+// Duration is a time.Duration written as "100ms", "1.5s", "2m".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+func (d *Duration) decodeNode(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("must be a duration such as 500ms, 1.5s or 2m")
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses a non-negative Go duration; it demands a unit so "5" is not silently 5ns.
+func ParseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration; valid: a number with a unit such as 500ms, 1.5s or 2m", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("%q is negative; a duration must be 0 or more", s)
+	}
+	return v, nil
+}
+
+// Target selects members when a fault fires: a kind (leader, follower, random, minority, majority, all),
+// a member name, {count: N} or {percent: P}.
+type Target struct {
+	Kind    string // one of TargetKinds, "member", "count" or "percent"
+	Member  string
+	Count   int
+	Percent int
+}
+
+func (t Target) String() string {
+	switch t.Kind {
+	case "member":
+		return t.Member
+	case "count":
+		return fmt.Sprintf("count:%d", t.Count)
+	case "percent":
+		return fmt.Sprintf("percent:%d", t.Percent)
+	}
+	return t.Kind
+}
+
+// MarshalYAML writes the target in the form it is read.
+func (t Target) MarshalYAML() (any, error) {
+	switch t.Kind {
+	case "count":
+		return map[string]int{"count": t.Count}, nil
+	case "percent":
+		return map[string]int{"percent": t.Percent}, nil
+	}
+	return t.String(), nil
+}
+
+func (t *Target) decodeNode(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		v := strings.TrimSpace(n.Value)
+		if v == "" {
+			return fmt.Errorf("is empty; valid: %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds, ", "))
+		}
+		for _, k := range TargetKinds {
+			if v == k {
+				*t = Target{Kind: k}
+				return nil
+			}
+		}
+		*t = Target{Kind: "member", Member: v}
+		return nil
+	case yaml.MappingNode:
+		if len(n.Content) != 2 {
+			return fmt.Errorf("must have exactly one key; valid: {count: N} or {percent: P}")
+		}
+		k, v := n.Content[0].Value, n.Content[1].Value
+		num, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a whole number", k, v)
+		}
+		switch k {
+		case "count":
+			*t = Target{Kind: "count", Count: num}
+		case "percent":
+			*t = Target{Kind: "percent", Percent: num}
+		default:
+			return fmt.Errorf("unknown key %q; valid: {count: N} or {percent: P}", k)
+		}
+		return nil
+	}
+	return fmt.Errorf("must be %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds, ", "))
+}

@@ -1,0 +1,120 @@
+package scenarios
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBuiltinsParse(t *testing.T) {
+	list, err := Builtins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "rolling-restart"}
+	var got []string
+	for _, b := range list {
+		got = append(got, b.Name)
+		if b.Description == "" {
+			t.Errorf("%s has no description", b.Name)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("builtins = %v, want %v", got, want)
+	}
+}
+
+const base = `name: t
+cluster:
+  size: 3
+workload:
+  duration: 20s
+  warmup: 1s
+faults:
+  - {at: 5s, action: kill, target: leader, duration: 2s}
+thresholds:
+  latency.put: ["p(99) < 50ms"]
+`
+
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		sets       []string
+		want       []string // substrings of the error
+	}{
+		{"unknown key", strings.Replace(base, "  size: 3", "  size: 3\n  sise: 5", 1), nil, []string{"x.yaml:4:", "cluster.sise", "unknown field", "valid at cluster:", "size"}},
+		{"bad duration", strings.Replace(base, "duration: 20s", "duration: 20 seconds", 1), nil, []string{"x.yaml:5:", "workload.duration", "not a duration"}},
+		{"missing unit", strings.Replace(base, "duration: 20s", "duration: 20", 1), nil, []string{"x.yaml:5:", "workload.duration", "with a unit"}},
+		{"member out of range", strings.Replace(base, "target: leader", "target: member-7", 1), nil, []string{"x.yaml:8:", "faults[0].target", `"member-7" is not a member`, "member-1, member-2, member-3"}},
+		{"fault after end", strings.Replace(base, "at: 5s", "at: 25s", 1), nil, []string{"x.yaml:8:", "faults[0].at", "after the run ends"}},
+		{"heals after end", strings.Replace(base, "duration: 2s", "duration: 19s", 1), nil, []string{"faults[0].duration", "after the load ends"}},
+		{"negative rate", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  rate: -5", 1), nil, []string{"x.yaml:7:", "workload.rate", "negative"}},
+		{"malformed threshold", strings.Replace(base, "p(99) < 50ms", "p99 less than 50ms", 1), nil, []string{"x.yaml:10:", "thresholds.latency.put", "is not a threshold"}},
+		{"unknown metric", strings.Replace(base, "latency.put", "latency.pot", 1), nil, []string{"x.yaml:10:", "unknown metric", "latency.put"}},
+		{"wrong aggregation", strings.Replace(base, "p(99) < 50ms", "rate < 0.1", 1), nil, []string{"aggregation rate does not apply"}},
+		{"set bad duration", base, []string{"workload.duration=soon"}, []string{"x.yaml (--set)", "workload.duration", "not a duration"}},
+		{"set bad path", base, []string{"faults[3].at=1s"}, []string{"(--set)", "no element 3"}},
+		{"count too big", strings.Replace(base, "target: leader", "target: {count: 4}", 1), nil, []string{"faults[0].target.count", "1 to 3"}},
+		{"minority of one", strings.Replace(strings.Replace(base, "size: 3", "size: 1", 1), "target: leader", "target: minority", 1), nil, []string{"no minority"}},
+		{"harness flag", strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {data-dir: /tmp/x}", 1), nil, []string{"cluster.etcd.data-dir", "set by the harness"}},
+		{"explicit zero clients", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  clients: 0", 1), nil, []string{"workload.clients", "at least 1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(c.yaml), c.sets)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if _, ok := err.(Problems); !ok {
+				t.Fatalf("error is %T, want Problems: %v", err, err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSetAndDefaults(t *testing.T) {
+	sc, err := Parse("x.yaml", []byte(base), []string{"workload.duration=30s", "faults[0].at=7s", "cluster.etcd.heartbeat-interval=50ms", "cluster.etcd.election-timeout=250"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Workload.Duration.D() != 30*time.Second || sc.Faults[0].At.D() != 7*time.Second {
+		t.Fatalf("overrides not applied: %+v", sc.Workload)
+	}
+	if sc.Cluster.Etcd["heartbeat-interval"] != "50ms" || sc.Workload.Clients != 16 || sc.Workload.Retry.Attempts != 5 {
+		t.Fatalf("defaults or set wrong: %+v %+v", sc.Cluster, sc.Workload)
+	}
+	if sc.Faults[0].Target.Kind != "leader" || sc.Faults[0].Line != 8 {
+		t.Fatalf("fault = %+v", sc.Faults[0])
+	}
+}
+
+func TestThresholdGrammar(t *testing.T) {
+	cases := []struct {
+		metric, expr string
+		observed     float64
+		holds        bool
+	}{
+		{"latency.put", "p(99) < 50ms", float64(49 * time.Millisecond), true},
+		{"latency.put", "p(99.9) < 50ms", float64(50 * time.Millisecond), false},
+		{"failover.write_restored", "max < 3s", float64(2999 * time.Millisecond), true},
+		{"latency.get", "avg <= 10", float64(10 * time.Millisecond), true},
+		{"errors", "rate < 0.01", 0.02, false},
+		{"errors", "rate < 1%", 0.005, true},
+		{"leader_changes", "count <= 2", 2, true},
+		{"throughput", "min > 100", 50, false},
+	}
+	for _, c := range cases {
+		th, err := ParseThreshold(c.metric, c.expr)
+		if err != nil {
+			t.Fatalf("%s %q: %v", c.metric, c.expr, err)
+		}
+		if th.Holds(c.observed) != c.holds {
+			t.Errorf("%s %q on %v: holds=%v, want %v", c.metric, c.expr, c.observed, !c.holds, c.holds)
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package scenarios
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+type validator struct {
+	*decoder
+	sc *Scenario
+}
+
+// line finds the line of a field path, or of its nearest parent that is in the file.
+func (v *validator) line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := v.present[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+func (v *validator) bad(path, format string, args ...any) {
+	v.add(v.line(path), path, format, args...)
+}
+
+func (v *validator) oneOf(path, val string, valid []string) {
+	if !contains(valid, val) {
+		v.bad(path, "%q is not supported; valid: %s", val, strings.Join(valid, ", "))
+	}
+}
+
+// harnessFlags are the etcd flags the harness sets itself for every member.
+var harnessFlags = []string{"name", "data-dir", "wal-dir", "listen-client-urls", "advertise-client-urls",
+	"listen-peer-urls", "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state",
+	"initial-cluster-token", "config-file", "discovery", "log-outputs"}
+
+func (v *validator) validate() {
+	sc := v.sc
+	c := sc.Cluster
+	v.oneOf("cluster.provider", c.Provider, Providers)
+	v.oneOf("cluster.network", c.Network, Networks)
+	if c.Size < 1 || c.Size > 9 {
+		v.bad("cluster.size", "%d members is not supported; valid: 1 to 9", c.Size)
+	}
+	if c.ReadyTimeout <= 0 {
+		v.bad("cluster.ready-timeout", "must be more than 0")
+	}
+	if c.EtcdBinary != "" {
+		if st, err := os.Stat(c.EtcdBinary); err != nil {
+			v.bad("cluster.etcd-binary", "cannot use %q: %v", c.EtcdBinary, err)
+		} else if st.IsDir() || st.Mode()&0o111 == 0 {
+			v.bad("cluster.etcd-binary", "%q is not an executable file", c.EtcdBinary)
+		}
+	}
+	keys := make([]string, 0, len(c.Etcd))
+	for k := range c.Etcd {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p := "cluster.etcd." + k
+		if strings.HasPrefix(k, "-") {
+			v.bad(p, "write etcd flags without leading dashes (heartbeat-interval, not --heartbeat-interval)")
+		}
+		if contains(harnessFlags, strings.TrimLeft(k, "-")) {
+			v.bad(p, "is set by the harness for every member and cannot be overridden; set any other etcd flag")
+		}
+		if k == "heartbeat-interval" || k == "election-timeout" {
+			if _, err := EtcdMillis(c.Etcd[k]); err != nil {
+				v.bad(p, "%v", err)
+			}
+		}
+	}
+	if hb, et := c.Etcd["heartbeat-interval"], c.Etcd["election-timeout"]; hb != "" || et != "" {
+		h, herr := EtcdMillis(orDefault(hb, "100"))
+		e, eerr := EtcdMillis(orDefault(et, "1000"))
+		if herr == nil && eerr == nil && e < 5*h {
+			v.bad("cluster.etcd.election-timeout", "%dms must be at least 5 times heartbeat-interval (%dms), as etcd requires", e, h)
+		}
+	}
+
+	w := sc.Workload
+	if w.Duration <= 0 {
+		v.bad("workload.duration", "must be more than 0")
+	}
+	if w.Warmup >= w.Duration && w.Duration > 0 {
+		v.bad("workload.warmup", "%s leaves no time for the load after it (duration %s)", w.Warmup, w.Duration)
+	}
+	if w.Clients < 1 {
+		v.bad("workload.clients", "%d: need at least 1 client", w.Clients)
+	}
+	if w.Connections < 1 || w.Connections > max(w.Clients, 1) {
+		v.bad("workload.connections", "%d: valid: 1 to clients (%d)", w.Connections, w.Clients)
+	}
+	if w.Rate < 0 {
+		v.bad("workload.rate", "%v is negative; give ops/s for an open loop, or leave rate out for a closed loop", w.Rate)
+	}
+	if w.Timeout <= 0 {
+		v.bad("workload.timeout", "must be more than 0")
+	}
+	if w.Retry.Attempts < 1 {
+		v.bad("workload.retry.attempts", "%d: need at least 1 attempt (1 means no retries)", w.Retry.Attempts)
+	}
+	if w.Retry.MaxBackoff < w.Retry.Backoff {
+		v.bad("workload.retry.max-backoff", "%s is less than backoff %s", w.Retry.MaxBackoff, w.Retry.Backoff)
+	}
+	if w.Retry.Jitter < 0 || w.Retry.Jitter > 1 {
+		v.bad("workload.retry.jitter", "%v: valid: 0 to 1", w.Retry.Jitter)
+	}
+	if len(w.Mix) == 0 {
+		v.bad("workload.mix", "is empty; give at least one op of %s", strings.Join(OpNames, ", "))
+	}
+	for i, op := range w.Mix {
+		p := fmt.Sprintf("workload.mix[%d]", i)
+		v.oneOf(p+".op", op.Op, OpNames)
+		if op.Weight < 1 {
+			v.bad(p+".weight", "%d: must be 1 or more", op.Weight)
+		}
+		if op.Keys < 1 || op.Keys > 10_000_000 {
+			v.bad(p+".keys", "%d: valid: 1 to 10000000", op.Keys)
+		}
+		v.oneOf(p+".distribution", op.Distribution, Distributions)
+		if op.ValueSize < 0 || op.ValueSize > 1<<20 {
+			v.bad(p+".value-size", "%d bytes: valid: 0 to 1048576", op.ValueSize)
+		}
+		if op.Op == "get" {
+			v.oneOf(p+".consistency", op.Consistency, Consistencies)
+		} else if op.Consistency != "" {
+			v.bad(p+".consistency", "applies only to get")
+		}
+	}
+
+	v.validateFaults()
+}
+
+func (v *validator) validateFaults() {
+	sc := v.sc
+	size := sc.Cluster.Size
+	names := make([]string, size)
+	for i := range names {
+		names[i] = MemberName(i)
+	}
+	type window struct {
+		from, to time.Duration
+		i        int
+	}
+	var windows []window
+	for i, f := range sc.Faults {
+		p := fmt.Sprintf("faults[%d]", i)
+		v.oneOf(p+".action", f.Action, Actions)
+		end := f.At + f.Duration
+		switch {
+		case f.At < sc.Workload.Warmup:
+			v.bad(p+".at", "%s is inside the warm-up (%s); faults fire after it", f.At, sc.Workload.Warmup)
+		case f.At >= sc.Workload.Duration:
+			v.bad(p+".at", "%s is after the run ends (workload.duration %s)", f.At, sc.Workload.Duration)
+		case end > sc.Workload.Duration:
+			v.bad(p+".duration", "the fault would heal at %s, after the load ends at %s", end.D(), sc.Workload.Duration)
+		}
+		switch f.Action {
+		case "restart":
+			if f.Duration != 0 {
+				v.bad(p+".duration", "restart is instantaneous (stop, then start at once); leave duration out")
+			}
+		case "kill", "stop", "pause":
+			if f.Duration <= 0 {
+				v.bad(p+".duration", "%s needs a duration: how long until the fault heals", f.Action)
+			}
+		}
+		t := f.Target
+		valid := strings.Join(TargetKinds, ", ") + ", a member name (" + strings.Join(names, ", ") + "), {count: N} or {percent: P}"
+		switch t.Kind {
+		case "":
+			v.bad(p+".target", "is missing; valid: %s", valid)
+		case "member":
+			if !contains(names, t.Member) {
+				v.bad(p+".target", "%q is not a member of this %d-member cluster; valid: %s", t.Member, size, valid)
+			}
+		case "count":
+			if t.Count < 1 || t.Count > size {
+				v.bad(p+".target.count", "%d: valid: 1 to %d (the cluster size)", t.Count, size)
+			}
+		case "percent":
+			if t.Percent < 1 || t.Percent > 100 {
+				v.bad(p+".target.percent", "%d: valid: 1 to 100", t.Percent)
+			}
+		case "follower":
+			if size < 2 {
+				v.bad(p+".target", "a 1-member cluster has no follower")
+			}
+		case "minority":
+			if (size-1)/2 < 1 {
+				v.bad(p+".target", "a %d-member cluster has no minority to pick (it needs 3 members or more)", size)
+			}
+		}
+		windows = append(windows, window{f.At.D(), end.D(), i})
+	}
+	sort.Slice(windows, func(a, b int) bool { return windows[a].from < windows[b].from })
+	for k := 1; k < len(windows); k++ {
+		prev, cur := windows[k-1], windows[k]
+		if cur.from < prev.to || cur.from == prev.from {
+			v.bad(fmt.Sprintf("faults[%d].at", cur.i), "overlaps faults[%d] (%s to %s); faults run one after another", prev.i, prev.from, prev.to)
+		}
+	}
+}
+
+// EtcdMillis reads etcd's millisecond flags: a bare number is milliseconds (as etcd takes it), or a
+// duration with a unit such as 100ms or 1s.
+func EtcdMillis(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n <= 0 {
+			return 0, fmt.Errorf("%q must be more than 0", s)
+		}
+		return n, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Millisecond || d%time.Millisecond != 0 {
+		return 0, fmt.Errorf("%q is not a whole number of milliseconds; valid: 100 or 100ms or 1s", s)
+	}
+	return d.Milliseconds(), nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
