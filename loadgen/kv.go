@@ -1,0 +1,279 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// KeyPrefix is where the KV workload writes.
+const KeyPrefix = "chaos/kv/"
+
+// RetryPolicy says how an op is retried after a failed attempt.
+type RetryPolicy struct {
+	Attempts   int           // total attempts, 1 = no retries
+	Backoff    time.Duration // before the 2nd attempt; doubles after each
+	MaxBackoff time.Duration
+	Jitter     float64 // the backoff varies by ±Jitter of itself
+}
+
+// Wait returns the backoff after the given failed attempt (1-based), with jitter from rng.
+func (p RetryPolicy) Wait(attempt int, rng *rand.Rand) time.Duration {
+	d := p.Backoff
+	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoff)
+	if p.Jitter > 0 && d > 0 {
+		d += time.Duration((rng.Float64()*2 - 1) * p.Jitter * float64(d))
+	}
+	return max(d, 0)
+}
+
+// Config is the KV load.
+type Config struct {
+	Endpoints   []string
+	Clients     int
+	Connections int
+	Rate        float64 // ops/s; 0 = closed loop
+	Timeout     time.Duration
+	Retry       RetryPolicy
+	Mix         []scenarios.Op
+	Seed        uint64
+	// MaxOps stops the load after this many ops (0: until the context ends). For benchmarks.
+	MaxOps int64
+}
+
+type opSpec struct {
+	op           Op
+	cumWeight    int
+	keys         int
+	dist         string
+	value        string
+	serializable bool
+}
+
+// KV drives the KV workload: closed loop (each client sends its next op when the last completes) or
+// open loop (ops are due at start + i/rate whatever happens to the earlier ones, and latency counts
+// from that due time, so a stall is not hidden: no coordinated omission).
+type KV struct {
+	cfg     Config
+	rec     *Recorder
+	specs   []opSpec
+	total   int
+	keys    []string
+	clients []*clientv3.Client
+	tickets atomic.Int64
+}
+
+// NewKV connects Connections clients to the endpoints. Each attempt is exactly one RPC: the client's
+// own hidden retries are off, so the harness counts every attempt and its policy is the only one.
+func NewKV(cfg Config, rec *Recorder) (*KV, error) {
+	k := &KV{cfg: cfg, rec: rec}
+	maxKeys := 0
+	for _, m := range cfg.Mix {
+		op, err := OpByName(m.Op)
+		if err != nil {
+			return nil, err
+		}
+		k.total += m.Weight
+		k.specs = append(k.specs, opSpec{op: op, cumWeight: k.total, keys: m.Keys, dist: m.Distribution,
+			value: strings.Repeat("v", m.ValueSize), serializable: m.Consistency == "serializable"})
+		maxKeys = max(maxKeys, m.Keys)
+	}
+	if k.total == 0 {
+		return nil, fmt.Errorf("the op mix is empty")
+	}
+	// Keys are made once, so that the request loop formats nothing.
+	k.keys = make([]string, maxKeys)
+	for i := range k.keys {
+		k.keys[i] = fmt.Sprintf("%s%08d", KeyPrefix, i)
+	}
+	for i := 0; i < cfg.Connections; i++ {
+		c, err := NewClient(cfg.Endpoints, 1)
+		if err != nil {
+			k.Close()
+			return nil, err
+		}
+		k.clients = append(k.clients, c)
+	}
+	return k, nil
+}
+
+// NewClient returns an etcd client with the given cap on the client's own unary retries (1 = none).
+func NewClient(endpoints []string, unaryRetries uint) (*clientv3.Client, error) {
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		MaxUnaryRetries:      unaryRetries,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %v: %w", endpoints, err)
+	}
+	return c, nil
+}
+
+// Close closes the clients.
+func (k *KV) Close() {
+	for _, c := range k.clients {
+		_ = c.Close()
+	}
+	k.clients = nil
+}
+
+// Run drives the load from start until ctx ends (or MaxOps ops). Ops still in flight when ctx ends are
+// not counted: the run's end cut them, not the cluster.
+func (k *KV) Run(ctx context.Context, start time.Time) {
+	var wg sync.WaitGroup
+	for w := 0; w < k.cfg.Clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.worker(ctx, w, start)
+		}()
+	}
+	wg.Wait()
+}
+
+type workerState struct {
+	rng   *rand.Rand
+	zipfs []*rand.Zipf
+	seq   []int
+}
+
+func (k *KV) worker(ctx context.Context, w int, start time.Time) {
+	rng := rand.New(rand.NewPCG(k.cfg.Seed, uint64(w)+1))
+	st := &workerState{rng: rng, zipfs: make([]*rand.Zipf, len(k.specs)), seq: make([]int, len(k.specs))}
+	for i, s := range k.specs {
+		if s.dist == "zipf" && s.keys > 1 {
+			st.zipfs[i] = rand.NewZipf(rng, 1.1, 1, uint64(s.keys-1))
+		}
+		st.seq[i] = w
+	}
+	kv := k.clients[w%len(k.clients)].KV
+	open := k.cfg.Rate > 0
+	var interval time.Duration
+	if open {
+		interval = time.Duration(float64(time.Second) / k.cfg.Rate)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		var due time.Time
+		if open || k.cfg.MaxOps > 0 {
+			n := k.tickets.Add(1) - 1
+			if k.cfg.MaxOps > 0 && n >= k.cfg.MaxOps {
+				return
+			}
+			if open {
+				due = start.Add(time.Duration(n) * interval)
+				if d := time.Until(due); d > 0 {
+					timer.Reset(d)
+					select {
+					case <-ctx.Done():
+						return
+					case <-timer.C:
+					}
+				}
+			}
+		}
+		if !open {
+			due = time.Now()
+		}
+		si := k.pick(st)
+		k.do(ctx, kv, &k.specs[si], k.keys[k.key(st, si)], due, st.rng, timer)
+	}
+}
+
+func (k *KV) pick(st *workerState) int {
+	if len(k.specs) == 1 {
+		return 0
+	}
+	x := st.rng.IntN(k.total)
+	for i, s := range k.specs {
+		if x < s.cumWeight {
+			return i
+		}
+	}
+	return len(k.specs) - 1
+}
+
+func (k *KV) key(st *workerState, si int) int {
+	s := &k.specs[si]
+	switch {
+	case s.keys <= 1:
+		return 0
+	case st.zipfs[si] != nil:
+		return int(st.zipfs[si].Uint64())
+	case s.dist == "sequential":
+		st.seq[si] = (st.seq[si] + k.cfg.Clients) % s.keys
+		return st.seq[si]
+	}
+	return st.rng.IntN(s.keys)
+}
+
+// do runs one op with the retry policy and records it.
+func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, due time.Time, rng *rand.Rand, timer *time.Timer) {
+	var waited time.Duration
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
+		err := exec(actx, kv, s, key)
+		cancel()
+		if ctx.Err() != nil {
+			return // the run ended under this op
+		}
+		class := Classify(err)
+		if class == ClassNone {
+			k.rec.Record(s.op, time.Since(due), attempt, waited, ClassNone)
+			return
+		}
+		k.rec.RecordAttemptError(class)
+		if !Retryable(class) || attempt >= k.cfg.Retry.Attempts {
+			k.rec.Record(s.op, time.Since(due), attempt, waited, class)
+			return
+		}
+		wait := k.cfg.Retry.Wait(attempt, rng)
+		waited += wait
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+	}
+}
+
+func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key string) error {
+	var err error
+	switch s.op {
+	case OpPut:
+		_, err = kv.Put(ctx, key, s.value)
+	case OpGet:
+		if s.serializable {
+			_, err = kv.Get(ctx, key, clientv3.WithSerializable())
+		} else {
+			_, err = kv.Get(ctx, key)
+		}
+	case OpDelete:
+		_, err = kv.Delete(ctx, key)
+	case OpTxn:
+		_, err = kv.Txn(ctx).
+			If(clientv3.Compare(clientv3.Version(key), ">", 0)).
+			Then(clientv3.OpPut(key, s.value)).
+			Else(clientv3.OpPut(key, s.value), clientv3.OpGet(key)).
+			Commit()
+	}
+	return err
+}

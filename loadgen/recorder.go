@@ -1,0 +1,296 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/etcd-chaos/etcd-chaos/reports"
+)
+
+// Op is an operation type of the KV workload.
+type Op uint8
+
+// The KV operation types, in the order of scenarios.OpNames.
+const (
+	OpPut Op = iota
+	OpGet
+	OpDelete
+	OpTxn
+	NumOps
+)
+
+var opNames = [NumOps]string{"put", "get", "delete", "txn"}
+
+func (o Op) String() string { return opNames[o] }
+
+// OpByName maps a scenario op name to its Op.
+func OpByName(name string) (Op, error) {
+	for i, n := range opNames {
+		if n == name {
+			return Op(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown op %q", name)
+}
+
+// Histogram range: 1 µs to 60 s in nanoseconds, 3 significant digits.
+const (
+	histMin    = int64(time.Microsecond)
+	histMax    = int64(60 * time.Second)
+	histDigits = 3
+)
+
+// NewHistogram returns a latency histogram in nanoseconds with the harness's range.
+func NewHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histDigits) }
+
+func clamp(ns int64) int64 {
+	if ns < histMin {
+		return histMin
+	}
+	if ns > histMax {
+		return histMax
+	}
+	return ns
+}
+
+type phase struct {
+	name       string
+	start, end time.Time
+	warmup     bool
+	h          [NumOps]*hdrhistogram.Histogram
+}
+
+type opCounters struct {
+	ops, failed, attempts, retried, maxAttempts int64
+	retryWait                                   time.Duration
+}
+
+// Recorder keeps every latency in HDR histograms: per op for the whole run (warm-up excluded), per op
+// and phase, and per op and second (streamed to an HdrHistogram interval log). One mutex guards it:
+// Record is a handful of array increments, so the lock is held for well under a microsecond.
+// Record allocates nothing.
+type Recorder struct {
+	mu       sync.Mutex
+	zero     time.Time
+	phases   []*phase
+	cur      *phase
+	total    [NumOps]*hdrhistogram.Histogram
+	interval [NumOps]*hdrhistogram.Histogram
+	counters [NumOps]opCounters
+	errs     [numClasses]int64 // failed ops by final error class
+	attErrs  [numClasses]int64 // failed attempts by class
+	// per second
+	intervalStart time.Time
+	intervalOps   int64
+	perSecond     []float64
+	hlog          *hdrhistogram.HistogramLogWriter
+	hlogErr       error
+}
+
+// NewRecorder starts recording in phase "warmup" (not counted in totals). hlog may be nil.
+func NewRecorder(zero time.Time, hlog io.Writer) *Recorder {
+	r := &Recorder{zero: zero, intervalStart: zero}
+	for i := range r.total {
+		r.total[i] = NewHistogram()
+		r.interval[i] = NewHistogram()
+	}
+	r.cur = r.newPhase("warmup", zero, true)
+	if hlog != nil {
+		w := hdrhistogram.NewHistogramLogWriter(hlog)
+		w.SetBaseTime(zero.UnixMilli())
+		r.hlogErr = firstErr(
+			w.OutputComment("etcd-chaos latency log: values in nanoseconds, one interval histogram per op (Tag) and second"),
+			w.OutputLogFormatVersion(),
+			w.OutputStartTime(zero.UnixMilli()),
+			w.OutputBaseTime(zero.UnixMilli()),
+			w.OutputLegend())
+		r.hlog = w
+	}
+	return r
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (r *Recorder) newPhase(name string, at time.Time, warmup bool) *phase {
+	p := &phase{name: name, start: at, warmup: warmup}
+	for i := range p.h {
+		p.h[i] = NewHistogram()
+	}
+	r.phases = append(r.phases, p)
+	return p
+}
+
+// SetPhase ends the current phase and starts a new one at time at.
+func (r *Recorder) SetPhase(name string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur.end = at
+	r.cur = r.newPhase(name, at, false)
+}
+
+// Record records one completed operation: its latency (successful ops only go into histograms), the
+// attempts it took, the time it spent backing off, and its final error class (ClassNone on success).
+func (r *Recorder) Record(op Op, latency time.Duration, attempts int, backoff time.Duration, class ErrClass) {
+	v := clamp(int64(latency))
+	r.mu.Lock()
+	p := r.cur
+	if !p.warmup {
+		c := &r.counters[op]
+		c.ops++
+		c.attempts += int64(attempts)
+		if attempts > 1 {
+			c.retried++
+			c.retryWait += backoff
+		}
+		if int64(attempts) > c.maxAttempts {
+			c.maxAttempts = int64(attempts)
+		}
+		r.intervalOps++
+		if class != ClassNone {
+			c.failed++
+			r.errs[class]++
+		} else {
+			_ = r.total[op].RecordValue(v)
+		}
+	}
+	if class == ClassNone {
+		_ = p.h[op].RecordValue(v)
+		_ = r.interval[op].RecordValue(v)
+	}
+	r.mu.Unlock()
+}
+
+// RecordAttemptError counts one failed attempt (retried or not) by class.
+func (r *Recorder) RecordAttemptError(class ErrClass) {
+	r.mu.Lock()
+	if !r.cur.warmup {
+		r.attErrs[class]++
+	}
+	r.mu.Unlock()
+}
+
+// Flush closes the current one-second interval at now: it writes each op's interval histogram to
+// the log and notes the interval's throughput. The harness calls it once a second and at the end.
+func (r *Recorder) Flush(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	secs := now.Sub(r.intervalStart).Seconds()
+	if secs <= 0 {
+		return
+	}
+	if !r.cur.warmup || r.intervalOps > 0 {
+		r.perSecond = append(r.perSecond, float64(r.intervalOps)/secs)
+	}
+	r.intervalOps = 0
+	for i, h := range r.interval {
+		if r.hlog != nil && h.TotalCount() > 0 && r.hlogErr == nil {
+			h.SetTag(opNames[i])
+			h.SetStartTimeMs(r.intervalStart.UnixMilli())
+			h.SetEndTimeMs(now.UnixMilli())
+			r.hlogErr = r.hlog.OutputIntervalHistogram(h)
+		}
+		h.Reset()
+	}
+	r.intervalStart = now
+}
+
+// OpsPerSecondLast returns the throughput of the last flushed interval, for the progress line.
+func (r *Recorder) OpsPerSecondLast() (float64, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var failed int64
+	for _, c := range r.counters {
+		failed += c.failed
+	}
+	if len(r.perSecond) == 0 {
+		return 0, failed
+	}
+	return r.perSecond[len(r.perSecond)-1], failed
+}
+
+// Summary is what the recorder measured, ready for the result and thresholds.
+type Summary struct {
+	Latency    map[string]reports.LatencyStats
+	Dists      map[string]reports.Dist // latency.<op> and latency.all
+	Phases     []reports.Phase
+	Ops        int64
+	Failed     int64
+	Errors     map[string]int64
+	Attempts   map[string]int64
+	Retries    map[string]reports.RetryStats
+	PerSecond  []float64
+	HlogErr    error
+}
+
+// Summarize ends the last phase at end and returns the whole record.
+func (r *Recorder) Summarize(end time.Time) Summary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur.end = end
+	s := Summary{Latency: map[string]reports.LatencyStats{}, Dists: map[string]reports.Dist{},
+		Errors: map[string]int64{}, Attempts: map[string]int64{}, Retries: map[string]reports.RetryStats{}, HlogErr: r.hlogErr}
+	all := NewHistogram()
+	var allC opCounters
+	for i := Op(0); i < NumOps; i++ {
+		c := r.counters[i]
+		if c.ops == 0 {
+			continue
+		}
+		all.Merge(r.total[i])
+		s.Latency[i.String()] = reports.StatsOf(reports.HDR{H: r.total[i]})
+		s.Dists["latency."+i.String()] = reports.HDR{H: r.total[i]}
+		s.Retries[i.String()] = retryStats(c)
+		allC.ops += c.ops
+		allC.failed += c.failed
+		allC.attempts += c.attempts
+		allC.retried += c.retried
+		allC.retryWait += c.retryWait
+		allC.maxAttempts = max(allC.maxAttempts, c.maxAttempts)
+	}
+	s.Latency["all"] = reports.StatsOf(reports.HDR{H: all})
+	s.Dists["latency.all"] = reports.HDR{H: all}
+	s.Retries["all"] = retryStats(allC)
+	s.Ops, s.Failed = allC.ops, allC.failed
+	for cl := ErrClass(1); cl < numClasses; cl++ {
+		if r.errs[cl] > 0 {
+			s.Errors[cl.String()] = r.errs[cl]
+		}
+		if r.attErrs[cl] > 0 {
+			s.Attempts[cl.String()] = r.attErrs[cl]
+		}
+	}
+	for _, p := range r.phases {
+		ph := reports.Phase{Name: p.name, StartS: p.start.Sub(r.zero).Seconds(), EndS: p.end.Sub(r.zero).Seconds(), Latency: map[string]reports.LatencyStats{}}
+		pall := NewHistogram()
+		for i := Op(0); i < NumOps; i++ {
+			if p.h[i].TotalCount() > 0 {
+				ph.Latency[i.String()] = reports.StatsOf(reports.HDR{H: p.h[i]})
+				pall.Merge(p.h[i])
+			}
+		}
+		ph.Latency["all"] = reports.StatsOf(reports.HDR{H: pall})
+		s.Phases = append(s.Phases, ph)
+	}
+	s.PerSecond = append([]float64(nil), r.perSecond...)
+	return s
+}
+
+func retryStats(c opCounters) reports.RetryStats {
+	rs := reports.RetryStats{Ops: c.ops, Attempts: c.attempts, MaxAttempts: c.maxAttempts, RetriedOps: c.retried,
+		RetryTimeMs: float64(c.retryWait) / float64(time.Millisecond)}
+	if c.ops > 0 {
+		rs.PerOp = float64(c.attempts) / float64(c.ops)
+	}
+	return rs
+}

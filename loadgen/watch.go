@@ -1,0 +1,194 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+)
+
+// MeasureClient returns a client for measurement (watcher, prober, recovery probes): one RPC per
+// attempt, and a reconnect backoff capped at 100ms, so that what is measured is etcd, not a client
+// sleeping in gRPC's default backoff (up to 120s) after a member came back.
+func MeasureClient(endpoints []string) (*clientv3.Client, error) {
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          time.Second,
+		DialKeepAliveTime:    time.Second,
+		DialKeepAliveTimeout: time.Second,
+		MaxUnaryRetries:      1,
+		Logger:               zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 100 * time.Millisecond},
+			MinConnectTimeout: 500 * time.Millisecond,
+		})},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %v: %w", endpoints, err)
+	}
+	return c, nil
+}
+
+// MemberStatus is one answer of a member to Status.
+type MemberStatus struct {
+	Name    string
+	ID      uint64
+	Leader  uint64 // 0: the member knows no leader
+	Term    uint64
+	Applied uint64
+	At      time.Time // when the answer arrived
+}
+
+// LeaderChange is a new leader seen in a newer term.
+type LeaderChange struct {
+	At                 time.Time
+	From, To           string
+	FromTerm, ToTerm   uint64
+	ReportedBy         string
+}
+
+// Watcher polls Status on every member every Interval (5ms) with a short timeout, keeps the latest
+// answer of each, reports leader changes and feeds the failover monitor.
+type Watcher struct {
+	Interval time.Duration
+	Timeout  time.Duration
+	mon      *Monitor
+	onChange func(LeaderChange)
+
+	names   []string
+	clients []*clientv3.Client
+
+	mu      sync.Mutex
+	latest  map[string]MemberStatus
+	idName  map[uint64]string
+	leader  uint64
+	term    uint64
+	changes []LeaderChange
+}
+
+// NewWatcher connects one client per member (name -> client URL).
+func NewWatcher(members map[string]string, order []string, mon *Monitor, onChange func(LeaderChange)) (*Watcher, error) {
+	w := &Watcher{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, mon: mon, onChange: onChange,
+		latest: map[string]MemberStatus{}, idName: map[uint64]string{}}
+	for _, name := range order {
+		c, err := MeasureClient([]string{members[name]})
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		w.names = append(w.names, name)
+		w.clients = append(w.clients, c)
+	}
+	return w, nil
+}
+
+// Close closes the clients.
+func (w *Watcher) Close() {
+	for _, c := range w.clients {
+		_ = c.Close()
+	}
+}
+
+// Run polls until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range w.names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.poll(ctx, i)
+		}()
+	}
+	wg.Wait()
+}
+
+func (w *Watcher) poll(ctx context.Context, i int) {
+	name, c := w.names[i], w.clients[i]
+	tick := time.NewTicker(w.Interval)
+	defer tick.Stop()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, w.Timeout)
+		resp, err := c.Status(sctx, c.Endpoints()[0])
+		cancel()
+		if err == nil {
+			w.observe(MemberStatus{Name: name, ID: resp.Header.MemberId, Leader: resp.Leader, Term: resp.RaftTerm,
+				Applied: resp.RaftAppliedIndex, At: time.Now()})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (w *Watcher) observe(st MemberStatus) {
+	w.mu.Lock()
+	w.latest[st.Name] = st
+	w.idName[st.ID] = st.Name
+	var change *LeaderChange
+	if st.Leader != 0 && st.Term > w.term {
+		if w.leader != 0 {
+			change = &LeaderChange{At: st.At, From: w.idName[w.leader], To: w.nameOf(st.Leader), FromTerm: w.term, ToTerm: st.Term, ReportedBy: st.Name}
+			w.changes = append(w.changes, *change)
+		}
+		w.leader, w.term = st.Leader, st.Term
+	}
+	w.mu.Unlock()
+	if w.mon != nil {
+		w.mon.status(st, w.NameOf)
+	}
+	if change != nil && w.onChange != nil {
+		w.onChange(*change)
+	}
+}
+
+func (w *Watcher) nameOf(id uint64) string {
+	if n, ok := w.idName[id]; ok {
+		return n
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+// NameOf maps a member ID to its name (once the member has answered).
+func (w *Watcher) NameOf(id uint64) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nameOf(id)
+}
+
+// Leader returns the newest leader seen and its term.
+func (w *Watcher) Leader() (string, uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.leader == 0 {
+		return "", 0
+	}
+	return w.nameOf(w.leader), w.term
+}
+
+// Latest returns the newest answer of a member.
+func (w *Watcher) Latest(name string) (MemberStatus, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st, ok := w.latest[name]
+	return st, ok
+}
+
+// Changes returns the leader changes seen since Run started, after time from.
+func (w *Watcher) Changes(from time.Time) []LeaderChange {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []LeaderChange
+	for _, c := range w.changes {
+		if !c.At.Before(from) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

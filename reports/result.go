@@ -1,0 +1,220 @@
+package reports
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// ResultVersion is bumped when result.json changes incompatibly.
+const ResultVersion = 1
+
+// Verdicts.
+const (
+	VerdictPass        = "pass"
+	VerdictFail        = "fail"
+	VerdictInterrupted = "interrupted"
+	VerdictError       = "error"
+)
+
+// Result is the whole verdict of one run, written as result.json.
+type Result struct {
+	Version     int       `json:"version"`
+	Scenario    string    `json:"scenario"`
+	Description string    `json:"description,omitempty"`
+	File        string    `json:"file"`
+	Seed        int64     `json:"seed"`
+	Passed      bool      `json:"passed"`
+	Verdict     string    `json:"verdict"`
+	Reason      string    `json:"reason,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	EndedAt     time.Time `json:"ended_at"`
+	Cluster     Cluster   `json:"cluster"`
+	// LoadStartedAt is time zero of the fault schedule (the load's start, warm-up included).
+	LoadStartedAt time.Time `json:"load_started_at"`
+
+	Thresholds []ThresholdResult        `json:"thresholds"`
+	Faults     []FaultRecord            `json:"faults"`
+	Failovers  []Failover               `json:"failovers"`
+	Recoveries []Recovery               `json:"recoveries"`
+	Latency    map[string]LatencyStats  `json:"latency"`
+	Phases     []Phase                  `json:"phases"`
+	Ops        int64                    `json:"ops"`
+	FailedOps  int64                    `json:"failed_ops"`
+	Errors     map[string]int64         `json:"errors"`
+	Attempts   map[string]int64         `json:"attempt_errors"`
+	Retries    map[string]RetryStats    `json:"retries"`
+	Throughput Throughput               `json:"throughput"`
+	Leader     LeaderStats              `json:"leader"`
+	Prober     ProberStats              `json:"prober"`
+}
+
+// Cluster describes what was run.
+type Cluster struct {
+	Provider    string            `json:"provider"`
+	Size        int               `json:"size"`
+	Members     []string          `json:"members"`
+	EtcdVersion string            `json:"etcd_version"`
+	EtcdBinary  string            `json:"etcd_binary,omitempty"`
+	Etcd        map[string]string `json:"etcd,omitempty"`
+}
+
+// ThresholdResult is one threshold with what was observed.
+type ThresholdResult struct {
+	Metric    string   `json:"metric"`
+	Condition string   `json:"condition"`
+	Observed  string   `json:"observed"`
+	Value     *float64 `json:"value"` // ms for durations; nil when not seen
+	Passed    bool     `json:"passed"`
+}
+
+// FaultRecord is one fault as it happened.
+type FaultRecord struct {
+	Index     int      `json:"index"`
+	Action    string   `json:"action"`
+	Target    string   `json:"target"`
+	Members   []string `json:"members"`
+	WasLeader bool     `json:"was_leader"`
+	AtS       float64  `json:"at_s"`                 // injected, seconds from load start
+	HealedAtS *float64 `json:"healed_at_s"`          // nil if never healed by the run
+	Error     string   `json:"error,omitempty"`
+}
+
+// Failover is measured for a fault that took the leader away.
+type Failover struct {
+	Fault           int      `json:"fault"`
+	Action          string   `json:"action"`
+	Target          string   `json:"target"`
+	Member          string   `json:"member"`
+	OldTerm         uint64   `json:"old_term"`
+	NewLeader       string   `json:"new_leader,omitempty"`
+	NewTerm         uint64   `json:"new_term,omitempty"`
+	LeaderElectedMs *float64 `json:"leader_elected_ms"` // nil: not seen
+	LeaderElectedBy string   `json:"leader_elected_by,omitempty"`
+	WriteRestoredMs *float64 `json:"write_restored_ms"`
+	Note            string   `json:"note,omitempty"`
+}
+
+// Recovery is measured for each member a fault hit, after the heal.
+type Recovery struct {
+	Fault          int      `json:"fault"`
+	Member         string   `json:"member"`
+	CaughtUpMs     *float64 `json:"caught_up_ms"`
+	ReadRestoredMs *float64 `json:"read_restored_ms"`
+}
+
+// LatencyStats summarises one histogram, in milliseconds.
+type LatencyStats struct {
+	Count int64   `json:"count"`
+	Min   float64 `json:"min_ms"`
+	Mean  float64 `json:"mean_ms"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// Phase is a stretch of the run: warm-up, before, during and after each fault.
+type Phase struct {
+	Name    string                  `json:"name"`
+	StartS  float64                 `json:"start_s"`
+	EndS    float64                 `json:"end_s"`
+	Latency map[string]LatencyStats `json:"latency"`
+}
+
+// RetryStats is the retry behaviour of one op type.
+type RetryStats struct {
+	Ops          int64   `json:"ops"`
+	Attempts     int64   `json:"attempts"`
+	PerOp        float64 `json:"attempts_per_op"`
+	MaxAttempts  int64   `json:"max_attempts"`
+	RetriedOps   int64   `json:"retried_ops"`
+	RetryTimeMs  float64 `json:"retry_time_ms"`
+}
+
+// Throughput is completed ops per second of load (warm-up excluded).
+type Throughput struct {
+	Avg       float64   `json:"avg"`
+	Min       float64   `json:"min"`
+	Max       float64   `json:"max"`
+	PerSecond []float64 `json:"per_second"`
+}
+
+// LeaderStats counts leader changes seen by the watcher during the load.
+type LeaderStats struct {
+	Changes int      `json:"changes"`
+	Initial string   `json:"initial"`
+	Final   string   `json:"final"`
+	Terms   []uint64 `json:"terms"`
+}
+
+// ProberStats is the failover prober's record.
+type ProberStats struct {
+	Sent         int64   `json:"sent"`
+	Acked        int64   `json:"acked"`
+	Availability float64 `json:"availability"`
+}
+
+// Ms turns a duration into a pointer to milliseconds (nil for a negative duration: "not seen").
+func Ms(d time.Duration) *float64 {
+	if d < 0 {
+		return nil
+	}
+	v := float64(d) / float64(time.Millisecond)
+	return &v
+}
+
+// StatsOf summarises a distribution in milliseconds.
+func StatsOf(d Dist) LatencyStats {
+	if d == nil || d.Count() == 0 {
+		return LatencyStats{}
+	}
+	ms := func(ns float64) float64 {
+		if math.IsInf(ns, 0) {
+			return -1
+		}
+		return math.Round(ns/1e3) / 1e3
+	}
+	return LatencyStats{Count: d.Count(), Min: ms(d.Min()), Mean: ms(d.Mean()), P50: ms(d.Quantile(50)),
+		P90: ms(d.Quantile(90)), P99: ms(d.Quantile(99)), P999: ms(d.Quantile(99.9)), Max: ms(d.Max())}
+}
+
+// WriteJSON writes result.json atomically (a temporary file renamed into place).
+func (r *Result) WriteJSON(dir string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding result.json: %w", err)
+	}
+	tmp := filepath.Join(dir, "result.json.tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing result.json: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "result.json"))
+}
+
+// ReadResult reads a run folder's result.json.
+func ReadResult(dir string) (*Result, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	if err != nil {
+		return nil, fmt.Errorf("reading result: %w", err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decoding %s/result.json: %w", dir, err)
+	}
+	return &r, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

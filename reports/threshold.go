@@ -1,0 +1,131 @@
+package reports
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// Metrics is what thresholds are evaluated against.
+type Metrics struct {
+	Trends        map[string]Dist // latency.<op>, latency.all, failover.*, recovery.*
+	Ops, Failed   int64
+	LeaderChanges int
+	Throughput    []float64 // ops per second of load
+	Retries       map[string]RetryStats
+	ProbesSent    int64
+	ProbesAcked   int64
+}
+
+// Evaluate holds every threshold against the metrics. A metric with no samples fails its threshold
+// ("no samples"): a threshold that cannot be checked must not pass silently.
+func Evaluate(ths scenarios.Thresholds, m Metrics) []ThresholdResult {
+	out := make([]ThresholdResult, 0, len(ths))
+	for _, th := range ths {
+		v, text, ok := observe(th, m)
+		r := ThresholdResult{Metric: th.Metric, Condition: th.Expr, Observed: text}
+		if ok {
+			r.Passed = th.Holds(v)
+			if !math.IsInf(v, 0) {
+				if th.IsDuration {
+					v /= float64(time.Millisecond)
+				}
+				r.Value = &v
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func observe(th scenarios.Threshold, m Metrics) (float64, string, bool) {
+	switch scenarios.MetricKindOf(th.Metric) {
+	case scenarios.Trend:
+		d := m.Trends[th.Metric]
+		if d == nil || d.Count() == 0 {
+			return 0, "no samples", false
+		}
+		var v float64
+		switch th.Agg {
+		case "p":
+			v = d.Quantile(th.Percentile)
+		case "avg":
+			v = d.Mean()
+		case "med":
+			v = d.Quantile(50)
+		case "min":
+			v = d.Min()
+		case "max":
+			v = d.Max()
+		case "count":
+			c := float64(d.Count())
+			return c, fmt.Sprintf("%d", d.Count()), true
+		}
+		if math.IsInf(v, 1) {
+			return v, "not seen (never completed)", true
+		}
+		return v, FormatDuration(time.Duration(v)), true
+	case scenarios.Rate:
+		var num, den int64
+		switch th.Metric {
+		case "errors":
+			num, den = m.Failed, m.Ops
+		case "availability":
+			num, den = m.ProbesAcked, m.ProbesSent
+		}
+		if th.Agg == "count" {
+			return float64(num), fmt.Sprintf("%d", num), true
+		}
+		if den == 0 {
+			return 0, "no samples", false
+		}
+		r := float64(num) / float64(den)
+		return r, fmt.Sprintf("%.4f (%d of %d)", r, num, den), true
+	case scenarios.Counter:
+		return float64(m.LeaderChanges), fmt.Sprintf("%d", m.LeaderChanges), true
+	case scenarios.Gauge:
+		if op, ok := strings.CutPrefix(th.Metric, "retries."); ok {
+			rs, ok := m.Retries[op]
+			if !ok || rs.Ops == 0 {
+				return 0, "no samples", false
+			}
+			switch th.Agg {
+			case "max":
+				return float64(rs.MaxAttempts), fmt.Sprintf("%d attempts", rs.MaxAttempts), true
+			case "min":
+				return 1, "1 attempt", true
+			}
+			return rs.PerOp, fmt.Sprintf("%.3f attempts/op", rs.PerOp), true
+		}
+		if len(m.Throughput) == 0 {
+			return 0, "no samples", false
+		}
+		s := Samples(m.Throughput)
+		var v float64
+		switch th.Agg {
+		case "min":
+			v = s.Min()
+		case "max":
+			v = s.Max()
+		default:
+			v = s.Mean()
+		}
+		return v, fmt.Sprintf("%.1f ops/s", v), true
+	}
+	return 0, "unknown metric", false
+}
+
+// FormatDuration prints a duration with 3 significant digits in a readable unit.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.3fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.3gms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.3gµs", float64(d)/1e3)
+	}
+}
