@@ -15,7 +15,9 @@ func (kill) Name() string { return "kill" }
 
 func (kill) Inject(ctx context.Context, m Member) error { return m.Signal(syscall.SIGKILL) }
 
-func (kill) VerifyInjected(ctx context.Context, m Member) error { return waitExit(ctx, m, 5*time.Second) }
+func (kill) VerifyInjected(ctx context.Context, m Member) error {
+	return waitExit(ctx, m, 5*time.Second)
+}
 
 func (kill) Heal(ctx context.Context, m Member) error { return m.Start(ctx) }
 

@@ -23,13 +23,13 @@ type Failover struct {
 	OldLeader string
 	OldTerm   uint64
 
-	mu         sync.Mutex
-	healAt     time.Time
-	electedAt  time.Time
-	electedBy  string
-	newLeader  string
-	newTerm    uint64
-	restoredAt time.Time
+	mu           sync.Mutex
+	healAt       time.Time
+	electedAt    time.Time
+	electedBy    string
+	newLeader    string
+	newTerm      uint64
+	restoredAt   time.Time
 	restoredTerm uint64
 }
 
@@ -137,7 +137,7 @@ func (m *Monitor) ack(sent, acked time.Time, term uint64) {
 // ProbeKey is the key the failover prober writes.
 const ProbeKey = "chaos/probe"
 
-// Prober writes ProbeKey every Interval (5ms) with a short Timeout (100ms), open loop: a probe is
+// Prober writes ProbeKey every Interval (10ms) with a short Timeout (100ms), open loop: a probe is
 // sent on time even while earlier ones hang, so the first write after an outage is seen within one
 // interval. It runs beside the load and is not part of it.
 type Prober struct {
@@ -147,6 +147,7 @@ type Prober struct {
 	mon      *Monitor
 	sent     atomic.Int64
 	acked    atomic.Int64
+	from     atomic.Int64 // probes sent before this (unix ns) are not counted
 }
 
 // NewProber connects to all endpoints.
@@ -155,7 +156,7 @@ func NewProber(endpoints []string, mon *Monitor) (*Prober, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Prober{Interval: 5 * time.Millisecond, Timeout: 100 * time.Millisecond, client: c, mon: mon}, nil
+	return &Prober{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, client: c, mon: mon}, nil
 }
 
 // Close closes the client.
@@ -164,8 +165,10 @@ func (p *Prober) Close() { _ = p.client.Close() }
 // Counts returns probes sent and acknowledged.
 func (p *Prober) Counts() (sent, acked int64) { return p.sent.Load(), p.acked.Load() }
 
-// ResetCounts zeroes the counts (at the end of the warm-up).
+// ResetCounts zeroes the counts (at the end of the warm-up): probes sent before now are not counted,
+// even when their answer comes later.
 func (p *Prober) ResetCounts() {
+	p.from.Store(time.Now().UnixNano())
 	p.sent.Store(0)
 	p.acked.Store(0)
 }
@@ -195,7 +198,10 @@ func (p *Prober) Run(ctx context.Context) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			sent := time.Now()
-			p.sent.Add(1)
+			counted := sent.UnixNano() >= p.from.Load()
+			if counted {
+				p.sent.Add(1)
+			}
 			pctx, cancel := context.WithTimeout(ctx, p.Timeout)
 			resp, err := p.client.Put(pctx, ProbeKey, strconv.FormatInt(n, 10))
 			cancel()
@@ -203,7 +209,9 @@ func (p *Prober) Run(ctx context.Context) {
 				return
 			}
 			acked := time.Now()
-			p.acked.Add(1)
+			if counted && sent.UnixNano() >= p.from.Load() {
+				p.acked.Add(1)
+			}
 			p.mon.ack(sent, acked, resp.Header.RaftTerm)
 		}(seq)
 	}
@@ -237,7 +245,7 @@ func Recovery(ctx context.Context, endpoint string, healedAt time.Time, target u
 		}
 	}
 	go loop(func(actx context.Context) bool {
-		st, err := c.Status(actx, endpoint)
+		st, err := Status(actx, c)
 		if err == nil && st.RaftAppliedIndex >= target {
 			caughtUp = time.Since(healedAt)
 			return true

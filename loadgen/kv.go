@@ -114,8 +114,8 @@ func NewClient(endpoints []string, unaryRetries uint) (*clientv3.Client, error) 
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
+		DialKeepAliveTime:    10 * time.Second, // etcd refuses pings more often than every 5s (grpc-keepalive-min-time)
+		DialKeepAliveTimeout: 3 * time.Second,
 		MaxUnaryRetries:      unaryRetries,
 		Logger:               zap.NewNop(),
 	})

@@ -221,16 +221,16 @@ func (r *Recorder) OpsPerSecondLast() (float64, int64) {
 
 // Summary is what the recorder measured, ready for the result and thresholds.
 type Summary struct {
-	Latency    map[string]reports.LatencyStats
-	Dists      map[string]reports.Dist // latency.<op> and latency.all
-	Phases     []reports.Phase
-	Ops        int64
-	Failed     int64
-	Errors     map[string]int64
-	Attempts   map[string]int64
-	Retries    map[string]reports.RetryStats
-	PerSecond  []float64
-	HlogErr    error
+	Latency   map[string]reports.LatencyStats
+	Dists     map[string]reports.Dist // latency.<op> and latency.all
+	Phases    []reports.Phase
+	Ops       int64
+	Failed    int64
+	Errors    map[string]int64
+	Attempts  map[string]int64
+	Retries   map[string]reports.RetryStats
+	PerSecond []float64
+	HlogErr   error
 }
 
 // Summarize ends the last phase at end and returns the whole record.

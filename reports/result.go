@@ -37,20 +37,20 @@ type Result struct {
 	// LoadStartedAt is time zero of the fault schedule (the load's start, warm-up included).
 	LoadStartedAt time.Time `json:"load_started_at"`
 
-	Thresholds []ThresholdResult        `json:"thresholds"`
-	Faults     []FaultRecord            `json:"faults"`
-	Failovers  []Failover               `json:"failovers"`
-	Recoveries []Recovery               `json:"recoveries"`
-	Latency    map[string]LatencyStats  `json:"latency"`
-	Phases     []Phase                  `json:"phases"`
-	Ops        int64                    `json:"ops"`
-	FailedOps  int64                    `json:"failed_ops"`
-	Errors     map[string]int64         `json:"errors"`
-	Attempts   map[string]int64         `json:"attempt_errors"`
-	Retries    map[string]RetryStats    `json:"retries"`
-	Throughput Throughput               `json:"throughput"`
-	Leader     LeaderStats              `json:"leader"`
-	Prober     ProberStats              `json:"prober"`
+	Thresholds []ThresholdResult       `json:"thresholds"`
+	Faults     []FaultRecord           `json:"faults"`
+	Failovers  []Failover              `json:"failovers"`
+	Recoveries []Recovery              `json:"recoveries"`
+	Latency    map[string]LatencyStats `json:"latency"`
+	Phases     []Phase                 `json:"phases"`
+	Ops        int64                   `json:"ops"`
+	FailedOps  int64                   `json:"failed_ops"`
+	Errors     map[string]int64        `json:"errors"`
+	Attempts   map[string]int64        `json:"attempt_errors"`
+	Retries    map[string]RetryStats   `json:"retries"`
+	Throughput Throughput              `json:"throughput"`
+	Leader     LeaderStats             `json:"leader"`
+	Prober     ProberStats             `json:"prober"`
 }
 
 // Cluster describes what was run.
@@ -79,8 +79,8 @@ type FaultRecord struct {
 	Target    string   `json:"target"`
 	Members   []string `json:"members"`
 	WasLeader bool     `json:"was_leader"`
-	AtS       float64  `json:"at_s"`                 // injected, seconds from load start
-	HealedAtS *float64 `json:"healed_at_s"`          // nil if never healed by the run
+	AtS       float64  `json:"at_s"`        // injected, seconds from load start
+	HealedAtS *float64 `json:"healed_at_s"` // nil if never healed by the run
 	Error     string   `json:"error,omitempty"`
 }
 
@@ -129,12 +129,12 @@ type Phase struct {
 
 // RetryStats is the retry behaviour of one op type.
 type RetryStats struct {
-	Ops          int64   `json:"ops"`
-	Attempts     int64   `json:"attempts"`
-	PerOp        float64 `json:"attempts_per_op"`
-	MaxAttempts  int64   `json:"max_attempts"`
-	RetriedOps   int64   `json:"retried_ops"`
-	RetryTimeMs  float64 `json:"retry_time_ms"`
+	Ops         int64   `json:"ops"`
+	Attempts    int64   `json:"attempts"`
+	PerOp       float64 `json:"attempts_per_op"`
+	MaxAttempts int64   `json:"max_attempts"`
+	RetriedOps  int64   `json:"retried_ops"`
+	RetryTimeMs float64 `json:"retry_time_ms"`
 }
 
 // Throughput is completed ops per second of load (warm-up excluded).

@@ -1,0 +1,279 @@
+// Command chaos is etcd-chaos's command line: run a scenario against an etcd cluster and say pass or
+// fail (exit 0 pass, 1 a threshold failed, 2 bad input, 3 the harness or cluster could not run).
+// Diagnostics go to stderr; stdout carries only the verdict, so scripts can read it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.etcd.io/etcd/server/v3/etcdmain"
+
+	"github.com/etcd-chaos/etcd-chaos/harness"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// Exit codes.
+const (
+	exitPass     = 0
+	exitFail     = 1
+	exitBadInput = 2
+	exitInfra    = 3
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func badInput(err error) error { return &exitError{exitBadInput, err} }
+
+func main() {
+	// "chaos node" runs one etcd member in this process with etcd's own main, which parses etcd's
+	// flags (every etcd flag works) and starts the server through go.etcd.io/etcd/server/v3/embed.
+	if len(os.Args) > 1 && os.Args[1] == "node" {
+		args := os.Args[2:]
+		if len(args) > 0 && args[0] == "--" {
+			args = args[1:]
+		}
+		etcdmain.Main(append([]string{"etcd"}, args...))
+		return
+	}
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func execute(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitPass
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.code != exitFail {
+			fmt.Fprintln(stderr, "chaos:", ee.err)
+		}
+		return ee.code
+	}
+	// cobra's own errors: unknown command or flag, wrong number of arguments.
+	fmt.Fprintln(stderr, "chaos:", err)
+	return exitBadInput
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "chaos",
+		Short:         "Chaos and load testing for etcd: real clusters, real faults, thresholds",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout), listCmd(stdout), healCmd(stdout, stderr), nodeCmd())
+	return root
+}
+
+func nodeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "node -- [etcd flags]",
+		Short:              "Run one etcd member in this process (used by the local provider)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE:               func(*cobra.Command, []string) error { return nil }, // handled in main
+	}
+}
+
+func load(arg string, sets []string) (*scenarios.Scenario, error) {
+	sc, err := scenarios.Load(arg, sets)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return sc, nil
+}
+
+func runCmd(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		out, nodeBin string
+		seed         int64
+		sets         []string
+		keepData     bool
+		verbose      bool
+		noProgress   bool
+		cpuProfile   string
+	)
+	c := &cobra.Command{
+		Use:   "run FILE.yaml|NAME",
+		Short: "Run a scenario and print the verdict",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sc, err := load(args[0], sets)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("seed") {
+				sc.Seed = seed
+			}
+			if out == "" {
+				out = filepath.Join("results", fmt.Sprintf("%s-%s", sc.Name, time.Now().UTC().Format("20060102T150405Z")))
+			}
+			level := slog.LevelWarn
+			if verbose {
+				level = slog.LevelInfo
+			}
+			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			var progress io.Writer
+			if !noProgress && isTerminal(stderr) {
+				progress = stderr
+			}
+			var nodeCommand []string
+			if nodeBin != "" {
+				nodeCommand = []string{nodeBin, "node"}
+			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return badInput(err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return badInput(err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(stderr, "chaos: running %s (seed %d) into %s\n", sc.Name, sc.Seed, out)
+			res, runErr := harness.Run(ctx, sc, harness.Options{Out: out, NodeCommand: nodeCommand, KeepData: keepData, Progress: progress, Logger: logger})
+			if res != nil && res.Verdict != "" {
+				var b strings.Builder
+				_ = reports.WriteText(&b, res)
+				fmt.Fprint(stdout, b.String())
+				if err := os.WriteFile(filepath.Join(out, "summary.txt"), []byte(b.String()), 0o644); err != nil {
+					fmt.Fprintln(stderr, "chaos: writing summary.txt:", err)
+				}
+				fmt.Fprintf(stderr, "chaos: results in %s\n", out)
+			}
+			switch {
+			case runErr != nil:
+				return &exitError{exitInfra, runErr}
+			case res.Verdict == reports.VerdictInterrupted:
+				return &exitError{exitInfra, errors.New("interrupted: every fault was healed and the cluster stopped")}
+			case !res.Passed:
+				return &exitError{exitFail, errors.New(res.Reason)}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&out, "out", "", "run folder (default results/<scenario>-<UTC time>)")
+	f.Int64Var(&seed, "seed", 0, "seed for every random choice (default: the scenario's)")
+	f.StringArrayVar(&sets, "set", nil, "override a scenario field: --set workload.duration=30s (repeatable)")
+	f.BoolVar(&keepData, "keep-data", false, "keep the members' data dirs after a passing run")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log what the harness does to stderr")
+	f.BoolVar(&noProgress, "no-progress", false, "no live progress line")
+	f.StringVar(&nodeBin, "node-binary", "", "chaos binary that runs embedded members (default: this one)")
+	_ = f.MarkHidden("node-binary")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write the harness's CPU profile to this file")
+	return c
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func validateCmd(stdout io.Writer) *cobra.Command {
+	var sets []string
+	c := &cobra.Command{
+		Use:   "validate FILE.yaml|NAME",
+		Short: "Check a scenario without running it; print it with defaults filled in",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sc, err := load(args[0], sets)
+			if err != nil {
+				return err
+			}
+			b, err := sc.Marshal()
+			if err != nil {
+				return &exitError{exitInfra, err}
+			}
+			fmt.Fprintf(stdout, "# %s: valid\n%s", sc.File, b)
+			return nil
+		},
+	}
+	c.Flags().StringArrayVar(&sets, "set", nil, "override a scenario field (repeatable)")
+	return c
+}
+
+func listCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the built-in scenarios",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := scenarios.Builtins()
+			if err != nil {
+				return &exitError{exitInfra, err}
+			}
+			tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+			for _, b := range list {
+				fmt.Fprintf(tw, "%s\t%s\n", b.Name, b.Description)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func healCmd(stdout, stderr io.Writer) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "heal DIR",
+		Short: "Heal what a killed harness left: resume paused members, end member processes, close the ledger",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep, err := harness.Heal(cmd.Context(), args[0], force)
+			if err != nil {
+				if errors.Is(err, harness.ErrHarnessAlive) {
+					return badInput(err)
+				}
+				return &exitError{exitInfra, err}
+			}
+			for _, e := range rep.Unhealed {
+				fmt.Fprintf(stdout, "fault #%d %s on %s was left %s: healed\n", e.Fault, e.Action, strings.Join(e.Members, ","), e.Step)
+			}
+			for _, m := range rep.Resumed {
+				fmt.Fprintf(stdout, "member %s was paused: resumed\n", m)
+			}
+			for _, m := range rep.Stopped {
+				fmt.Fprintf(stdout, "member %s was still running: stopped\n", m)
+			}
+			if len(rep.Unhealed)+len(rep.Stopped) == 0 {
+				fmt.Fprintln(stdout, "nothing to heal")
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&force, "force", false, "heal even though the run's harness still runs")
+	return c
+}

@@ -1,0 +1,86 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+)
+
+// HealReport says what chaos heal did.
+type HealReport struct {
+	Unhealed []faults.LedgerEntry // faults the ledger shows applied and not healed
+	Resumed  []string             // members that were paused and got SIGCONT
+	Stopped  []string             // member processes that were still running and were ended
+}
+
+// ErrHarnessAlive is returned by Heal when the run's harness still runs (it heals its own faults).
+var ErrHarnessAlive = fmt.Errorf("the harness of this run is still running")
+
+func alive(pid int) bool {
+	return pid > 0 && syscall.Kill(pid, 0) == nil
+}
+
+// Heal heals what a killed harness left in run folder dir: it resumes paused members and ends member
+// processes of this run (a process counts only if its command line names this run's data dir, so a
+// reused PID is never touched), and records the heal in the ledger. Unless force is set it refuses
+// while the run's harness is alive.
+func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a run folder: %w", dir, err)
+	}
+	var cf ClusterFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		return nil, fmt.Errorf("reading %s/cluster.json: %w", dir, err)
+	}
+	if alive(cf.HarnessPID) && cf.HarnessPID != os.Getpid() && strings.Contains(cmdline(cf.HarnessPID), "chaos") && !force {
+		return nil, fmt.Errorf("%w (pid %d); stop it with Ctrl-C, or pass --force", ErrHarnessAlive, cf.HarnessPID)
+	}
+	rep := &HealReport{}
+	entries, err := faults.ReadLedger(filepath.Join(dir, "ledger.jsonl"))
+	if err != nil && !os.IsNotExist(err) && !strings.Contains(err.Error(), "no such file") {
+		return nil, err
+	}
+	rep.Unhealed = faults.Unhealed(entries)
+	for _, m := range cf.Members {
+		if !alive(m.PID) || !strings.Contains(cmdline(m.PID), m.DataDir) {
+			continue
+		}
+		if st, _ := procState(m.PID); st == faults.Stopped {
+			rep.Resumed = append(rep.Resumed, m.Name)
+		}
+		_ = syscall.Kill(m.PID, syscall.SIGCONT)
+		_ = syscall.Kill(m.PID, syscall.SIGTERM)
+		deadline := time.Now().Add(5 * time.Second)
+		for alive(m.PID) && time.Now().Before(deadline) && ctx.Err() == nil {
+			if st, _ := procState(m.PID); st == faults.Exited {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if st, _ := procState(m.PID); st != faults.Exited {
+			_ = syscall.Kill(m.PID, syscall.SIGKILL)
+		}
+		rep.Stopped = append(rep.Stopped, m.Name)
+	}
+	if len(rep.Unhealed) > 0 {
+		l, err := faults.OpenLedger(filepath.Join(dir, "ledger.jsonl"))
+		if err != nil {
+			return rep, err
+		}
+		defer l.Close()
+		for _, e := range rep.Unhealed {
+			if err := l.Append(faults.LedgerEntry{Fault: e.Fault, Action: e.Action, Step: faults.StepHealed, Members: e.Members, By: "chaos heal"}); err != nil {
+				return rep, err
+			}
+		}
+	}
+	return rep, nil
+}

@@ -1,0 +1,523 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/version"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// LocalOptions configures a cluster of local member processes.
+type LocalOptions struct {
+	Dir        string // the run folder: members/<name>/{data,etcd.log}
+	Size       int
+	Etcd       map[string]string // extra etcd flags by name
+	EtcdBinary string            // an official etcd binary; "" runs NodeCommand
+	// NodeCommand runs an embedded member: the chaos binary and "node" (default: this executable).
+	NodeCommand []string
+	Token       string
+	Logger      *slog.Logger
+}
+
+// LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports.
+type LocalCluster struct {
+	opts    LocalOptions
+	members []*localMember
+	mu      sync.Mutex // guards cluster.json writes
+}
+
+type localMember struct {
+	cl        *LocalCluster
+	name      string
+	clientURL string
+	peerURL   string
+	dataDir   string
+	logPath   string
+	argv      []string
+
+	mu   sync.Mutex
+	pid  int
+	done chan struct{}
+}
+
+// freePorts asks the kernel for n free loopback ports.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// NewLocal lays out the members (ports, folders, flags) without starting them.
+func NewLocal(opts LocalOptions) (*LocalCluster, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.EtcdBinary == "" && len(opts.NodeCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the chaos binary to run members: %w", err)
+		}
+		opts.NodeCommand = []string{exe, "node"}
+	}
+	ports, err := freePorts(2 * opts.Size)
+	if err != nil {
+		return nil, err
+	}
+	c := &LocalCluster{opts: opts}
+	var initial []string
+	for i := 0; i < opts.Size; i++ {
+		name := scenarios.MemberName(i)
+		dir := filepath.Join(opts.Dir, "members", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", dir, err)
+		}
+		m := &localMember{cl: c, name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log"),
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]), peerURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])}
+		c.members = append(c.members, m)
+		initial = append(initial, name+"="+m.peerURL)
+	}
+	extra, err := etcdFlags(opts.Etcd)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range c.members {
+		args := []string{"--name=" + m.name, "--data-dir=" + m.dataDir,
+			"--listen-client-urls=" + m.clientURL, "--advertise-client-urls=" + m.clientURL,
+			"--listen-peer-urls=" + m.peerURL, "--initial-advertise-peer-urls=" + m.peerURL,
+			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
+			"--initial-cluster-token=" + opts.Token}
+		args = append(args, extra...)
+		if opts.EtcdBinary != "" {
+			m.argv = append([]string{opts.EtcdBinary}, args...)
+		} else {
+			m.argv = append(append(append([]string{}, opts.NodeCommand...), "--"), args...)
+		}
+	}
+	return c, nil
+}
+
+// etcdFlags turns the scenario's etcd settings into flags; the millisecond flags accept durations.
+func etcdFlags(m map[string]string) ([]string, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		v := m[k]
+		if k == "heartbeat-interval" || k == "election-timeout" {
+			ms, err := scenarios.EtcdMillis(v)
+			if err != nil {
+				return nil, fmt.Errorf("cluster.etcd.%s: %w", k, err)
+			}
+			v = fmt.Sprint(ms)
+		}
+		out = append(out, "--"+k+"="+v)
+	}
+	return out, nil
+}
+
+// Start starts every member.
+func (c *LocalCluster) Start(ctx context.Context) error {
+	for _, m := range c.members {
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Members returns the members sorted by name.
+func (c *LocalCluster) Members() []faults.Member {
+	out := make([]faults.Member, len(c.members))
+	for i, m := range c.members {
+		out[i] = m
+	}
+	return out
+}
+
+// ClientURLs maps member names to client URLs.
+func (c *LocalCluster) ClientURLs() map[string]string {
+	out := map[string]string{}
+	for _, m := range c.members {
+		out[m.name] = m.clientURL
+	}
+	return out
+}
+
+// Endpoints lists the client URLs in member order.
+func (c *LocalCluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.members {
+		out = append(out, m.clientURL)
+	}
+	return out
+}
+
+// Names lists the member names in order.
+func (c *LocalCluster) Names() []string {
+	var out []string
+	for _, m := range c.members {
+		out = append(out, m.name)
+	}
+	return out
+}
+
+func (c *LocalCluster) member(name string) *localMember {
+	for _, m := range c.members {
+		if m.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// Leader asks every member for its status at once and returns the leader of the newest term.
+func (c *LocalCluster) Leader(ctx context.Context) (string, uint64, error) {
+	type answer struct {
+		id, leader, term uint64
+	}
+	answers := make([]*answer, len(c.members))
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := status(ctx, m.clientURL, 500*time.Millisecond)
+			if err == nil {
+				answers[i] = &answer{st.Header.MemberId, st.Leader, st.RaftTerm}
+			}
+		}()
+	}
+	wg.Wait()
+	ids := map[uint64]string{}
+	var best *answer
+	for i, a := range answers {
+		if a == nil {
+			continue
+		}
+		ids[a.id] = c.members[i].name
+		if a.leader != 0 && (best == nil || a.term > best.term) {
+			best = a
+		}
+	}
+	if best == nil {
+		return "", 0, errors.New("no member reports a leader")
+	}
+	name, ok := ids[best.leader]
+	if !ok {
+		return "", 0, fmt.Errorf("the leader (id %x) did not answer", best.leader)
+	}
+	return name, best.term, nil
+}
+
+func status(ctx context.Context, endpoint string, timeout time.Duration) (*pb.StatusResponse, error) {
+	cli, err := loadgen.MeasureClient([]string{endpoint})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return loadgen.Status(sctx, cli)
+}
+
+// WaitReady waits until every member answers, knows a leader, and a write succeeds.
+func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cli, err := loadgen.MeasureClient(c.Endpoints())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	var last error
+	for {
+		last = c.ready(ctx, cli)
+		if last == nil {
+			return nil
+		}
+		for _, m := range c.members {
+			if st, _ := m.State(); st == faults.Exited {
+				return fmt.Errorf("member %s exited while starting; its log ends:\n%s", m.name, tail(m.logPath, 15))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			var logs []string
+			for _, m := range c.members {
+				logs = append(logs, fmt.Sprintf("--- %s (%s):\n%s", m.name, m.logPath, tail(m.logPath, 8)))
+			}
+			return fmt.Errorf("the cluster was not ready within %s: %v\n%s", timeout, last, strings.Join(logs, "\n"))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *LocalCluster) ready(ctx context.Context, cli *clientv3.Client) error {
+	for _, m := range c.members {
+		st, err := status(ctx, m.clientURL, time.Second)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		if st.Leader == 0 {
+			return fmt.Errorf("%s has no leader yet", m.name)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cli.Put(pctx, "chaos/ready", time.Now().String()); err != nil {
+		return fmt.Errorf("a write failed: %w", err)
+	}
+	return nil
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Close stops every member: SIGCONT (a paused member cannot act on SIGTERM), SIGTERM, and SIGKILL for
+// any still running after grace. Members stop in parallel: a leader given SIGTERM while its peers also
+// stop can block in a leadership hand-over that cannot complete; the WAL is crash-safe, so SIGKILL
+// after the grace period loses nothing.
+func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.members))
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.stop(ctx, grace)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// RemoveData deletes the members' data dirs (about 120MB each), keeping their logs.
+func (c *LocalCluster) RemoveData() error {
+	var errs []error
+	for _, m := range c.members {
+		if err := os.RemoveAll(m.dataDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EtcdVersion returns the version of etcd the members run.
+func (c *LocalCluster) EtcdVersion() string {
+	if c.opts.EtcdBinary == "" {
+		return version.Version
+	}
+	out, err := exec.Command(c.opts.EtcdBinary, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	if m := regexp.MustCompile(`etcd Version: (\S+)`).FindSubmatch(out); m != nil {
+		return string(m[1])
+	}
+	return "unknown"
+}
+
+// ClusterFile is cluster.json: what chaos heal needs to find a run's processes.
+type ClusterFile struct {
+	HarnessPID int             `json:"harness_pid"`
+	Dir        string          `json:"dir"`
+	Members    []ClusterMember `json:"members"`
+}
+
+// ClusterMember is one member in cluster.json.
+type ClusterMember struct {
+	Name      string `json:"name"`
+	PID       int    `json:"pid"`
+	ClientURL string `json:"client_url"`
+	PeerURL   string `json:"peer_url"`
+	DataDir   string `json:"data_dir"`
+	Log       string `json:"log"`
+}
+
+// writeClusterFile rewrites cluster.json (atomically) with the members' current PIDs.
+func (c *LocalCluster) writeClusterFile() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.opts.Dir}
+	for _, m := range c.members {
+		cf.Members = append(cf.Members, ClusterMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, PeerURL: m.peerURL, DataDir: m.dataDir, Log: m.logPath})
+	}
+	b, err := json.MarshalIndent(cf, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.opts.Dir, "cluster.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("writing cluster.json: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(c.opts.Dir, "cluster.json"))
+}
+
+// --- one member ---
+
+func (m *localMember) Name() string { return m.name }
+
+func (m *localMember) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pid
+}
+
+func (m *localMember) running() (int, chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pid, m.done
+}
+
+// Start launches the member's process (again) with its log appended to etcd.log.
+func (m *localMember) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.done != nil {
+		select {
+		case <-m.done:
+		default:
+			m.mu.Unlock()
+			return fmt.Errorf("member %s is already running (pid %d)", m.name, m.pid)
+		}
+	}
+	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		m.mu.Unlock()
+		return fmt.Errorf("opening %s: %w", m.logPath, err)
+	}
+	fmt.Fprintf(logf, "=== etcd-chaos: starting %s at %s: %s\n", m.name, time.Now().UTC().Format(time.RFC3339Nano), strings.Join(m.argv, " "))
+	cmd := exec.Command(m.argv[0], m.argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = memberSysProcAttr()
+	if err := cmd.Start(); err != nil {
+		m.mu.Unlock()
+		logf.Close()
+		return fmt.Errorf("starting member %s: %w", m.name, err)
+	}
+	done := make(chan struct{})
+	m.pid, m.done = cmd.Process.Pid, done
+	m.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	m.cl.opts.Logger.Info("member started", "member", m.name, "pid", cmd.Process.Pid)
+	return m.cl.writeClusterFile()
+}
+
+// Signal sends sig to the member's process (by PID, only while the harness knows it to be alive).
+func (m *localMember) Signal(sig syscall.Signal) error {
+	pid, done := m.running()
+	if done == nil {
+		return fmt.Errorf("member %s was never started", m.name)
+	}
+	select {
+	case <-done:
+		return fmt.Errorf("member %s (pid %d) is not running", m.name, pid)
+	default:
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("sending %s to %s (pid %d): %w", sig, m.name, pid, err)
+	}
+	return nil
+}
+
+func (m *localMember) WaitExit(ctx context.Context) error {
+	_, done := m.running()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *localMember) State() (faults.ProcState, error) {
+	pid, done := m.running()
+	if done == nil {
+		return faults.Exited, nil
+	}
+	select {
+	case <-done:
+		return faults.Exited, nil
+	default:
+	}
+	return procState(pid)
+}
+
+func (m *localMember) stop(ctx context.Context, grace time.Duration) error {
+	if st, _ := m.State(); st == faults.Exited {
+		return nil
+	}
+	_ = m.Signal(syscall.SIGCONT)
+	_ = m.Signal(syscall.SIGTERM)
+	gctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	if m.WaitExit(gctx) == nil {
+		return nil
+	}
+	m.cl.opts.Logger.Warn("member did not stop within the grace period; killing it", "member", m.name, "grace", grace)
+	_ = m.Signal(syscall.SIGKILL)
+	kctx, kcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer kcancel()
+	if err := m.WaitExit(kctx); err != nil {
+		return fmt.Errorf("member %s (pid %d) did not exit after SIGKILL: %w", m.name, m.PID(), err)
+	}
+	return nil
+}

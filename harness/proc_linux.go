@@ -1,0 +1,49 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+)
+
+// memberSysProcAttr puts each member in its own process group (a Ctrl-C on the terminal reaches the
+// harness, which heals and stops members in order, not the members directly) and has the kernel
+// SIGKILL the member if the harness dies, so no member outlives it.
+func memberSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// procState reads the process state from /proc/PID/stat (the field after the command name).
+func procState(pid int) (faults.ProcState, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return faults.Exited, nil
+		}
+		return "", fmt.Errorf("reading the state of pid %d: %w", pid, err)
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return "", fmt.Errorf("cannot parse /proc/%d/stat", pid)
+	}
+	switch s[i+2] {
+	case 'T', 't':
+		return faults.Stopped, nil
+	case 'Z', 'X':
+		return faults.Exited, nil
+	}
+	return faults.Running, nil
+}
+
+// cmdline returns a process's command line, or "" if it is gone.
+func cmdline(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.ReplaceAll(string(b), "\x00", " ")
+}

@@ -1,0 +1,40 @@
+//go:build !linux
+
+package harness
+
+import (
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+)
+
+// memberSysProcAttr puts each member in its own process group. Without Linux's parent-death signal,
+// chaos heal DIR is what ends members a killed harness left.
+func memberSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// procState asks ps for the process state.
+func procState(pid int) (faults.ProcState, error) {
+	out, err := exec.Command("ps", "-o", "state=", "-p", strconv.Itoa(pid)).Output()
+	s := strings.TrimSpace(string(out))
+	if err != nil || s == "" {
+		return faults.Exited, nil
+	}
+	switch s[0] {
+	case 'T':
+		return faults.Stopped, nil
+	case 'Z':
+		return faults.Exited, nil
+	}
+	return faults.Running, nil
+}
+
+func cmdline(pid int) string {
+	out, err := exec.Command("ps", "-o", "command=", "-p", strconv.Itoa(pid)).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,565 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// Options configures one run.
+type Options struct {
+	Out         string   // run folder (created)
+	NodeCommand []string // see LocalOptions
+	KeepData    bool     // keep member data dirs after a passing run
+	Progress    io.Writer
+	Logger      *slog.Logger
+}
+
+// ErrInfra marks errors where the harness or the cluster could not run (exit code 3).
+var ErrInfra = errors.New("the harness or the cluster could not run")
+
+type faultRun struct {
+	index    int
+	spec     scenarios.Fault
+	inj      *faults.Injection
+	record   reports.FaultRecord
+	failover *loadgen.Failover
+	foMember string
+	recov    []reports.Recovery
+}
+
+type run struct {
+	sc     *scenarios.Scenario
+	opts   Options
+	log    *slog.Logger
+	events *reports.EventLog
+	ledger *faults.Ledger
+	cl     *LocalCluster
+
+	watcher *loadgen.Watcher
+	prober  *loadgen.Prober
+	rec     *loadgen.Recorder
+	mon     *loadgen.Monitor
+
+	loadStart time.Time
+	mu        sync.Mutex
+	faults    []*faultRun
+	active    string // for the progress line
+	phase     string
+	recovWG   sync.WaitGroup
+	recovCtx  context.Context // recovery probes end with it
+	runErrs   []error
+}
+
+// Run runs a scenario: start the cluster, warm up, drive the load, inject and heal the faults on
+// schedule, measure recovery, hold the thresholds, and tear everything down. The result is returned
+// whenever the run got far enough to have one; err wraps ErrInfra when the harness or cluster failed.
+// When ctx is cancelled (SIGINT) every fault is healed and the cluster stopped on a fresh context.
+func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *reports.Result, err error) {
+	r := &run{sc: sc, opts: opts, log: opts.Logger, mon: &loadgen.Monitor{}}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: creating the run folder: %v", ErrInfra, err)
+	}
+	if err := os.WriteFile(filepath.Join(opts.Out, "scenario.yaml"), sc.Source, 0o644); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	if r.events, err = reports.OpenEventLog(filepath.Join(opts.Out, "events.jsonl")); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	defer r.events.Close()
+	if r.ledger, err = faults.OpenLedger(filepath.Join(opts.Out, "ledger.jsonl")); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	defer r.ledger.Close()
+
+	res = &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File,
+		Seed: sc.Seed, StartedAt: time.Now().UTC()}
+	r.cl, err = NewLocal(LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
+		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	res.Cluster = reports.Cluster{Provider: sc.Cluster.Provider, Size: sc.Cluster.Size, Members: r.cl.Names(),
+		EtcdVersion: r.cl.EtcdVersion(), EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd}
+
+	// Teardown runs on a context that ignores the run's cancellation, so an interrupt still heals.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer cancel()
+		by := "teardown"
+		if ctx.Err() != nil {
+			by = "interrupt"
+		}
+		if herr := r.healAll(cctx, by); herr != nil {
+			err = errors.Join(err, fmt.Errorf("%w: healing: %v", ErrInfra, herr))
+		}
+		if cerr := r.cl.Close(cctx, 2*time.Second); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("%w: stopping members: %v", ErrInfra, cerr))
+		}
+		r.events.Log(time.Now(), "cluster_stopped")
+		if res != nil && res.Passed && !opts.KeepData {
+			if rerr := r.cl.RemoveData(); rerr != nil {
+				r.log.Warn("removing data dirs", "err", rerr)
+			}
+		}
+		if res != nil {
+			res.EndedAt = time.Now().UTC()
+			if werr := res.WriteJSON(opts.Out); werr != nil {
+				err = errors.Join(err, fmt.Errorf("%w: %v", ErrInfra, werr))
+			}
+		}
+	}()
+
+	if err := r.cl.Start(ctx); err != nil {
+		res.Verdict, res.Reason = reports.VerdictError, err.Error()
+		return res, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names())
+	if err := r.cl.WaitReady(ctx, sc.Cluster.ReadyTimeout.D()); err != nil {
+		if ctx.Err() != nil {
+			res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted before the cluster was ready"
+			return res, nil
+		}
+		res.Verdict, res.Reason = reports.VerdictError, err.Error()
+		return res, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	r.events.Log(time.Now(), "cluster_ready")
+	return r.drive(ctx, res)
+}
+
+func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, error) {
+	sc := r.sc
+	w := sc.Workload
+	var err error
+	r.watcher, err = loadgen.NewWatcher(r.cl.ClientURLs(), r.cl.Names(), r.mon, func(c loadgen.LeaderChange) {
+		r.events.Log(c.At, "leader_changed", "from", c.From, "to", c.To, "term", c.ToTerm, "reported_by", c.ReportedBy)
+	})
+	if err != nil {
+		return failInfra(res, err)
+	}
+	defer r.watcher.Close()
+	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon); err != nil {
+		return failInfra(res, err)
+	}
+	defer r.prober.Close()
+	hlog, err := os.Create(filepath.Join(r.opts.Out, "latency.hlog"))
+	if err != nil {
+		return failInfra(res, err)
+	}
+	defer hlog.Close()
+
+	r.loadStart = time.Now()
+	res.LoadStartedAt = r.loadStart.UTC()
+	r.events.SetZero(r.loadStart)
+	r.rec = loadgen.NewRecorder(r.loadStart, hlog)
+	retry := loadgen.RetryPolicy{Attempts: w.Retry.Attempts, Backoff: w.Retry.Backoff.D(), MaxBackoff: w.Retry.MaxBackoff.D(), Jitter: w.Retry.Jitter}
+	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
+		Timeout: w.Timeout.D(), Retry: retry, Mix: w.Mix, Seed: uint64(sc.Seed)}, r.rec)
+	if err != nil {
+		return failInfra(res, err)
+	}
+	defer kv.Close()
+
+	recovCtx, stopRecovery := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRecovery()
+	r.recovCtx = recovCtx
+	measCtx, stopMeasuring := context.WithCancel(ctx)
+	var measWG sync.WaitGroup
+	measWG.Add(2)
+	go func() { defer measWG.Done(); r.watcher.Run(measCtx) }()
+	go func() { defer measWG.Done(); r.prober.Run(measCtx) }()
+	defer func() { stopMeasuring(); measWG.Wait() }()
+
+	loadEnd := r.loadStart.Add(w.Duration.D())
+	loadCtx, stopLoad := context.WithDeadline(ctx, loadEnd)
+	defer stopLoad()
+	r.events.Log(r.loadStart, "load_started", "duration", w.Duration.String(), "warmup", w.Warmup.String(), "rate", w.Rate, "clients", w.Clients)
+	r.setPhase("warmup")
+	var loadWG sync.WaitGroup
+	loadWG.Add(3)
+	go func() { defer loadWG.Done(); kv.Run(loadCtx, r.loadStart) }()
+	go func() { defer loadWG.Done(); r.tick(loadCtx, loadEnd) }()
+	go func() { defer loadWG.Done(); r.schedule(loadCtx, ctx) }()
+	loadWG.Wait()
+	r.rec.Flush(time.Now())
+	end := time.Now()
+	r.events.Log(end, "load_ended")
+
+	// Recovery measurements may still be running: give them workload.recovery at most.
+	if ctx.Err() == nil {
+		r.waitMeasurements(ctx, w.Recovery.D())
+	}
+	stopRecovery()
+	stopMeasuring()
+	measWG.Wait()
+	r.recovWG.Wait()
+	return r.finish(ctx, res, end)
+}
+
+func failInfra(res *reports.Result, err error) (*reports.Result, error) {
+	res.Verdict, res.Reason = reports.VerdictError, err.Error()
+	return res, fmt.Errorf("%w: %v", ErrInfra, err)
+}
+
+func (r *run) setPhase(p string) {
+	r.mu.Lock()
+	r.phase = p
+	r.mu.Unlock()
+}
+
+// tick closes one-second latency intervals, ends the warm-up and draws the progress line.
+func (r *run) tick(ctx context.Context, loadEnd time.Time) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	warm := time.NewTimer(r.sc.Workload.Warmup.D())
+	defer warm.Stop()
+	total := r.sc.Workload.Duration.D()
+	for {
+		select {
+		case <-ctx.Done():
+			if r.opts.Progress != nil {
+				fmt.Fprint(r.opts.Progress, "\r\033[K")
+			}
+			return
+		case now := <-warm.C:
+			r.rec.SetPhase("before", now)
+			r.prober.ResetCounts()
+			r.setPhase("before")
+			r.events.Log(now, "phase", "name", "before")
+		case now := <-t.C:
+			r.rec.Flush(now)
+			if r.opts.Progress != nil {
+				ops, failed := r.rec.OpsPerSecondLast()
+				leader, term := r.watcher.Leader()
+				r.mu.Lock()
+				phase, active := r.phase, r.active
+				r.mu.Unlock()
+				if active != "" {
+					active = "  fault: " + active
+				}
+				fmt.Fprintf(r.opts.Progress, "\r\033[K%3.0fs/%.0fs  %-12s %6.0f ops/s  errors %d  leader %s (term %d)%s",
+					now.Sub(r.loadStart).Seconds(), total.Seconds(), phase, ops, failed, orDash(leader), term, active)
+			}
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// schedule fires the faults in order (validation guarantees they do not overlap). A fault fires only
+// while the load runs (loadCtx); once fired it is held and healed on the run's context, so a heal due
+// at the load's last instant still happens on schedule and is measured.
+func (r *run) schedule(loadCtx, ctx context.Context) {
+	for i, f := range r.sc.Faults {
+		if !sleepUntil(loadCtx, r.loadStart.Add(f.At.D())) {
+			return
+		}
+		r.fire(ctx, i, f)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+func (r *run) sinceStart(t time.Time) float64 {
+	return math.Round(t.Sub(r.loadStart).Seconds()*1000) / 1000
+}
+
+// fire resolves, injects, holds and heals one fault, and starts its recovery measurements.
+func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
+	fr := &faultRun{index: i, spec: f, record: reports.FaultRecord{Index: i, Action: f.Action, Target: f.Target.String()}}
+	r.mu.Lock()
+	r.faults = append(r.faults, fr)
+	r.mu.Unlock()
+	fail := func(err error) {
+		fr.record.Error = err.Error()
+		r.events.Log(time.Now(), "fault_error", "fault", i, "error", err.Error())
+		r.mu.Lock()
+		r.runErrs = append(r.runErrs, err)
+		r.mu.Unlock()
+	}
+	kind, err := faults.Lookup(f.Action)
+	if err != nil {
+		fail(err)
+		return
+	}
+	res, err := faults.Resolve(ctx, r.cl, f.Target, faults.RNG(r.sc.Seed, i))
+	if err != nil {
+		fail(fmt.Errorf("fault #%d: resolving target %s: %w", i, f.Target, err))
+		return
+	}
+	inj := faults.NewInjection(i, kind, f.Target.String(), res.Members, r.ledger)
+	fr.inj = inj
+	fr.record.Members = inj.MemberNames()
+	fr.record.WasLeader = res.HitsLeader
+	if res.HitsLeader {
+		fr.failover = &loadgen.Failover{OldLeader: res.Leader, OldTerm: res.LeaderTerm}
+		fr.foMember = res.Leader
+	}
+	label := fmt.Sprintf("#%d %s %s", i, f.Action, strings.Join(fr.record.Members, ","))
+	now := time.Now()
+	if fr.failover != nil {
+		fr.failover.FaultAt = now
+		r.mon.Track(fr.failover)
+	}
+	r.rec.SetPhase(fmt.Sprintf("during #%d", i), now)
+	r.mu.Lock()
+	r.phase, r.active = fmt.Sprintf("during #%d", i), label
+	r.mu.Unlock()
+	fr.record.AtS = r.sinceStart(now)
+	r.events.Log(now, "fault_injected", "fault", i, "action", f.Action, "target", f.Target.String(), "members", fr.record.Members,
+		"leader", res.Leader, "term", res.LeaderTerm)
+	injErr := inj.Inject(ctx)
+	if injErr != nil {
+		fail(injErr)
+	} else if f.Duration > 0 {
+		sleepUntil(ctx, now.Add(f.Duration.D()))
+	}
+	if ctx.Err() != nil && injErr == nil {
+		return // interrupted or the load ended: teardown heals
+	}
+	by := "schedule"
+	if injErr != nil {
+		by = "error"
+	}
+	healCtx := context.WithoutCancel(ctx)
+	target := r.leaderApplied()
+	healAt := time.Now()
+	if f.Action == "restart" {
+		healAt = now // restarted within Inject: recovery counts from the signal
+	}
+	herr := inj.Heal(healCtx, by)
+	if fr.failover != nil {
+		fr.failover.Healed(healAt)
+	}
+	healed := r.sinceStart(time.Now())
+	fr.record.HealedAtS = &healed
+	r.rec.SetPhase(fmt.Sprintf("after #%d", i), time.Now())
+	r.mu.Lock()
+	r.phase, r.active = fmt.Sprintf("after #%d", i), ""
+	r.mu.Unlock()
+	if herr != nil {
+		fail(herr)
+		return
+	}
+	r.events.Log(time.Now(), "fault_healed", "fault", i, "by", by)
+	if injErr != nil {
+		return
+	}
+	urls := r.cl.ClientURLs()
+	fr.recov = make([]reports.Recovery, len(fr.record.Members))
+	for k, name := range fr.record.Members {
+		r.recovWG.Add(1)
+		go func() {
+			defer r.recovWG.Done()
+			cu, rr, err := loadgen.Recovery(r.recovCtx, urls[name], healAt, target)
+			if err != nil {
+				r.log.Warn("recovery probe", "member", name, "err", err)
+			}
+			fr.recov[k] = reports.Recovery{Fault: i, Member: name, CaughtUpMs: reports.Ms(cu), ReadRestoredMs: reports.Ms(rr)}
+			r.events.Log(time.Now(), "member_recovered", "fault", i, "member", name, "caught_up_ms", fr.recov[k].CaughtUpMs, "read_restored_ms", fr.recov[k].ReadRestoredMs)
+		}()
+	}
+}
+
+// leaderApplied is the leader's applied index as last seen: the index a healed member must reach.
+func (r *run) leaderApplied() uint64 {
+	leader, _ := r.watcher.Leader()
+	if st, ok := r.watcher.Latest(leader); ok {
+		return st.Applied
+	}
+	return 0
+}
+
+// waitMeasurements waits, at most d, for failovers and recoveries still being measured.
+func (r *run) waitMeasurements(ctx context.Context, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		r.recovWG.Wait()
+		close(done)
+	}()
+	deadline := time.After(d)
+	for {
+		pending := false
+		r.mu.Lock()
+		for _, fr := range r.faults {
+			if fr.failover != nil && !fr.failover.Done() {
+				pending = true
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-done:
+			if !pending {
+				return
+			}
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// healAll heals every injection still applied (after an interrupt or an error).
+func (r *run) healAll(ctx context.Context, by string) error {
+	r.mu.Lock()
+	frs := append([]*faultRun(nil), r.faults...)
+	r.mu.Unlock()
+	var errs []error
+	for _, fr := range frs {
+		if fr.inj == nil || fr.inj.State() != faults.Applied {
+			continue
+		}
+		if err := fr.inj.Heal(ctx, by); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		healed := r.sinceStart(time.Now())
+		fr.record.HealedAtS = &healed
+		r.events.Log(time.Now(), "fault_healed", "fault", fr.index, "by", by)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*reports.Result, error) {
+	sum := r.rec.Summarize(end)
+	if sum.HlogErr != nil {
+		r.log.Warn("writing latency.hlog", "err", sum.HlogErr)
+	}
+	res.Latency, res.Phases, res.Ops, res.FailedOps = sum.Latency, sum.Phases, sum.Ops, sum.Failed
+	res.Errors, res.Attempts, res.Retries = sum.Errors, sum.Attempts, sum.Retries
+	tp := reports.Samples(sum.PerSecond)
+	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond}
+	if len(tp) > 0 {
+		res.Throughput.Avg, res.Throughput.Min, res.Throughput.Max = tp.Mean(), tp.Min(), tp.Max()
+	}
+	changes := r.watcher.Changes(r.loadStart)
+	res.Leader.Changes = len(changes)
+	for _, c := range changes {
+		res.Leader.Terms = append(res.Leader.Terms, c.ToTerm)
+	}
+	if len(changes) > 0 {
+		res.Leader.Initial = changes[0].From
+	}
+	res.Leader.Final, _ = r.watcher.Leader()
+	if res.Leader.Initial == "" {
+		res.Leader.Initial = res.Leader.Final
+	}
+	sent, acked := r.prober.Counts()
+	res.Prober = reports.ProberStats{Sent: sent, Acked: acked}
+	if sent > 0 {
+		res.Prober.Availability = float64(acked) / float64(sent)
+	}
+
+	trends := map[string]reports.Dist{}
+	for k, v := range sum.Dists {
+		trends[k] = v
+	}
+	var elected, restored, caught, read reports.Samples
+	sample := func(s *reports.Samples, d time.Duration) {
+		if d < 0 {
+			*s = append(*s, math.Inf(1))
+		} else {
+			*s = append(*s, float64(d))
+		}
+	}
+	r.mu.Lock()
+	frs := append([]*faultRun(nil), r.faults...)
+	r.mu.Unlock()
+	for _, fr := range frs {
+		res.Faults = append(res.Faults, fr.record)
+		if fr.failover != nil {
+			fo := fr.failover.Result()
+			f := reports.Failover{Fault: fr.index, Action: fr.spec.Action, Target: fr.spec.Target.String(), Member: fr.foMember,
+				OldTerm: fr.failover.OldTerm, NewLeader: fo.NewLeader, NewTerm: fo.NewTerm,
+				LeaderElectedMs: reports.Ms(fo.LeaderElected), LeaderElectedBy: fo.ElectedBy, WriteRestoredMs: reports.Ms(fo.WriteRestored)}
+			if fo.SameLeaderAfterHeal && fo.LeaderElected < 0 {
+				f.Note = "no new leader: writes resumed under the old leader after the heal"
+			}
+			res.Failovers = append(res.Failovers, f)
+			sample(&elected, fo.LeaderElected)
+			sample(&restored, fo.WriteRestored)
+		}
+		for _, rc := range fr.recov {
+			res.Recoveries = append(res.Recoveries, rc)
+			sample(&caught, msDur(rc.CaughtUpMs))
+			sample(&read, msDur(rc.ReadRestoredMs))
+		}
+	}
+	trends["failover.leader_elected"] = elected
+	trends["failover.write_restored"] = restored
+	trends["recovery.caught_up"] = caught
+	trends["recovery.read_restored"] = read
+	res.Thresholds = reports.Evaluate(r.sc.Thresholds, reports.Metrics{Trends: trends, Ops: sum.Ops, Failed: sum.Failed,
+		LeaderChanges: res.Leader.Changes, Throughput: sum.PerSecond, Retries: sum.Retries, ProbesSent: sent, ProbesAcked: acked})
+
+	var failed []string
+	for _, t := range res.Thresholds {
+		if !t.Passed {
+			failed = append(failed, fmt.Sprintf("%s %s (observed %s)", t.Metric, t.Condition, t.Observed))
+		}
+	}
+	sort.Strings(failed)
+	switch {
+	case ctx.Err() != nil:
+		res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted; every fault was healed and the cluster stopped"
+	case len(r.runErrs) > 0:
+		res.Verdict, res.Reason = reports.VerdictError, errors.Join(r.runErrs...).Error()
+		return res, fmt.Errorf("%w: %v", ErrInfra, errors.Join(r.runErrs...))
+	case len(failed) > 0:
+		res.Verdict, res.Reason = reports.VerdictFail, "threshold failed: "+strings.Join(failed, "; ")
+	default:
+		res.Verdict, res.Passed = reports.VerdictPass, true
+	}
+	r.events.Log(time.Now(), "verdict", "verdict", res.Verdict)
+	return res, nil
+}
+
+func msDur(v *float64) time.Duration {
+	if v == nil {
+		return -1
+	}
+	return time.Duration(*v * float64(time.Millisecond))
+}
