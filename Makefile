@@ -1,0 +1,36 @@
+# etcd-chaos. `make run` runs the default scenario on a local 3-member cluster; `make test` is what CI runs.
+GO      ?= go
+BIN     := bin/chaos
+# Cluster tests time failovers: run packages one at a time so they do not compete for the 2 cores.
+TESTFLAGS ?= -p 1 -count=1 -timeout 18m
+
+.PHONY: build run test test-long bench vet deps clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/chaos
+
+run: build
+	./$(BIN) run leader-kill
+
+# Nothing to install from Debian for these tests: members are real processes of the chaos binary.
+deps:
+	$(GO) mod download
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -race $(TESTFLAGS) ./...
+
+# Longer runs: the built-in scenarios end to end at their full length.
+test-long: build
+	for s in leader-kill follower-kill leader-pause graceful-leader-stop rolling-restart; do \
+		./$(BIN) run $$s --out results/test-long-$$s || exit $$?; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 3 ./loadgen ./harness
+
+clean:
+	rm -rf bin results

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/harness"
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+)
+
+var chaosBin string
+
+func TestMain(m *testing.M) {
+	bin, cleanup, err := testbin.Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	chaosBin = bin
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// chaos runs the real binary and returns its exit code, stdout and stderr.
+func chaos(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(chaosBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stdout.String(), stderr.String()
+}
+
+func writeScenario(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const good = `name: quick
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 6s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, keys: 10}]
+faults:
+  - {at: 2s, action: kill, target: leader, duration: 2s}
+thresholds:
+  latency.put: ["p(99) < 10s"]
+`
+
+func TestBadInputExits2(t *testing.T) {
+	cases := []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"unknown key", "  size: 3", "  size: 3\n  sise: 3", []string{"s.yaml:4:", "cluster.sise", "unknown field"}},
+		{"bad duration", "duration: 6s", "duration: 6 s", []string{"s.yaml:6:", "workload.duration", "not a duration"}},
+		{"member out of range", "target: leader", "target: member-7", []string{"s.yaml:11:", "faults[0].target", "member-7"}},
+		{"fault after the run ends", "at: 2s", "at: 60s", []string{"s.yaml:11:", "faults[0].at", "after the run ends"}},
+		{"negative rate", "rate: 100", "rate: -100", []string{"s.yaml:8:", "workload.rate", "negative"}},
+		{"malformed threshold", "p(99) < 10s", "p99 < soon", []string{"s.yaml:13:", "thresholds.latency.put", "is not a threshold"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := writeScenario(t, strings.Replace(good, c.from, c.to, 1))
+			for _, sub := range []string{"run", "validate"} {
+				code, stdout, stderr := chaos(t, sub, p, "--out", filepath.Join(t.TempDir(), "r"))
+				if sub == "validate" {
+					code, stdout, stderr = chaos(t, sub, p)
+				}
+				if code != 2 {
+					t.Fatalf("%s: exit %d, want 2; stderr: %s", sub, code, stderr)
+				}
+				if stdout != "" {
+					t.Errorf("%s: stdout should be empty on bad input, got %q", sub, stdout)
+				}
+				for _, w := range c.want {
+					if !strings.Contains(stderr, w) {
+						t.Errorf("%s: stderr %q does not contain %q", sub, stderr, w)
+					}
+				}
+			}
+		})
+	}
+	if code, _, stderr := chaos(t, "run", "no-such-scenario"); code != 2 || !strings.Contains(stderr, "chaos list") {
+		t.Errorf("unknown built-in: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := chaos(t, "run", "leader-kill", "--bogus-flag"); code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+}
+
+func TestListAndValidate(t *testing.T) {
+	code, out, _ := chaos(t, "list")
+	for _, name := range []string{"leader-kill", "follower-kill", "leader-pause", "graceful-leader-stop", "rolling-restart"} {
+		if code != 0 || !strings.Contains(out, name) {
+			t.Errorf("chaos list (exit %d) lacks %s:\n%s", code, name, out)
+		}
+	}
+	code, out, stderr := chaos(t, "validate", "leader-kill", "--set", "workload.duration=1m")
+	if code != 0 || !strings.Contains(out, "duration: 1m0s") {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+}
+
+func TestFailedThresholdExits1(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r")
+	p := writeScenario(t, strings.Replace(good, `latency.put: ["p(99) < 10s"]`, `latency.put: ["p(99) < 10s", "p(50) < 1us"]`, 1))
+	code, stdout, stderr := chaos(t, "run", p, "--out", out)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, "FAIL  latency.put  p(50) < 1us") || !strings.Contains(stdout, "verdict: FAIL") {
+		t.Errorf("stdout does not show the failed threshold:\n%s", stdout)
+	}
+	res, err := reports.ReadResult(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Passed || res.Verdict != "fail" || len(res.Thresholds) != 2 {
+		t.Fatalf("result: passed=%v verdict=%s thresholds=%+v", res.Passed, res.Verdict, res.Thresholds)
+	}
+	bad := res.Thresholds[1]
+	if bad.Passed || bad.Metric != "latency.put" || bad.Condition != "p(50) < 1us" || bad.Value == nil || *bad.Value <= 0.001 {
+		t.Errorf("failed threshold recorded as %+v", bad)
+	}
+	if !res.Thresholds[0].Passed {
+		t.Errorf("the holding threshold is recorded as failed: %+v", res.Thresholds[0])
+	}
+	// A failed run keeps the data dirs for a post-mortem.
+	if _, err := os.Stat(filepath.Join(out, "members", "member-1", "data")); err != nil {
+		t.Errorf("data dir not kept after a failure: %v", err)
+	}
+}
+
+// readLedgerUntil polls the ledger until it has an entry with the given step.
+func waitLedger(t *testing.T, dir, step string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		entries, _ := faults.ReadLedger(filepath.Join(dir, "ledger.jsonl"))
+		for _, e := range entries {
+			if e.Step == step {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the ledger has no %q entry after %v", step, timeout)
+}
+
+func readCluster(t *testing.T, dir string) harness.ClusterFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf harness.ClusterFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		t.Fatal(err)
+	}
+	return cf
+}
+
+func assertGone(t *testing.T, cf harness.ClusterFile) {
+	t.Helper()
+	for _, m := range cf.Members {
+		if syscall.Kill(m.PID, 0) == nil {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID))
+			t.Errorf("member %s (pid %d) is still there: %s", m.Name, m.PID, b)
+		}
+	}
+}
+
+const longPause = `name: long-pause
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 60s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, keys: 10}]
+faults:
+  - {at: 2s, action: pause, target: follower, duration: 50s}
+`
+
+func TestInterruptHealsAndCleansUp(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r")
+	cmd := exec.Command(chaosBin, "run", writeScenario(t, longPause), "--out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitLedger(t, out, faults.StepApplied, 30*time.Second)
+	cf := readCluster(t, out)
+	entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
+	paused := entries[0].PIDs[0]
+	if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", paused)); !strings.Contains(string(st), ") T ") {
+		t.Fatalf("the paused member (pid %d) is not stopped: %s", paused, st)
+	}
+	start := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("exit after SIGINT: %v, want code 3; stderr:\n%s", err, stderr.String())
+	}
+	t.Logf("the harness healed and stopped in %v after SIGINT", time.Since(start).Round(time.Millisecond))
+	assertGone(t, cf)
+	entries, _ = faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
+	last := entries[len(entries)-1]
+	if last.Step != faults.StepHealed || last.By != "interrupt" {
+		t.Errorf("last ledger entry = %+v, want healed by interrupt", last)
+	}
+	res, err := reports.ReadResult(out)
+	if err != nil || res.Verdict != "interrupted" {
+		t.Errorf("result verdict: %v %v", res, err)
+	}
+}
+
+func TestHealAfterHarnessKilled(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r")
+	cmd := exec.Command(chaosBin, "run", writeScenario(t, longPause), "--out", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitLedger(t, out, faults.StepApplied, 30*time.Second)
+	cf := readCluster(t, out)
+	// While the harness lives, chaos heal refuses: the harness heals its own faults.
+	if code, _, stderr := chaos(t, "heal", out); code != 2 || !strings.Contains(stderr, "still running") {
+		t.Errorf("heal beside a live harness: exit %d, %s", code, stderr)
+	}
+	_ = cmd.Process.Kill() // no chance to heal anything
+	_ = cmd.Wait()
+	code, stdout, stderr := chaos(t, "heal", out)
+	if code != 0 {
+		t.Fatalf("chaos heal: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "fault #0 pause on") || !strings.Contains(stdout, "healed") {
+		t.Errorf("chaos heal output: %q", stdout)
+	}
+	// Poll briefly: the kernel delivers the parent-death SIGKILL to members asynchronously.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		alive := 0
+		for _, m := range cf.Members {
+			if syscall.Kill(m.PID, 0) == nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	assertGone(t, cf)
+	entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
+	if u := faults.Unhealed(entries); len(u) != 0 {
+		t.Errorf("still unhealed after chaos heal: %+v", u)
+	}
+	if code, stdout, _ := chaos(t, "heal", out); code != 0 || !strings.Contains(stdout, "nothing to heal") {
+		t.Errorf("second heal: exit %d, %q", code, stdout)
+	}
+}

@@ -1,0 +1,33 @@
+// Package testbin builds the chaos binary once for tests that need real member processes (the local
+// provider re-executes it as "chaos node") or that run the command line end to end.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Build compiles ./cmd/chaos into a new temporary folder and returns the binary's path and a
+// function that removes the folder.
+func Build() (string, func(), error) {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	dir, err := os.MkdirTemp("", "chaos-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "chaos")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/chaos")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("building chaos: %v\n%s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
