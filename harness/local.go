@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/version"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"

@@ -292,3 +292,22 @@ func TestHealAfterHarnessKilled(t *testing.T) {
 		t.Errorf("second heal: exit %d, %q", code, stdout)
 	}
 }
+
+// A cluster that cannot start is the harness's failure (exit 3), and the error shows the member's log.
+func TestClusterThatCannotStartExits3(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r")
+	code, stdout, stderr := chaos(t, "run", writeScenario(t, good), "--out", out, "--set", "cluster.etcd.quota-backend-bytes=lots")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "exited while starting") || !strings.Contains(stderr, "quota-backend-bytes") {
+		t.Errorf("stderr does not explain the failure:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "verdict: ERROR") {
+		t.Errorf("stdout: %q", stdout)
+	}
+	res, err := reports.ReadResult(out)
+	if err != nil || res.Verdict != "error" {
+		t.Errorf("result: %+v, %v", res, err)
+	}
+}
