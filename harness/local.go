@@ -273,7 +273,7 @@ func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration) err
 		}
 		for _, m := range c.members {
 			if st, _ := m.State(); st == faults.Exited {
-				return fmt.Errorf("member %s exited while starting; its log ends:\n%s", m.name, tail(m.logPath, 15))
+				return fmt.Errorf("member %s exited while starting; its log (%s) says:\n%s", m.name, m.logPath, lastStart(m.logPath))
 			}
 		}
 		select {
@@ -304,6 +304,26 @@ func (c *LocalCluster) ready(ctx context.Context, cli *clientv3.Client) error {
 		return fmt.Errorf("a write failed: %w", err)
 	}
 	return nil
+}
+
+// lastStart returns what the member logged since its last start: all of it if short, else the first
+// lines (where etcd reports a bad flag, before its usage text) and the last ones.
+func lastStart(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	text := string(b)
+	if i := strings.LastIndex(text, "=== etcd-chaos: starting"); i >= 0 {
+		if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
+			text = text[i+j+1:]
+		}
+	}
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) <= 20 {
+		return strings.Join(lines, "\n")
+	}
+	return strings.Join(lines[:6], "\n") + "\n  ...\n" + strings.Join(lines[len(lines)-10:], "\n")
 }
 
 // tail returns the last n lines of a file.
