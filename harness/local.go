@@ -532,7 +532,7 @@ func (m *localMember) stop(ctx context.Context, grace time.Duration) error {
 	if m.WaitExit(gctx) == nil {
 		return nil
 	}
-	m.cl.opts.Logger.Warn("member did not stop within the grace period; killing it", "member", m.name, "grace", grace)
+	m.cl.opts.Logger.Info("member did not stop within the grace period (a leader handing over to peers that are stopping too); killing it", "member", m.name, "grace", grace)
 	_ = m.Signal(syscall.SIGKILL)
 	kctx, kcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer kcancel()
