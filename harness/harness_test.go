@@ -21,17 +21,7 @@ import (
 
 var chaosBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testbin.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	chaosBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &chaosBin) }
 
 func runScenario(t *testing.T, yaml string, sets ...string) (*reports.Result, string) {
 	t.Helper()

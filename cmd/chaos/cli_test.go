@@ -21,17 +21,7 @@ import (
 
 var chaosBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testbin.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	chaosBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &chaosBin) }
 
 // chaos runs the real binary and returns its exit code, stdout and stderr.
 func chaos(t *testing.T, args ...string) (int, string, string) {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Build compiles ./cmd/chaos into a new temporary folder and returns the binary's path and a
@@ -30,4 +31,18 @@ func Build() (string, func(), error) {
 		return "", nil, fmt.Errorf("building chaos: %v\n%s", err, out)
 	}
 	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// Main is a TestMain for packages that need the binary: it builds it, stores its path in *bin, runs
+// the tests, removes the binary and exits with the tests' code.
+func Main(m *testing.M, bin *string) {
+	path, cleanup, err := Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = path
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
