@@ -110,6 +110,15 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		if herr := r.healAll(cctx, by); herr != nil {
 			err = errors.Join(err, fmt.Errorf("%w: healing: %v", ErrInfra, herr))
 		}
+		if res != nil {
+			r.mu.Lock()
+			for i := range res.Faults {
+				if i < len(r.faults) {
+					res.Faults[i].HealedAtS = r.faults[i].record.HealedAtS
+				}
+			}
+			r.mu.Unlock()
+		}
 		if cerr := r.cl.Close(cctx, 2*time.Second); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("%w: stopping members: %v", ErrInfra, cerr))
 		}
@@ -367,7 +376,8 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	}
 	herr := inj.Heal(healCtx, by)
 	if fr.failover != nil {
-		fr.failover.Healed(healAt)
+		// Writes sent from here on count as restored even under the old leader (a resumed pause).
+		fr.failover.Healed(time.Now())
 	}
 	healed := r.sinceStart(time.Now())
 	fr.record.HealedAtS = &healed

@@ -234,7 +234,10 @@ func TestInterruptHealsAndCleansUp(t *testing.T) {
 	}
 	res, err := reports.ReadResult(out)
 	if err != nil || res.Verdict != "interrupted" {
-		t.Errorf("result verdict: %v %v", res, err)
+		t.Fatalf("result verdict: %v %v", res, err)
+	}
+	if len(res.Faults) != 1 || res.Faults[0].HealedAtS == nil {
+		t.Errorf("result.json does not record the heal: %+v", res.Faults)
 	}
 }
 
