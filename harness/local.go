@@ -197,15 +197,6 @@ func (c *LocalCluster) Names() []string {
 	return out
 }
 
-func (c *LocalCluster) member(name string) *localMember {
-	for _, m := range c.members {
-		if m.name == name {
-			return m
-		}
-	}
-	return nil
-}
-
 // Leader asks every member for its status at once and returns the leader of the newest term.
 func (c *LocalCluster) Leader(ctx context.Context) (string, uint64, error) {
 	type answer struct {
