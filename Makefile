@@ -23,8 +23,10 @@ vet:
 test: deps vet
 	$(GO) test -race $(TESTFLAGS) ./...
 
-# Longer runs: the built-in scenarios end to end at their full length.
+# Longer runs: the built-in scenarios end to end at their full length, and leader-kill against
+# official etcd 3.5, 3.6 and 3.7 binaries.
 test-long: build
+	CHAOS=./$(BIN) ./scripts/etcd-versions.sh
 	for s in leader-kill follower-kill leader-pause graceful-leader-stop rolling-restart; do \
 		./$(BIN) run $$s --out results/test-long-$$s || exit $$?; \
 	done
