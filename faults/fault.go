@@ -116,13 +116,7 @@ func (in *Injection) State() State {
 }
 
 // MemberNames names the members the fault is planned for.
-func (in *Injection) MemberNames() []string {
-	var out []string
-	for _, m := range in.members {
-		out = append(out, m.Name())
-	}
-	return out
-}
+func (in *Injection) MemberNames() []string { return names(in.members) }
 
 func pids(ms []Member) []int {
 	var out []int

@@ -3,7 +3,9 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +47,7 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 	}
 	rep := &HealReport{}
 	entries, err := faults.ReadLedger(filepath.Join(dir, "ledger.jsonl"))
-	if err != nil && !os.IsNotExist(err) && !strings.Contains(err.Error(), "no such file") {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	rep.Unhealed = faults.Unhealed(entries)

@@ -44,6 +44,9 @@ type LocalCluster struct {
 	opts    LocalOptions
 	members []*localMember
 	mu      sync.Mutex // guards cluster.json writes
+
+	clientsMu sync.Mutex
+	clients   map[string]*clientv3.Client // one measurement client per member, made on first use
 }
 
 type localMember struct {
@@ -208,7 +211,7 @@ func (c *LocalCluster) Leader(ctx context.Context) (string, uint64, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := status(ctx, m.clientURL, 500*time.Millisecond)
+			st, err := c.status(ctx, m, 500*time.Millisecond)
 			if err == nil {
 				answers[i] = &answer{st.Header.MemberId, st.Leader, st.RaftTerm}
 			}
@@ -236,12 +239,23 @@ func (c *LocalCluster) Leader(ctx context.Context) (string, uint64, error) {
 	return name, best.term, nil
 }
 
-func status(ctx context.Context, endpoint string, timeout time.Duration) (*pb.StatusResponse, error) {
-	cli, err := loadgen.MeasureClient([]string{endpoint})
-	if err != nil {
-		return nil, err
+// status asks one member for its status over a client kept for that member (made on first use and
+// closed by Close), so readiness polls and fault-time leader lookups do not dial anew each time.
+func (c *LocalCluster) status(ctx context.Context, m *localMember, timeout time.Duration) (*pb.StatusResponse, error) {
+	c.clientsMu.Lock()
+	cli, ok := c.clients[m.name]
+	if !ok {
+		var err error
+		if cli, err = loadgen.MeasureClient([]string{m.clientURL}); err != nil {
+			c.clientsMu.Unlock()
+			return nil, err
+		}
+		if c.clients == nil {
+			c.clients = map[string]*clientv3.Client{}
+		}
+		c.clients[m.name] = cli
 	}
-	defer cli.Close()
+	c.clientsMu.Unlock()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return loadgen.Status(sctx, cli)
@@ -281,7 +295,7 @@ func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration) err
 
 func (c *LocalCluster) ready(ctx context.Context, cli *clientv3.Client) error {
 	for _, m := range c.members {
-		st, err := status(ctx, m.clientURL, time.Second)
+		st, err := c.status(ctx, m, time.Second)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
@@ -351,6 +365,12 @@ func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
 		}()
 	}
 	wg.Wait()
+	c.clientsMu.Lock()
+	for name, cli := range c.clients {
+		_ = cli.Close()
+		delete(c.clients, name)
+	}
+	c.clientsMu.Unlock()
 	return errors.Join(errs...)
 }
 
