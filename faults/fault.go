@@ -89,23 +89,41 @@ func (s State) String() string { return [...]string{"planned", "applied", "heale
 // ErrNotPlanned is returned by Inject on an injection that already ran.
 var ErrNotPlanned = errors.New("fault was already injected")
 
-// Injection is one fault applied to resolved members, with its ledger. It is safe for concurrent use:
-// Heal may race with Inject's failure path or with an interrupt.
+// effect is what an injection does: to member processes (a Kind) or to network links.
+type effect interface {
+	// apply applies the fault, remembering what it hit so far, and proves it took effect.
+	apply(ctx context.Context) error
+	// heal undoes whatever apply hit and proves it healed.
+	heal(ctx context.Context) error
+	// entry fills the ledger fields that say what the fault touches.
+	entry(e *LedgerEntry, onlyHit bool)
+}
+
+// Injection is one fault applied to resolved members or links, with its ledger. It is safe for
+// concurrent use: Heal may race with Inject's failure path or with an interrupt.
 type Injection struct {
 	Index  int
-	Kind   Kind
+	Action string
 	Target string
 	ledger *Ledger
 
-	mu      sync.Mutex
-	state   State
-	members []Member
-	hit     []Member // members the fault was applied to (so far)
+	mu     sync.Mutex
+	state  State
+	effect effect
+	names  []string
 }
 
-// NewInjection plans a fault on members.
+// NewInjection plans a process fault on members.
 func NewInjection(index int, kind Kind, target string, members []Member, ledger *Ledger) *Injection {
-	return &Injection{Index: index, Kind: kind, Target: target, members: members, ledger: ledger}
+	return &Injection{Index: index, Action: kind.Name(), Target: target, ledger: ledger, names: names(members),
+		effect: &memberEffect{kind: kind, members: members}}
+}
+
+// NewNetInjection plans a network fault: shape on links (or, with reset, closing their connections)
+// through a network backend. members names the members the fault is about, for the result.
+func NewNetInjection(index int, action, target string, nw Network, links []Link, shape Shape, reset bool, members []string, ledger *Ledger) *Injection {
+	return &Injection{Index: index, Action: action, Target: target, ledger: ledger, names: members,
+		effect: &netEffect{nw: nw, links: links, shape: shape, reset: reset}}
 }
 
 // State returns where the injection is in its lifecycle.
@@ -116,7 +134,91 @@ func (in *Injection) State() State {
 }
 
 // MemberNames names the members the fault is planned for.
-func (in *Injection) MemberNames() []string { return names(in.members) }
+func (in *Injection) MemberNames() []string { return in.names }
+
+func (in *Injection) entry(step string, onlyHit bool) LedgerEntry {
+	e := LedgerEntry{Fault: in.Index, Action: in.Action, Step: step, Members: in.names}
+	in.effect.entry(&e, onlyHit)
+	return e
+}
+
+// Inject records the fault in the ledger (synced to disk) and then applies it, proving that it took
+// effect. If it fails part-way, what was already hit stays recorded, and Heal heals it.
+func (in *Injection) Inject(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.state != Planned {
+		return fmt.Errorf("fault #%d %s: %w (state %s)", in.Index, in.Action, ErrNotPlanned, in.state)
+	}
+	in.state = Applied // from here on Heal must run, whatever happens below
+	if err := in.ledger.Append(in.entry(StepInject, false)); err != nil {
+		return fmt.Errorf("fault #%d: writing the ledger before injecting: %w", in.Index, err)
+	}
+	if err := in.effect.apply(ctx); err != nil {
+		return fmt.Errorf("fault #%d: %w", in.Index, err)
+	}
+	return in.ledger.Append(in.entry(StepApplied, true))
+}
+
+// Heal undoes the fault and proves it healed. It is idempotent: a second call, or a call on a fault
+// never injected, does nothing. by says who healed: "schedule", "interrupt", "error", "teardown".
+func (in *Injection) Heal(ctx context.Context, by string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.state != Applied {
+		return nil
+	}
+	in.state = Healed
+	e := in.entry(StepHealed, true)
+	e.By = by
+	if err := in.effect.heal(ctx); err != nil {
+		e.Step, e.Error = StepHealFailed, err.Error()
+		_ = in.ledger.Append(e)
+		return err
+	}
+	return in.ledger.Append(e)
+}
+
+type memberEffect struct {
+	kind    Kind
+	members []Member
+	hit     []Member // members the fault was applied to (so far)
+}
+
+func (me *memberEffect) apply(ctx context.Context) error {
+	for _, m := range me.members {
+		me.hit = append(me.hit, m)
+		if err := me.kind.Inject(ctx, m); err != nil {
+			return fmt.Errorf("%s %s: %w", me.kind.Name(), m.Name(), err)
+		}
+		if err := me.kind.VerifyInjected(ctx, m); err != nil {
+			return fmt.Errorf("%s %s did not take effect: %w", me.kind.Name(), m.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (me *memberEffect) heal(ctx context.Context) error {
+	var errs []error
+	for _, m := range me.hit {
+		if err := me.kind.Heal(ctx, m); err != nil {
+			errs = append(errs, fmt.Errorf("healing %s on %s: %w", me.kind.Name(), m.Name(), err))
+			continue
+		}
+		if err := me.kind.VerifyHealed(ctx, m); err != nil {
+			errs = append(errs, fmt.Errorf("%s on %s did not heal: %w", me.kind.Name(), m.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (me *memberEffect) entry(e *LedgerEntry, onlyHit bool) {
+	ms := me.members
+	if onlyHit {
+		ms = me.hit
+	}
+	e.Members, e.PIDs = names(ms), pids(ms)
+}
 
 func pids(ms []Member) []int {
 	var out []int
@@ -126,57 +228,50 @@ func pids(ms []Member) []int {
 	return out
 }
 
-// Inject records the fault in the ledger (synced to disk) and then applies it to each member, proving
-// that it took effect. If it fails part-way, the members already hit stay recorded, and Heal heals them.
-func (in *Injection) Inject(ctx context.Context) error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.state != Planned {
-		return fmt.Errorf("fault #%d %s: %w (state %s)", in.Index, in.Kind.Name(), ErrNotPlanned, in.state)
-	}
-	in.state = Applied // from here on Heal must run, whatever happens below
-	if err := in.ledger.Append(LedgerEntry{Fault: in.Index, Action: in.Kind.Name(), Step: StepInject, Members: in.MemberNames(), PIDs: pids(in.members)}); err != nil {
-		return fmt.Errorf("fault #%d: writing the ledger before injecting: %w", in.Index, err)
-	}
-	for _, m := range in.members {
-		in.hit = append(in.hit, m)
-		if err := in.Kind.Inject(ctx, m); err != nil {
-			return fmt.Errorf("fault #%d: %s %s: %w", in.Index, in.Kind.Name(), m.Name(), err)
-		}
-		if err := in.Kind.VerifyInjected(ctx, m); err != nil {
-			return fmt.Errorf("fault #%d: %s %s did not take effect: %w", in.Index, in.Kind.Name(), m.Name(), err)
-		}
-	}
-	return in.ledger.Append(LedgerEntry{Fault: in.Index, Action: in.Kind.Name(), Step: StepApplied, Members: in.MemberNames(), PIDs: pids(in.hit)})
+type netEffect struct {
+	nw      Network
+	links   []Link
+	shape   Shape
+	reset   bool
+	applied bool
 }
 
-// Heal undoes the fault on every member it hit and proves it healed. It is idempotent: a second call,
-// or a call on a fault never injected, does nothing. by says who healed: "schedule", "interrupt",
-// "error", "teardown".
-func (in *Injection) Heal(ctx context.Context, by string) error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.state != Applied {
+func (ne *netEffect) apply(ctx context.Context) error {
+	if ne.reset {
+		return ne.nw.Reset(ctx, ne.links)
+	}
+	ne.applied = true // a part-way Apply is healed in full
+	if err := ne.nw.Apply(ctx, ne.links, ne.shape); err != nil {
+		return fmt.Errorf("%s on %d links through %s: %w", ne.shape, len(ne.links), ne.nw.Name(), err)
+	}
+	if err := ne.nw.Verify(ctx, ne.links, ne.shape); err != nil {
+		return fmt.Errorf("%s through %s did not take effect: %w", ne.shape, ne.nw.Name(), err)
+	}
+	return nil
+}
+
+func (ne *netEffect) heal(ctx context.Context) error {
+	if !ne.applied {
 		return nil
 	}
-	in.state = Healed
-	var errs []error
-	for _, m := range in.hit {
-		if err := in.Kind.Heal(ctx, m); err != nil {
-			errs = append(errs, fmt.Errorf("healing %s on %s: %w", in.Kind.Name(), m.Name(), err))
-			continue
-		}
-		if err := in.Kind.VerifyHealed(ctx, m); err != nil {
-			errs = append(errs, fmt.Errorf("%s on %s did not heal: %w", in.Kind.Name(), m.Name(), err))
-		}
+	if err := ne.nw.Heal(ctx, ne.links); err != nil {
+		return fmt.Errorf("healing %d links through %s: %w", len(ne.links), ne.nw.Name(), err)
 	}
-	e := LedgerEntry{Fault: in.Index, Action: in.Kind.Name(), Step: StepHealed, Members: names(in.hit), PIDs: pids(in.hit), By: by}
-	if err := errors.Join(errs...); err != nil {
-		e.Step, e.Error = StepHealFailed, err.Error()
-		_ = in.ledger.Append(e)
-		return err
+	if err := ne.nw.VerifyHealed(ctx, ne.links); err != nil {
+		return fmt.Errorf("links through %s did not heal: %w", ne.nw.Name(), err)
 	}
-	return in.ledger.Append(e)
+	return nil
+}
+
+func (ne *netEffect) entry(e *LedgerEntry, onlyHit bool) {
+	e.Network = ne.nw.Name()
+	for _, l := range ne.links {
+		e.Links = append(e.Links, l.String())
+	}
+	if !ne.reset {
+		s := ne.shape
+		e.Shape = &s
+	}
 }
 
 func names(ms []Member) []string {

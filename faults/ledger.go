@@ -25,6 +25,9 @@ type LedgerEntry struct {
 	Step    string    `json:"step"`
 	Members []string  `json:"members"`
 	PIDs    []int     `json:"pids,omitempty"`
+	Network string    `json:"network,omitempty"` // network faults: the backend
+	Links   []string  `json:"links,omitempty"`   // and the links, as from->to
+	Shape   *Shape    `json:"shape,omitempty"`
 	By      string    `json:"by,omitempty"`
 	Error   string    `json:"error,omitempty"`
 }
