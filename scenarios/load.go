@@ -210,7 +210,8 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	c := &sc.Cluster
 	def("cluster.provider", func() { c.Provider = "local" })
 	def("cluster.size", func() { c.Size = 3 })
-	def("cluster.network", func() { c.Network = "direct" })
+	def("cluster.network", func() { c.Network = "proxy" })
+	def("cluster.subnet", func() { c.Subnet = "198.18.0.0/15" })
 	def("cluster.ready-timeout", func() { c.ReadyTimeout = Duration(30 * time.Second) })
 	w := &sc.Workload
 	def("workload.duration", func() { w.Duration = Duration(30 * time.Second) })

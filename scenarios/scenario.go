@@ -30,6 +30,7 @@ type Cluster struct {
 	Provider     string            `yaml:"provider"`
 	Size         int               `yaml:"size"`
 	Network      string            `yaml:"network"`
+	Subnet       string            `yaml:"subnet"` // network: netns addresses
 	EtcdBinary   string            `yaml:"etcd-binary"`
 	Etcd         map[string]string `yaml:"etcd"`
 	ReadyTimeout Duration          `yaml:"ready-timeout"`
@@ -67,25 +68,47 @@ type Op struct {
 	Consistency  string `yaml:"consistency"`
 }
 
-// Fault is one scheduled fault.
+// Fault is one scheduled fault. A process fault names a target; a network fault chooses its links
+// with exactly one of target (every peer link of the target, both ways), isolate, groups, one-way,
+// majorities-ring or client (the links between the load generator and the target).
 type Fault struct {
 	At       Duration `yaml:"at"`
 	Action   string   `yaml:"action"`
-	Target   Target   `yaml:"target"`
-	Duration Duration `yaml:"duration"`
+	Target   Target   `yaml:"target,omitempty"`
+	Duration Duration `yaml:"duration,omitempty"`
+
+	Isolate        Targets    `yaml:"isolate,omitempty"`
+	Groups         [][]string `yaml:"groups,omitempty"`
+	OneWay         OneWay     `yaml:"one-way,omitempty"`
+	MajoritiesRing bool       `yaml:"majorities-ring,omitempty"`
+	Client         Target     `yaml:"client,omitempty"`
+
+	Latency     Duration  `yaml:"latency,omitempty"`
+	Jitter      Duration  `yaml:"jitter,omitempty"`
+	Correlation float64   `yaml:"correlation,omitempty"`
+	Rate        Bandwidth `yaml:"rate,omitempty"`
+	Percent     float64   `yaml:"percent,omitempty"`
 	// Line is the fault's line in the scenario file (0 when unknown).
 	Line int `yaml:"-"`
+}
+
+// OneWay is a one-way partition or shaping: only the bytes from From to To.
+type OneWay struct {
+	From Target `yaml:"from"`
+	To   Target `yaml:"to"`
 }
 
 // Names of the values the schema accepts; error messages list them.
 var (
 	Providers     = []string{"local"}
-	Networks      = []string{"direct"}
+	Networks      = []string{"proxy", "netns", "direct"}
 	OpNames       = []string{"put", "get", "delete", "txn"}
 	Distributions = []string{"uniform", "zipf", "sequential"}
 	Consistencies = []string{"linearizable", "serializable"}
 	// Actions must match the fault registry in package faults (a test checks it).
-	Actions = []string{"kill", "stop", "pause", "restart"}
+	Actions = []string{"kill", "stop", "pause", "restart", "partition", "delay", "bandwidth", "loss", "reset"}
+	// NetworkActions act on links, through the network backend.
+	NetworkActions = []string{"partition", "delay", "bandwidth", "loss", "reset"}
 	// TargetKinds are the words a target can be, besides a member name and {count: N} / {percent: P}.
 	TargetKinds = []string{"leader", "follower", "random", "minority", "majority", "all"}
 )
@@ -196,3 +219,100 @@ func (t *Target) decodeNode(n *yaml.Node) error {
 	}
 	return fmt.Errorf("must be %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds, ", "))
 }
+
+// Targets is one target or a list of them (isolate: [leader, follower]); a list picks distinct members.
+type Targets []Target
+
+func (ts *Targets) decodeNode(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		var t Target
+		if err := t.decodeNode(n); err != nil {
+			return err
+		}
+		*ts = Targets{t}
+		return nil
+	}
+	var errs fieldErrs
+	for i, c := range n.Content {
+		var t Target
+		if err := t.decodeNode(c); err != nil {
+			errs = append(errs, fieldErr{line: c.Line, field: fmt.Sprintf("[%d]", i), msg: err.Error()})
+			continue
+		}
+		*ts = append(*ts, t)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if len(*ts) == 0 {
+		return fmt.Errorf("is an empty list; name at least one target")
+	}
+	return nil
+}
+
+func (ts Targets) String() string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = t.String()
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// MarshalYAML writes one target as itself and several as a list.
+func (ts Targets) MarshalYAML() (any, error) {
+	if len(ts) == 1 {
+		return ts[0].MarshalYAML()
+	}
+	return []Target(ts), nil
+}
+
+// Bandwidth is a rate in bytes per second, written as 1mbit, 500kbit, 2MB/s or 64KiB/s.
+type Bandwidth int64
+
+var bandwidthUnits = []struct {
+	suffix string
+	bytes  float64
+}{
+	{"gbit", 1e9 / 8}, {"mbit", 1e6 / 8}, {"kbit", 1e3 / 8}, {"bit", 1.0 / 8},
+	{"GiB/s", 1 << 30}, {"MiB/s", 1 << 20}, {"KiB/s", 1 << 10},
+	{"GB/s", 1e9}, {"MB/s", 1e6}, {"KB/s", 1e3}, {"kB/s", 1e3}, {"B/s", 1},
+}
+
+// ParseBandwidth reads a rate with its unit.
+func ParseBandwidth(s string) (Bandwidth, error) {
+	v := strings.TrimSpace(s)
+	for _, u := range bandwidthUnits {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			x, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || x <= 0 {
+				break
+			}
+			b := Bandwidth(x * u.bytes)
+			if b < 1 {
+				break
+			}
+			return b, nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a rate; valid: a positive number with a unit such as 1mbit, 500kbit, 2MB/s or 64KiB/s", s)
+}
+
+func (b *Bandwidth) decodeNode(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("must be a rate such as 1mbit or 2MB/s")
+	}
+	v, err := ParseBandwidth(n.Value)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+func (b Bandwidth) String() string { return fmt.Sprintf("%dB/s", int64(b)) }
+
+// MarshalYAML writes the rate in bytes per second.
+func (b Bandwidth) MarshalYAML() (any, error) { return b.String(), nil }

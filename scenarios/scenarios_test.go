@@ -11,7 +11,8 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "rolling-restart"}
+	want := []string{"client-delay", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause",
+		"one-way-leader", "partition-leader", "partition-minority", "rolling-restart", "slow-follower", "slow-leader"}
 	var got []string
 	for _, b := range list {
 		got = append(got, b.Name)
@@ -57,6 +58,20 @@ func TestBadInput(t *testing.T) {
 		{"count too big", strings.Replace(base, "target: leader", "target: {count: 4}", 1), nil, []string{"faults[0].target.count", "1 to 3"}},
 		{"minority of one", strings.Replace(strings.Replace(base, "size: 3", "size: 1", 1), "target: leader", "target: minority", 1), nil, []string{"no minority"}},
 		{"harness flag", strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {data-dir: /tmp/x}", 1), nil, []string{"cluster.etcd.data-dir", "set by the harness"}},
+		{"loss through the proxy", strings.Replace(base, "action: kill, target: leader", "action: loss, target: leader, percent: 5", 1), nil, []string{"x.yaml:8:", "faults[0].action", "not a TCP proxy's to give", "network: netns"}},
+		{"network fault on direct", strings.Replace(strings.Replace(base, "action: kill, target: leader", "action: partition, isolate: leader", 1), "  size: 3", "  size: 3\n  network: direct", 1), nil, []string{"faults[0].action", "needs cluster.network proxy or netns"}},
+		{"reset between members in netns", strings.Replace(strings.Replace(base, "action: kill, target: leader, duration: 2s", "action: reset, target: leader", 1), "  size: 3", "  size: 3\n  network: netns", 1), nil, []string{"faults[0].action", "use cluster.network: proxy"}},
+		{"partition with target", strings.Replace(base, "action: kill", "action: partition", 1), nil, []string{"faults[0].target", "does not apply to partition", "isolate, groups, one-way, majorities-ring, client"}},
+		{"two selections", strings.Replace(base, "action: kill, target: leader", "action: partition, isolate: leader, client: leader", 1), nil, []string{"faults[0].client", "give only one of"}},
+		{"group misses a member", strings.Replace(base, "action: kill, target: leader", "action: partition, groups: [[member-1], [member-2]]", 1), nil, []string{"faults[0].groups", "member-3 is in no group"}},
+		{"member in two groups", strings.Replace(base, "action: kill, target: leader", "action: partition, groups: [[member-1, member-2], [member-2, member-3]]", 1), nil, []string{"faults[0].groups[1]", "already in faults[0].groups[0]"}},
+		{"ring of three", strings.Replace(base, "action: kill, target: leader", "action: partition, majorities-ring: true", 1), nil, []string{"faults[0].majorities-ring", "at least 5 members"}},
+		{"isolate all", strings.Replace(base, "action: kill, target: leader", "action: partition, isolate: all", 1), nil, []string{"faults[0].isolate", "cuts nothing"}},
+		{"delay without latency", strings.Replace(base, "action: kill", "action: delay", 1), nil, []string{"faults[0].latency", "needs a latency"}},
+		{"latency on kill", strings.Replace(base, "target: leader,", "target: leader, latency: 5ms,", 1), nil, []string{"faults[0].latency", "applies only to action delay"}},
+		{"bad rate", strings.Replace(base, "action: kill, target: leader", "action: bandwidth, target: leader, rate: fast", 1), nil, []string{"x.yaml:8:", "faults[0].rate", "1mbit"}},
+		{"one-way without to", strings.Replace(base, "action: kill, target: leader", "action: partition, one-way: {from: leader}", 1), nil, []string{"faults[0].one-way", "needs both from and to"}},
+		{"bad subnet", strings.Replace(base, "  size: 3", "  size: 3\n  subnet: 10.0.0.1", 1), nil, []string{"cluster.subnet", "not an IPv4 CIDR", "198.18.0.0/15"}},
 		{"explicit zero clients", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  clients: 0", 1), nil, []string{"workload.clients", "at least 1"}},
 	}
 	for _, c := range cases {

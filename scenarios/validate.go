@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -48,6 +49,11 @@ func (v *validator) validate() {
 	c := sc.Cluster
 	v.oneOf("cluster.provider", c.Provider, Providers)
 	v.oneOf("cluster.network", c.Network, Networks)
+	if _, n, err := net.ParseCIDR(c.Subnet); err != nil || n.IP.To4() == nil {
+		v.bad("cluster.subnet", "%q is not an IPv4 CIDR; valid: a range no real network uses, such as 198.18.0.0/15 (reserved for network tests)", c.Subnet)
+	} else if ones, _ := n.Mask.Size(); ones > 29 || 1<<(32-ones) < c.Size+3 {
+		v.bad("cluster.subnet", "%s is too small for %d members and the hub", c.Subnet, c.Size)
+	}
 	if c.Size < 1 || c.Size > 9 {
 		v.bad("cluster.size", "%d members is not supported; valid: 1 to 9", c.Size)
 	}
@@ -167,41 +173,17 @@ func (v *validator) validateFaults() {
 			v.bad(p+".duration", "the fault would heal at %s, after the load ends at %s", end.D(), sc.Workload.Duration)
 		}
 		switch f.Action {
-		case "restart":
+		case "restart", "reset":
 			if f.Duration != 0 {
-				v.bad(p+".duration", "restart is instantaneous (stop, then start at once); leave duration out")
+				v.bad(p+".duration", "%s is instantaneous; leave duration out", f.Action)
 			}
-		case "kill", "stop", "pause":
+		case "kill", "stop", "pause", "partition", "delay", "bandwidth", "loss":
 			if f.Duration <= 0 {
 				v.bad(p+".duration", "%s needs a duration: how long until the fault heals", f.Action)
 			}
 		}
-		t := f.Target
-		valid := strings.Join(TargetKinds, ", ") + ", a member name (" + strings.Join(names, ", ") + "), {count: N} or {percent: P}"
-		switch t.Kind {
-		case "":
-			v.bad(p+".target", "is missing; valid: %s", valid)
-		case "member":
-			if !contains(names, t.Member) {
-				v.bad(p+".target", "%q is not a member of this %d-member cluster; valid: %s", t.Member, size, valid)
-			}
-		case "count":
-			if t.Count < 1 || t.Count > size {
-				v.bad(p+".target.count", "%d: valid: 1 to %d (the cluster size)", t.Count, size)
-			}
-		case "percent":
-			if t.Percent < 1 || t.Percent > 100 {
-				v.bad(p+".target.percent", "%d: valid: 1 to 100", t.Percent)
-			}
-		case "follower":
-			if size < 2 {
-				v.bad(p+".target", "a 1-member cluster has no follower")
-			}
-		case "minority":
-			if (size-1)/2 < 1 {
-				v.bad(p+".target", "a %d-member cluster has no minority to pick (it needs 3 members or more)", size)
-			}
-		}
+		v.selection(p, f, names)
+		v.shape(p, f)
 		windows = append(windows, window{f.At.D(), end.D(), i})
 	}
 	sort.Slice(windows, func(a, b int) bool { return windows[a].from < windows[b].from })
@@ -209,6 +191,179 @@ func (v *validator) validateFaults() {
 		prev, cur := windows[k-1], windows[k]
 		if cur.from < prev.to || cur.from == prev.from {
 			v.bad(fmt.Sprintf("faults[%d].at", cur.i), "overlaps faults[%d] (%s to %s); faults run one after another", prev.i, prev.from, prev.to)
+		}
+	}
+}
+
+// selection checks that a fault chooses its members or links in exactly one way its action takes.
+func (v *validator) selection(p string, f Fault, names []string) {
+	given := map[string]bool{
+		"target": f.Target.Kind != "", "isolate": len(f.Isolate) > 0, "groups": len(f.Groups) > 0,
+		"one-way": f.OneWay.From.Kind != "" || f.OneWay.To.Kind != "", "majorities-ring": f.MajoritiesRing, "client": f.Client.Kind != "",
+	}
+	var allowed []string
+	switch {
+	case contains(NetworkActions, f.Action) && f.Action == "partition":
+		allowed = []string{"isolate", "groups", "one-way", "majorities-ring", "client"}
+	case contains(NetworkActions, f.Action):
+		allowed = []string{"target", "one-way", "client"}
+	default:
+		allowed = []string{"target"}
+	}
+	var set []string
+	for _, k := range []string{"target", "isolate", "groups", "one-way", "majorities-ring", "client"} {
+		if !given[k] {
+			continue
+		}
+		if !contains(allowed, k) {
+			v.bad(p+"."+k, "does not apply to %s; it takes %s", f.Action, strings.Join(allowed, ", "))
+			continue
+		}
+		set = append(set, k)
+	}
+	switch {
+	case len(set) == 0 && len(allowed) == 1:
+		v.bad(p+".target", "is missing; valid: %s", v.validTargets(names))
+		return
+	case len(set) == 0:
+		v.bad(p, "%s needs one of %s", f.Action, strings.Join(allowed, ", "))
+		return
+	case len(set) > 1:
+		v.bad(p+"."+set[1], "give only one of %s (%s is given too)", strings.Join(allowed, ", "), set[0])
+		return
+	}
+	size := len(names)
+	nw := v.sc.Cluster.Network
+	if contains(NetworkActions, f.Action) {
+		switch {
+		case nw == "direct":
+			v.bad(p+".action", "%s needs cluster.network proxy or netns (direct has no hold on the links)", f.Action)
+		case f.Action == "loss" && (nw == "proxy" || set[0] == "client"):
+			v.bad(p+".action", "packet loss is not a TCP proxy's to give (client links always go through the proxy); use cluster.network: netns for loss between members (root, Linux, a kernel with sch_netem)")
+		case f.Action == "reset" && nw == "netns" && set[0] != "client":
+			v.bad(p+".action", "reset closes a link's connections, which only the proxy holds; use cluster.network: proxy, or reset client links")
+		}
+	}
+	switch set[0] {
+	case "target":
+		v.target(p+".target", f.Target, names)
+	case "client":
+		v.target(p+".client", f.Client, names)
+	case "isolate":
+		for k, t := range f.Isolate {
+			tp := p + ".isolate"
+			if len(f.Isolate) > 1 {
+				tp = fmt.Sprintf("%s[%d]", tp, k)
+			}
+			v.target(tp, t, names)
+			if t.Kind == "all" {
+				v.bad(tp, "isolating every member cuts nothing; name fewer (minority, leader, ...)")
+			}
+		}
+		if len(f.Isolate) >= size {
+			v.bad(p+".isolate", "names %d targets in a %d-member cluster: nobody would be left on the other side", len(f.Isolate), size)
+		}
+	case "groups":
+		seen := map[string]string{}
+		if len(f.Groups) < 2 {
+			v.bad(p+".groups", "needs at least 2 groups, such as [[member-1], [member-2, member-3]]")
+		}
+		for gi, g := range f.Groups {
+			gp := fmt.Sprintf("%s.groups[%d]", p, gi)
+			if len(g) == 0 {
+				v.bad(gp, "is empty")
+			}
+			for _, m := range g {
+				if !contains(names, m) {
+					v.bad(gp, "%q is not a member; valid: %s", m, strings.Join(names, ", "))
+				} else if prev, ok := seen[m]; ok {
+					v.bad(gp, "%s is already in %s; each member belongs to one group", m, prev)
+				}
+				seen[m] = gp
+			}
+		}
+		for _, m := range names {
+			if _, ok := seen[m]; !ok && len(f.Groups) >= 2 {
+				v.bad(p+".groups", "%s is in no group; list every member once", m)
+			}
+		}
+	case "one-way":
+		if f.OneWay.From.Kind == "" || f.OneWay.To.Kind == "" {
+			v.bad(p+".one-way", "needs both from and to, such as {from: leader, to: follower}")
+			return
+		}
+		v.target(p+".one-way.from", f.OneWay.From, names)
+		v.target(p+".one-way.to", f.OneWay.To, names)
+		if f.OneWay.From == f.OneWay.To && f.OneWay.From.Kind == "member" {
+			v.bad(p+".one-way.to", "is the same member as from")
+		}
+	case "majorities-ring":
+		if size < 5 {
+			v.bad(p+".majorities-ring", "needs at least 5 members (with %d, every member's majority is the whole cluster)", size)
+		}
+	}
+}
+
+// shape checks the values that go with each network action, and that no other action has them.
+func (v *validator) shape(p string, f Fault) {
+	owner := map[string]string{"latency": "delay", "jitter": "delay", "correlation": "delay", "rate": "bandwidth", "percent": "loss"}
+	given := map[string]bool{"latency": f.Latency > 0, "jitter": f.Jitter > 0, "correlation": f.Correlation != 0, "rate": f.Rate > 0, "percent": f.Percent != 0}
+	for _, k := range []string{"latency", "jitter", "correlation", "rate", "percent"} {
+		if given[k] && owner[k] != f.Action {
+			v.bad(p+"."+k, "applies only to action %s", owner[k])
+		}
+	}
+	switch f.Action {
+	case "delay":
+		if f.Latency <= 0 {
+			v.bad(p+".latency", "delay needs a latency such as 100ms")
+		}
+		if f.Jitter > f.Latency {
+			v.bad(p+".jitter", "%s is more than the latency %s (a negative delay)", f.Jitter, f.Latency)
+		}
+		if f.Correlation < 0 || f.Correlation > 1 {
+			v.bad(p+".correlation", "%v: valid: 0 to 1", f.Correlation)
+		}
+	case "bandwidth":
+		if f.Rate <= 0 {
+			v.bad(p+".rate", "bandwidth needs a rate such as 1mbit or 2MB/s")
+		}
+	case "loss":
+		if f.Percent <= 0 || f.Percent > 100 {
+			v.bad(p+".percent", "%v: valid: more than 0, up to 100", f.Percent)
+		}
+	}
+}
+
+func (v *validator) validTargets(names []string) string {
+	return strings.Join(TargetKinds, ", ") + ", a member name (" + strings.Join(names, ", ") + "), {count: N} or {percent: P}"
+}
+
+// target checks one target against the cluster's size.
+func (v *validator) target(p string, t Target, names []string) {
+	size := len(names)
+	switch t.Kind {
+	case "":
+		v.bad(p, "is missing; valid: %s", v.validTargets(names))
+	case "member":
+		if !contains(names, t.Member) {
+			v.bad(p, "%q is not a member of this %d-member cluster; valid: %s", t.Member, size, v.validTargets(names))
+		}
+	case "count":
+		if t.Count < 1 || t.Count > size {
+			v.bad(p+".count", "%d: valid: 1 to %d (the cluster size)", t.Count, size)
+		}
+	case "percent":
+		if t.Percent < 1 || t.Percent > 100 {
+			v.bad(p+".percent", "%d: valid: 1 to 100", t.Percent)
+		}
+	case "follower":
+		if size < 2 {
+			v.bad(p, "a 1-member cluster has no follower")
+		}
+	case "minority":
+		if (size-1)/2 < 1 {
+			v.bad(p, "a %d-member cluster has no minority to pick (it needs 3 members or more)", size)
 		}
 	}
 }
