@@ -126,6 +126,14 @@ func NewNetInjection(index int, action, target string, nw Network, links []Link,
 		effect: &netEffect{nw: nw, links: links, shape: shape, reset: reset}}
 }
 
+// Network names the backend of a network fault ("" for a process fault).
+func (in *Injection) Network() string {
+	if ne, ok := in.effect.(*netEffect); ok {
+		return ne.nw.Name()
+	}
+	return ""
+}
+
 // State returns where the injection is in its lifecycle.
 func (in *Injection) State() State {
 	in.mu.Lock()

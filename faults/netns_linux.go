@@ -43,6 +43,17 @@ type nsMember struct {
 	link int // eth0's index inside the namespace
 }
 
+// NetnsAddr is the i-th address of subnet (members are 1..N, the hub N+1).
+func NetnsAddr(subnet string, i int) (string, error) {
+	ip, ipnet, err := net.ParseCIDR(subnet)
+	if err != nil || ip.To4() == nil {
+		return "", fmt.Errorf("subnet %q is not an IPv4 CIDR such as 198.18.0.0/15", subnet)
+	}
+	out := make(net.IP, 4)
+	binary.BigEndian.PutUint32(out, binary.BigEndian.Uint32(ipnet.IP.To4())+uint32(i))
+	return out.String(), nil
+}
+
 // NewNetns makes the namespaces of a cluster: prefix names them (chaos-<id>-hub, chaos-<id>-<member>),
 // subnet gives the addresses (members from its first address on, then the hub). If it fails
 // part-way, what it made is removed.

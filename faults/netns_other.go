@@ -40,3 +40,6 @@ func DeleteNamespaces(names []string) error { return nil }
 
 // ListNamespaces has nothing to list outside Linux.
 func ListNamespaces(prefix string) ([]string, error) { return nil, nil }
+
+// NetnsAddr is Linux-only.
+func NetnsAddr(subnet string, i int) (string, error) { return "", errNetnsLinux }

@@ -60,6 +60,9 @@ type linkState struct {
 	rng     *rand.Rand
 	lastJit float64 // the last jitter draw, in [-1, 1], for correlation
 	bytes   atomic.Int64
+	// inflight counts writers between their last look at the shape and the end of their write:
+	// Apply waits for it to drain, so no byte decided under the old shape lands after Apply returns.
+	inflight atomic.Int32
 }
 
 func (p *Proxy) link(l Link) *linkState {
@@ -123,8 +126,22 @@ func (p *Proxy) Apply(ctx context.Context, links []Link, s Shape) error {
 	if s.Loss > 0 {
 		return errors.New("packet loss is not a TCP proxy's to give (TCP retransmits what a proxy drops, and a dropped chunk corrupts the stream); use network: netns")
 	}
-	for _, l := range withUnknown(links) {
+	all := withUnknown(links)
+	for _, l := range all {
 		p.link(l).set(s)
+	}
+	if !s.Blackhole {
+		return nil
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for _, l := range all {
+		ls := p.link(l)
+		for ls.inflight.Load() > 0 {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("a write on %s has been blocked for 2s (the receiver is not reading)", l)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
 	}
 	return nil
 }
@@ -281,13 +298,17 @@ func (c *pconn) close() {
 }
 
 // identify reads the first HTTP request on a peer connection and names its sender: from the
-// advertised peer URLs rafthttp sends, or else from the process that owns the other end.
-func (p *Proxy) identify(c net.Conn) (from string, first []byte) {
+// advertised peer URLs rafthttp sends, or else from the process that owns the other end. ok is false
+// when no request came (the dialler closed, or sent no HTTP within 10s): such a connection is closed.
+func (p *Proxy) identify(c net.Conn) (from string, first []byte, ok bool) {
 	var raw bytes.Buffer
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	req, err := http.ReadRequest(bufio.NewReader(io.TeeReader(c, &raw)))
 	_ = c.SetReadDeadline(time.Time{})
-	if err == nil {
+	if err != nil {
+		return "", nil, false
+	}
+	{
 		p.mu.Lock()
 		for _, u := range strings.Split(req.Header.Get("X-PeerURLs"), ",") {
 			if name, ok := p.peerURLs[strings.TrimSuffix(u, "/")]; ok {
@@ -303,14 +324,18 @@ func (p *Proxy) identify(c net.Conn) (from string, first []byte) {
 		from = Unknown
 		p.Log.Warn("proxy: cannot tell which member opened a peer connection; faults on any link into its member apply to it", "to", c.LocalAddr().String(), "from", c.RemoteAddr().String())
 	}
-	return from, raw.Bytes()
+	return from, raw.Bytes(), true
 }
 
 func (p *Proxy) serve(c net.Conn, to, upstream string, peer bool) {
 	from := Clients
 	var first []byte
 	if peer {
-		from, first = p.identify(c)
+		var ok bool
+		if from, first, ok = p.identify(c); !ok {
+			_ = c.Close()
+			return
+		}
 	}
 	pc := &pconn{from: from, to: to, down: c, done: make(chan struct{})}
 	p.mu.Lock()
@@ -503,8 +528,14 @@ func pipe(pc *pconn, src, dst net.Conn, ls *linkState, first []byte) {
 				}
 				nextFree = start.Add(time.Duration(float64(n) / float64(s.Rate) * float64(time.Second)))
 			}
+			ls.inflight.Add(1)
+			if now, _ := ls.get(); now != s {
+				ls.inflight.Add(-1)
+				continue // the shape changed since the look above: look again
+			}
 			w, err := dst.Write(data[:n])
 			ls.bytes.Add(int64(w))
+			ls.inflight.Add(-1)
 			if err != nil {
 				chunkPool.Put(ch.buf)
 				pc.close()

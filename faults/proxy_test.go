@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -272,5 +274,30 @@ func TestLinkSets(t *testing.T) {
 	}
 	if ow := OneWay([]string{"a"}, []string{"b", "c"}); len(ow) != 2 || ow[0] != (Link{"a", "b"}) {
 		t.Fatalf("one-way = %v", ow)
+	}
+}
+
+func TestSocketOwnerFindsTheDiallingProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("socket owners are looked up in /proc")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	owner := SocketOwner(func() map[string]int { return map[string]int{"other": 1, "me": os.Getpid()} })
+	if got := owner(a); got != "me" {
+		t.Fatalf("owner of a connection this process dialled = %q, want me", got)
 	}
 }

@@ -25,9 +25,15 @@ type Resolution struct {
 
 // Resolve picks the members a target names, from the cluster as it is now.
 func Resolve(ctx context.Context, c Cluster, t scenarios.Target, rng *rand.Rand) (Resolution, error) {
-	all := c.Members()
-	sort.Slice(all, func(i, j int) bool { return all[i].Name() < all[j].Name() })
 	leader, term, lerr := c.Leader(ctx)
+	return ResolveAmong(c.Members(), leader, term, lerr, t, rng)
+}
+
+// ResolveAmong picks the members a target names from all, given the leader as last asked (lerr is
+// why there is none). Size-based targets (minority, majority, percent) count all.
+func ResolveAmong(all []Member, leader string, term uint64, lerr error, t scenarios.Target, rng *rand.Rand) (Resolution, error) {
+	all = append([]Member(nil), all...)
+	sort.Slice(all, func(i, j int) bool { return all[i].Name() < all[j].Name() })
 	res := Resolution{Leader: leader, LeaderTerm: term}
 	pick := func(from []Member, n int) []Member {
 		cp := append([]Member(nil), from...)

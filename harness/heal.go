@@ -20,6 +20,7 @@ type HealReport struct {
 	Unhealed []faults.LedgerEntry // faults the ledger shows applied and not healed
 	Resumed  []string             // members that were paused and got SIGCONT
 	Stopped  []string             // member processes that were still running and were ended
+	Removed  []string             // network namespaces removed (network: netns)
 }
 
 // ErrHarnessAlive is returned by Heal when the run's harness still runs (it heals its own faults).
@@ -71,6 +72,15 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 			_ = syscall.Kill(m.PID, syscall.SIGKILL)
 		}
 		rep.Stopped = append(rep.Stopped, m.Name)
+	}
+	// Namespaces go after their processes: deleting one removes its links, routes and qdiscs.
+	for _, ns := range cf.Namespaces {
+		if _, err := os.Stat(filepath.Join(faults.NetnsDir, ns)); err == nil {
+			if err := faults.DeleteNamespaces([]string{ns}); err != nil {
+				return rep, err
+			}
+			rep.Removed = append(rep.Removed, ns)
+		}
 	}
 	if len(rep.Unhealed) > 0 {
 		l, err := faults.OpenLedger(filepath.Join(dir, "ledger.jsonl"))

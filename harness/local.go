@@ -37,6 +37,11 @@ type LocalOptions struct {
 	NodeCommand []string
 	Token       string
 	Logger      *slog.Logger
+	// Network is how members are wired: "proxy" (every byte through the harness's per-link proxy),
+	// "netns" (each member in its own network namespace; root) or "direct".
+	Network string
+	Subnet  string // netns addresses
+	Seed    int64  // the proxy's jitter draws
 }
 
 // LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports.
@@ -46,14 +51,23 @@ type LocalCluster struct {
 	mu      sync.Mutex // guards cluster.json writes
 
 	clientsMu sync.Mutex
-	clients   map[string]*clientv3.Client // one measurement client per member, made on first use
+	clients   map[string]*clientv3.Client // one control client per member, made on first use
+
+	proxy  *faults.Proxy // nil with network: direct
+	netns  *faults.Netns // network: netns, once started
+	prefix string        // namespace names: <prefix>-hub, <prefix>-<member>
 }
 
 type localMember struct {
 	cl        *LocalCluster
 	name      string
-	clientURL string
-	peerURL   string
+	clientURL string // what the load, the prober and the watcher use: the client proxy, if any
+	realURL   string // the member's own client URL: the harness's control clients use it
+	peerURL   string // the advertised peer URL: the peer proxy, if any
+	peerReal  string // the member's own peer URL
+	proxyAt   string // client proxy listen address
+	peerAt    string // peer proxy listen address
+	ip        string // netns address
 	dataDir   string
 	logPath   string
 	argv      []string
@@ -95,11 +109,21 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 		}
 		opts.NodeCommand = []string{exe, "node"}
 	}
-	ports, err := freePorts(2 * opts.Size)
+	if opts.Network == "" {
+		opts.Network = "direct"
+	}
+	perMember := map[string]int{"direct": 2, "proxy": 4, "netns": 1}[opts.Network]
+	if perMember == 0 {
+		return nil, fmt.Errorf("unknown network %q", opts.Network)
+	}
+	ports, err := freePorts(perMember * opts.Size)
 	if err != nil {
 		return nil, err
 	}
-	c := &LocalCluster{opts: opts}
+	c := &LocalCluster{opts: opts, prefix: fmt.Sprintf("chaos-%d-%04x", os.Getpid()%100000, time.Now().UnixNano()&0xffff)}
+	if opts.Network != "direct" {
+		c.proxy = faults.NewProxy(opts.Seed, opts.Logger)
+	}
 	var initial []string
 	for i := 0; i < opts.Size; i++ {
 		name := scenarios.MemberName(i)
@@ -107,8 +131,26 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
 		}
-		m := &localMember{cl: c, name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log"),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]), peerURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])}
+		m := &localMember{cl: c, name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log")}
+		pt := ports[perMember*i:]
+		url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
+		switch opts.Network {
+		case "direct":
+			m.realURL, m.peerReal = url(pt[0]), url(pt[1])
+			m.clientURL, m.peerURL = m.realURL, m.peerReal
+		case "proxy":
+			m.realURL, m.peerReal = url(pt[0]), url(pt[1])
+			m.clientURL, m.peerURL = url(pt[2]), url(pt[3])
+			m.proxyAt, m.peerAt = fmt.Sprintf("127.0.0.1:%d", pt[2]), fmt.Sprintf("127.0.0.1:%d", pt[3])
+		case "netns":
+			if m.ip, err = faults.NetnsAddr(opts.Subnet, i+1); err != nil {
+				return nil, err
+			}
+			m.realURL, m.peerReal = "http://"+m.ip+":2379", "http://"+m.ip+":2380"
+			m.peerURL = m.peerReal
+			m.clientURL = url(pt[0])
+			m.proxyAt = fmt.Sprintf("127.0.0.1:%d", pt[0])
+		}
 		c.members = append(c.members, m)
 		initial = append(initial, name+"="+m.peerURL)
 	}
@@ -117,16 +159,25 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 		return nil, err
 	}
 	for _, m := range c.members {
+		// Members advertise the proxies, so that peers and clients that learn URLs from the cluster
+		// go through them too.
 		args := []string{"--name=" + m.name, "--data-dir=" + m.dataDir,
-			"--listen-client-urls=" + m.clientURL, "--advertise-client-urls=" + m.clientURL,
-			"--listen-peer-urls=" + m.peerURL, "--initial-advertise-peer-urls=" + m.peerURL,
+			"--listen-client-urls=" + m.realURL, "--advertise-client-urls=" + m.clientURL,
+			"--listen-peer-urls=" + m.peerReal, "--initial-advertise-peer-urls=" + m.peerURL,
 			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
 			"--initial-cluster-token=" + opts.Token}
+		if opts.Network == "netns" {
+			args[3] = "--advertise-client-urls=" + m.realURL
+		}
 		args = append(args, extra...)
 		if opts.EtcdBinary != "" {
 			m.argv = append([]string{opts.EtcdBinary}, args...)
 		} else {
 			m.argv = append(append(append([]string{}, opts.NodeCommand...), "--"), args...)
+		}
+		if opts.Network == "netns" {
+			// nsenter joins the namespace and execs the member: the PID is the member's own.
+			m.argv = append([]string{"nsenter", "--net=" + filepath.Join(faults.NetnsDir, c.prefix+"-"+m.name), "--"}, m.argv...)
 		}
 	}
 	return c, nil
@@ -154,14 +205,78 @@ func etcdFlags(m map[string]string) ([]string, error) {
 	return out, nil
 }
 
-// Start starts every member.
+// Start makes the network (namespaces, proxies) and starts every member.
 func (c *LocalCluster) Start(ctx context.Context) error {
+	if c.opts.Network == "netns" {
+		var names []string
+		for _, m := range c.members {
+			names = append(names, m.name)
+		}
+		n, err := faults.NewNetns(c.prefix, c.opts.Subnet, names)
+		if err != nil {
+			return err
+		}
+		c.netns = n
+		c.proxy.Dial = n.Dial
+		if err := c.writeClusterFile(); err != nil {
+			return err
+		}
+	}
+	if c.proxy != nil {
+		c.proxy.Owner = faults.SocketOwner(c.pids)
+		for _, m := range c.members {
+			if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
+				return err
+			}
+			if m.peerAt != "" {
+				c.proxy.SetPeerURL(m.peerURL, m.name)
+				if _, err := c.proxy.Listen(m.name, m.peerAt, strings.TrimPrefix(m.peerReal, "http://"), true); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for _, m := range c.members {
 		if err := m.Start(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (c *LocalCluster) pids() map[string]int {
+	out := map[string]int{}
+	for _, m := range c.members {
+		if pid, done := m.running(); done != nil {
+			out[m.name] = pid
+		}
+	}
+	return out
+}
+
+// PeerNetwork is the backend of faults between members: the proxy, the namespaces, or nil (direct).
+func (c *LocalCluster) PeerNetwork() faults.Network {
+	switch {
+	case c.netns != nil:
+		return c.netns
+	case c.proxy != nil:
+		return c.proxy
+	}
+	return nil
+}
+
+// Proxy is the client proxies' (and with network: proxy, the peer proxies') backend; nil if direct.
+func (c *LocalCluster) Proxy() *faults.Proxy { return c.proxy }
+
+// Netns is the namespace backend with network: netns (nil otherwise, or before Start).
+func (c *LocalCluster) Netns() *faults.Netns { return c.netns }
+
+// dial opens the control clients' connections: from the hub namespace with network: netns.
+func (c *LocalCluster) dial() loadgen.Dialer {
+	if c.netns == nil {
+		return nil
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) { return c.netns.Dial(ctx, "tcp", addr) }
 }
 
 // Members returns the members sorted by name.
@@ -246,7 +361,7 @@ func (c *LocalCluster) status(ctx context.Context, m *localMember, timeout time.
 	cli, ok := c.clients[m.name]
 	if !ok {
 		var err error
-		if cli, err = loadgen.MeasureClient([]string{m.clientURL}); err != nil {
+		if cli, err = loadgen.MeasureClientVia([]string{m.realURL}, c.dial()); err != nil {
 			c.clientsMu.Unlock()
 			return nil, err
 		}
@@ -371,6 +486,17 @@ func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
 		delete(c.clients, name)
 	}
 	c.clientsMu.Unlock()
+	if c.proxy != nil {
+		c.proxy.Close()
+	}
+	if c.netns != nil {
+		// The namespaces go once their processes have: a member still running keeps its own alive.
+		if err := errors.Join(errs...); err == nil {
+			errs = append(errs, c.netns.Close())
+		} else {
+			errs = append(errs, fmt.Errorf("namespaces %v kept: a member did not exit; chaos heal removes them", c.netns.Namespaces()))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -404,6 +530,8 @@ func (c *LocalCluster) EtcdVersion() string {
 type ClusterFile struct {
 	HarnessPID int             `json:"harness_pid"`
 	Dir        string          `json:"dir"`
+	Network    string          `json:"network"`
+	Namespaces []string        `json:"namespaces,omitempty"` // network: netns, for chaos heal
 	Members    []ClusterMember `json:"members"`
 }
 
@@ -411,8 +539,10 @@ type ClusterFile struct {
 type ClusterMember struct {
 	Name      string `json:"name"`
 	PID       int    `json:"pid"`
-	ClientURL string `json:"client_url"`
-	PeerURL   string `json:"peer_url"`
+	ClientURL string `json:"client_url"`   // what the load uses (the client proxy, if any)
+	MemberURL string `json:"member_url"`   // the member's own client URL
+	PeerURL   string `json:"peer_url"`     // advertised to peers (the peer proxy, if any)
+	IP        string `json:"ip,omitempty"` // network: netns
 	DataDir   string `json:"data_dir"`
 	Log       string `json:"log"`
 }
@@ -421,9 +551,13 @@ type ClusterMember struct {
 func (c *LocalCluster) writeClusterFile() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.opts.Dir}
+	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.opts.Dir, Network: c.opts.Network}
+	if c.netns != nil {
+		cf.Namespaces = c.netns.Namespaces()
+	}
 	for _, m := range c.members {
-		cf.Members = append(cf.Members, ClusterMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, PeerURL: m.peerURL, DataDir: m.dataDir, Log: m.logPath})
+		cf.Members = append(cf.Members, ClusterMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
+			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath})
 	}
 	b, err := json.MarshalIndent(cf, "", "  ")
 	if err != nil {

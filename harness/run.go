@@ -92,12 +92,13 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 	res = &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File,
 		Seed: sc.Seed, StartedAt: time.Now().UTC()}
 	r.cl, err = NewLocal(LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
-		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log})
+		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
+		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
 	res.Cluster = reports.Cluster{Provider: sc.Cluster.Provider, Size: sc.Cluster.Size, Members: r.cl.Names(),
-		EtcdVersion: r.cl.EtcdVersion(), EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd}
+		EtcdVersion: r.cl.EtcdVersion(), EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
 
 	// Teardown runs on a context that ignores the run's cancellation, so an interrupt still heals.
 	defer func() {
@@ -140,7 +141,11 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
-	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names())
+	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names(), "network", sc.Cluster.Network)
+	if err := r.checkNetem(); err != nil {
+		res.Verdict, res.Reason = reports.VerdictError, err.Error()
+		return res, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
 	if err := r.cl.WaitReady(ctx, sc.Cluster.ReadyTimeout.D()); err != nil {
 		if ctx.Err() != nil {
 			res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted before the cluster was ready"
@@ -324,23 +329,25 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		r.runErrs = append(r.runErrs, err)
 		r.mu.Unlock()
 	}
-	kind, err := faults.Lookup(f.Action)
+	p, err := r.plan(ctx, i, f)
 	if err != nil {
 		fail(err)
 		return
 	}
-	res, err := faults.Resolve(ctx, r.cl, f.Target, faults.RNG(r.sc.Seed, i))
-	if err != nil {
-		fail(fmt.Errorf("fault #%d: resolving target %s: %w", i, f.Target, err))
-		return
-	}
-	inj := faults.NewInjection(i, kind, f.Target.String(), res.Members, r.ledger)
+	inj := p.inj
 	fr.inj = inj
+	fr.record.Target = inj.Target
 	fr.record.Members = inj.MemberNames()
-	fr.record.WasLeader = res.HitsLeader
-	if res.HitsLeader {
-		fr.failover = &loadgen.Failover{OldLeader: res.Leader, OldTerm: res.LeaderTerm}
-		fr.foMember = res.Leader
+	fr.record.WasLeader = p.hitsLeader
+	if p.links != nil {
+		fr.record.Network = p.inj.Network()
+		for _, l := range p.links {
+			fr.record.Links = append(fr.record.Links, l.String())
+		}
+	}
+	if p.hitsLeader {
+		fr.failover = &loadgen.Failover{OldLeader: p.leader, OldTerm: p.term}
+		fr.foMember = p.leader
 	}
 	label := fmt.Sprintf("#%d %s %s", i, f.Action, strings.Join(fr.record.Members, ","))
 	now := time.Now()
@@ -354,12 +361,31 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	r.mu.Unlock()
 	fr.record.AtS = r.sinceStart(now)
 	r.events.Log(now, "fault_injected", "fault", i, "action", f.Action, "target", f.Target.String(), "members", fr.record.Members,
-		"leader", res.Leader, "term", res.LeaderTerm)
+		"leader", p.leader, "term", p.term, "links", fr.record.Links)
 	injErr := inj.Inject(ctx)
+	var bytesAt map[string]int64
 	if injErr != nil {
 		fail(injErr)
-	} else if f.Duration > 0 {
-		sleepUntil(ctx, now.Add(f.Duration.D()))
+	} else {
+		bytesAt = p.linkBytes()
+		if f.Duration > 0 {
+			sleepUntil(ctx, now.Add(f.Duration.D()))
+		}
+	}
+	if bytesAt != nil && f.Action != "reset" {
+		// What crossed each link while the fault held, counted by the proxy itself.
+		fr.record.LinkBytes = map[string]int64{}
+		var leaked []string
+		for l, n := range p.linkBytes() {
+			fr.record.LinkBytes[l] = n - bytesAt[l]
+			if p.blackhole && n > bytesAt[l] {
+				leaked = append(leaked, fmt.Sprintf("%s %d bytes", l, n-bytesAt[l]))
+			}
+		}
+		if len(leaked) > 0 {
+			sort.Strings(leaked)
+			fail(fmt.Errorf("fault #%d: bytes crossed the partition: %s", i, strings.Join(leaked, ", ")))
+		}
 	}
 	if ctx.Err() != nil && injErr == nil {
 		return // interrupted or the load ended: teardown heals

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -17,6 +18,21 @@ import (
 // attempt, and a reconnect backoff capped at 100ms, so that what is measured is etcd, not a client
 // sleeping in gRPC's default backoff (up to 120s) after a member came back.
 func MeasureClient(endpoints []string) (*clientv3.Client, error) {
+	return MeasureClientVia(endpoints, nil)
+}
+
+// Dialer opens a client connection to addr (host:port); nil dials plain TCP.
+type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+
+// MeasureClientVia is MeasureClient with connections opened by dial (from a network namespace, say).
+func MeasureClientVia(endpoints []string, dial Dialer) (*clientv3.Client, error) {
+	opts := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 100 * time.Millisecond},
+		MinConnectTimeout: 500 * time.Millisecond,
+	})}
+	if dial != nil {
+		opts = append(opts, grpc.WithContextDialer(dial))
+	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          time.Second,
@@ -24,10 +40,7 @@ func MeasureClient(endpoints []string) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: 3 * time.Second,
 		MaxUnaryRetries:      1,
 		Logger:               zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 100 * time.Millisecond},
-			MinConnectTimeout: 500 * time.Millisecond,
-		})},
+		DialOptions:          opts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %v: %w", endpoints, err)

@@ -61,6 +61,7 @@ type Cluster struct {
 	EtcdVersion string            `json:"etcd_version"`
 	EtcdBinary  string            `json:"etcd_binary,omitempty"`
 	Etcd        map[string]string `json:"etcd,omitempty"`
+	Network     string            `json:"network"`
 }
 
 // ThresholdResult is one threshold with what was observed.
@@ -82,6 +83,11 @@ type FaultRecord struct {
 	AtS       float64  `json:"at_s"`        // injected, seconds from load start
 	HealedAtS *float64 `json:"healed_at_s"` // nil if never healed by the run
 	Error     string   `json:"error,omitempty"`
+	// Network faults: the backend, the links as from->to, and, where the proxy carries them, the
+	// bytes each link delivered between the fault taking effect and its heal.
+	Network   string           `json:"network,omitempty"`
+	Links     []string         `json:"links,omitempty"`
+	LinkBytes map[string]int64 `json:"link_bytes,omitempty"`
 }
 
 // Failover is measured for a fault that took the leader away.

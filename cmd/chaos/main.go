@@ -268,7 +268,10 @@ func healCmd(stdout, stderr io.Writer) *cobra.Command {
 			for _, m := range rep.Stopped {
 				fmt.Fprintf(stdout, "member %s was still running: stopped\n", m)
 			}
-			if len(rep.Unhealed)+len(rep.Stopped) == 0 {
+			for _, ns := range rep.Removed {
+				fmt.Fprintf(stdout, "network namespace %s was left: removed\n", ns)
+			}
+			if len(rep.Unhealed)+len(rep.Stopped)+len(rep.Removed) == 0 {
 				fmt.Fprintln(stdout, "nothing to heal")
 			}
 			return nil

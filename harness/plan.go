@@ -1,0 +1,182 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// plan is one fault resolved against the live cluster when it fires.
+type plan struct {
+	inj        *faults.Injection
+	members    []string // whom the fault is about: recovery is measured on them
+	leader     string   // the leader when the fault fired
+	term       uint64
+	hitsLeader bool          // the fault takes the leader away (failover is measured)
+	links      []faults.Link // network faults
+	proxy      *faults.Proxy // set when the links pass through the proxy, which counts their bytes
+	blackhole  bool
+}
+
+// plan resolves fault i: its members or links, and its injection.
+func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error) {
+	rng := faults.RNG(r.sc.Seed, i)
+	if !slices.Contains(scenarios.NetworkActions, f.Action) {
+		kind, err := faults.Lookup(f.Action)
+		if err != nil {
+			return nil, err
+		}
+		res, err := faults.Resolve(ctx, r.cl, f.Target, rng)
+		if err != nil {
+			return nil, fmt.Errorf("fault #%d: resolving target %s: %w", i, f.Target, err)
+		}
+		inj := faults.NewInjection(i, kind, f.Target.String(), res.Members, r.ledger)
+		return &plan{inj: inj, members: inj.MemberNames(), leader: res.Leader, term: res.LeaderTerm, hitsLeader: res.HitsLeader}, nil
+	}
+
+	all := r.cl.Members()
+	leader, term, lerr := r.cl.Leader(ctx)
+	p := &plan{leader: leader, term: term}
+	// resolve picks a target's members among those not in exclude.
+	resolve := func(t scenarios.Target, exclude []string) ([]string, error) {
+		var among []faults.Member
+		for _, m := range all {
+			if !slices.Contains(exclude, m.Name()) {
+				among = append(among, m)
+			}
+		}
+		if t.Kind == "member" && slices.Contains(exclude, t.Member) {
+			return nil, fmt.Errorf("%s is already on the other side", t.Member)
+		}
+		res, err := faults.ResolveAmong(among, leader, term, lerr, t, rng)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, m := range res.Members {
+			out = append(out, m.Name())
+		}
+		return out, nil
+	}
+	names := r.cl.Names()
+	majority := len(names)/2 + 1
+	var what string
+	var err error
+	switch {
+	case f.Target.Kind != "":
+		what = "target " + f.Target.String()
+		p.members, err = resolve(f.Target, nil)
+		p.links = faults.Both(p.members, names)
+	case f.Client.Kind != "":
+		what = "client " + f.Client.String()
+		p.members, err = resolve(f.Client, nil)
+		p.links = faults.Both([]string{faults.Clients}, p.members)
+	case len(f.Isolate) > 0:
+		what = "isolate " + f.Isolate.String()
+		for _, t := range f.Isolate {
+			var got []string
+			if got, err = resolve(t, p.members); err != nil {
+				break
+			}
+			p.members = append(p.members, got...)
+		}
+		sort.Strings(p.members)
+		var rest []string
+		for _, n := range names {
+			if !slices.Contains(p.members, n) {
+				rest = append(rest, n)
+			}
+		}
+		p.links = faults.Both(p.members, rest)
+		p.hitsLeader = slices.Contains(p.members, leader) && len(p.members) < majority
+	case len(f.Groups) > 0:
+		what = "groups"
+		p.links = faults.Groups(f.Groups)
+		for _, g := range f.Groups {
+			if len(g) < majority {
+				p.members = append(p.members, g...)
+				if slices.Contains(g, leader) {
+					p.hitsLeader = true
+				}
+			}
+		}
+		sort.Strings(p.members)
+	case f.OneWay.From.Kind != "":
+		what = fmt.Sprintf("one-way from %s to %s", f.OneWay.From, f.OneWay.To)
+		var to []string
+		if p.members, err = resolve(f.OneWay.From, nil); err == nil {
+			to, err = resolve(f.OneWay.To, nil)
+			to = slices.DeleteFunc(to, func(n string) bool { return slices.Contains(p.members, n) })
+			if err == nil && len(to) == 0 {
+				err = fmt.Errorf("to %s leaves nobody but the senders %v", f.OneWay.To, p.members)
+			}
+		}
+		p.links = faults.OneWay(p.members, to)
+		p.hitsLeader = slices.Contains(p.members, leader)
+	case f.MajoritiesRing:
+		what = "majorities-ring"
+		ring := append([]string(nil), names...)
+		rng.Shuffle(len(ring), func(a, b int) { ring[a], ring[b] = ring[b], ring[a] })
+		p.links = faults.MajoritiesRing(ring)
+		p.members = names
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fault #%d: resolving %s: %w", i, what, err)
+	}
+	var shape faults.Shape
+	switch f.Action {
+	case "partition":
+		shape.Blackhole = true
+	case "delay":
+		shape.Delay, shape.Jitter, shape.Correlation = f.Latency.D(), f.Jitter.D(), f.Correlation
+	case "bandwidth":
+		shape.Rate = int64(f.Rate)
+	case "loss":
+		shape.Loss = f.Percent
+	}
+	nw := r.cl.PeerNetwork()
+	if f.Client.Kind != "" {
+		nw = r.cl.Proxy()
+	}
+	if nw == nil {
+		return nil, fmt.Errorf("fault #%d: %s needs cluster.network proxy or netns", i, f.Action)
+	}
+	if px, ok := nw.(*faults.Proxy); ok {
+		p.proxy = px
+	}
+	p.blackhole = shape.Blackhole
+	p.inj = faults.NewNetInjection(i, f.Action, what, nw, p.links, shape, f.Action == "reset", p.members, r.ledger)
+	return p, nil
+}
+
+// linkBytes reads the proxy's byte counters of the plan's links (nil when they bypass the proxy).
+func (p *plan) linkBytes() map[string]int64 {
+	if p.proxy == nil {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, l := range p.links {
+		out[l.String()] = p.proxy.Bytes(l)
+	}
+	return out
+}
+
+// checkNetem fails a run early when its faults need netem and the kernel lacks it.
+func (r *run) checkNetem() error {
+	n := r.cl.Netns()
+	if n == nil {
+		return nil
+	}
+	for i, f := range r.sc.Faults {
+		if (f.Action == "delay" || f.Action == "loss") && f.Client.Kind == "" {
+			if err := n.NetemAvailable(); err != nil {
+				return fmt.Errorf("faults[%d] (%s): %w", i, f.Action, err)
+			}
+		}
+	}
+	return nil
+}
