@@ -572,3 +572,29 @@ func ListNamespaces(prefix string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// BlackholeRoutes lists the destinations of the blackhole routes in a named namespace (for tests
+// and for chaos heal's report).
+func BlackholeRoutes(ns string) ([]string, error) {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, err
+	}
+	defer nh.Close()
+	m := &nsMember{h: nh}
+	bh, err := m.blackholes()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for ip := range bh {
+		out = append(out, ip)
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -43,3 +43,6 @@ func ListNamespaces(prefix string) ([]string, error) { return nil, nil }
 
 // NetnsAddr is Linux-only.
 func NetnsAddr(subnet string, i int) (string, error) { return "", errNetnsLinux }
+
+// BlackholeRoutes is Linux-only.
+func BlackholeRoutes(ns string) ([]string, error) { return nil, errNetnsLinux }

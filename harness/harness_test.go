@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,8 +189,27 @@ func assertNoLeftovers(t *testing.T, dir string) {
 			t.Errorf("member %s (pid %d) is still there, %s", m.Name, m.PID, st)
 		}
 	}
+	// Proxies: nothing listens on the addresses the members advertised any more.
+	if cf.Network != "direct" {
+		for _, m := range cf.Members {
+			for _, u := range []string{m.ClientURL, m.PeerURL} {
+				if !strings.HasPrefix(u, "http://127.0.0.1:") {
+					continue
+				}
+				if c, err := net.DialTimeout("tcp", strings.TrimPrefix(u, "http://"), 200*time.Millisecond); err == nil {
+					c.Close()
+					t.Errorf("%s still accepts connections after the run", u)
+				}
+			}
+		}
+	}
+	for _, ns := range cf.Namespaces {
+		if _, err := os.Stat(filepath.Join(faults.NetnsDir, ns)); err == nil {
+			t.Errorf("network namespace %s is still there", ns)
+		}
+	}
 	entries, err := faults.ReadLedger(filepath.Join(dir, "ledger.jsonl"))
-	if err != nil && !os.IsNotExist(err) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	if u := faults.Unhealed(entries); len(u) > 0 {

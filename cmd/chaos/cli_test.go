@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,6 +144,7 @@ func TestFailedThresholdExits1(t *testing.T) {
 	if !res.Thresholds[0].Passed {
 		t.Errorf("the holding threshold is recorded as failed: %+v", res.Thresholds[0])
 	}
+	assertGone(t, readCluster(t, out))
 	// A failed run keeps the data dirs for a post-mortem.
 	if _, err := os.Stat(filepath.Join(out, "members", "member-1", "data")); err != nil {
 		t.Errorf("data dir not kept after a failure: %v", err)
@@ -178,12 +180,26 @@ func readCluster(t *testing.T, dir string) harness.ClusterFile {
 	return cf
 }
 
+// assertGone checks that nothing of a run outlived it: member processes, proxies, namespaces.
 func assertGone(t *testing.T, cf harness.ClusterFile) {
 	t.Helper()
 	for _, m := range cf.Members {
 		if syscall.Kill(m.PID, 0) == nil {
 			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID))
 			t.Errorf("member %s (pid %d) is still there: %s", m.Name, m.PID, b)
+		}
+		for _, u := range []string{m.ClientURL, m.PeerURL} {
+			if a, ok := strings.CutPrefix(u, "http://127.0.0.1:"); ok {
+				if c, err := net.DialTimeout("tcp", "127.0.0.1:"+a, 200*time.Millisecond); err == nil {
+					c.Close()
+					t.Errorf("%s (%s) still accepts connections", u, m.Name)
+				}
+			}
+		}
+	}
+	for _, ns := range cf.Namespaces {
+		if _, err := os.Stat(filepath.Join(faults.NetnsDir, ns)); err == nil {
+			t.Errorf("network namespace %s is still there", ns)
 		}
 	}
 }
@@ -303,4 +319,113 @@ func TestClusterThatCannotStartExits3(t *testing.T) {
 	if err != nil || res.Verdict != "error" {
 		t.Errorf("result: %+v, %v", res, err)
 	}
+}
+
+// needRoot skips without root, unless REQUIRE_ROOT=1 (CI), where a skip would hide a missing test.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("REQUIRE_ROOT") == "1" {
+			t.Fatal("REQUIRE_ROOT=1 but not running as root")
+		}
+		t.Skip("network namespaces need root")
+	}
+}
+
+const longPartition = `name: long-partition
+cluster:
+  size: 3
+  network: NETWORK
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 60s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, keys: 10}]
+faults:
+  - {at: 2s, action: partition, isolate: leader, duration: 50s}
+`
+
+// TestInterruptHealsPartition: SIGINT in the middle of a partition heals it and leaves no member,
+// proxy or namespace behind, with either backend.
+func TestInterruptHealsPartition(t *testing.T) {
+	for _, network := range []string{"proxy", "netns"} {
+		t.Run(network, func(t *testing.T) {
+			if network == "netns" {
+				needRoot(t)
+			}
+			out := filepath.Join(t.TempDir(), "r")
+			cmd := exec.Command(chaosBin, "run", writeScenario(t, strings.Replace(longPartition, "NETWORK", network, 1)), "--out", out)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitLedger(t, out, faults.StepApplied, 30*time.Second)
+			cf := readCluster(t, out)
+			if network == "netns" {
+				// The cut is in the kernel while it holds: the isolated member's namespace drops both peers.
+				entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
+				isolated := entries[0].Members[0]
+				routes, err := faults.BlackholeRoutes(cf.Namespaces[0][:strings.LastIndex(cf.Namespaces[0], "-hub")] + "-" + isolated)
+				if err != nil || len(routes) != 2 {
+					t.Errorf("blackhole routes in %s's namespace: %v, %v; want 2", isolated, routes, err)
+				}
+			}
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				t.Fatalf("exit after SIGINT: %v, want code 3; stderr:\n%s", err, stderr.String())
+			}
+			assertGone(t, cf)
+			entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
+			if last := entries[len(entries)-1]; last.Step != faults.StepHealed || last.By != "interrupt" || last.Network != network {
+				t.Errorf("last ledger entry = %+v, want healed by interrupt through %s", last, network)
+			}
+		})
+	}
+}
+
+// TestHealRemovesNamespacesOfAKilledHarness: a harness killed outright cannot remove its namespaces;
+// chaos heal does.
+func TestHealRemovesNamespacesOfAKilledHarness(t *testing.T) {
+	needRoot(t)
+	out := filepath.Join(t.TempDir(), "r")
+	cmd := exec.Command(chaosBin, "run", writeScenario(t, strings.Replace(longPartition, "NETWORK", "netns", 1)), "--out", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitLedger(t, out, faults.StepApplied, 30*time.Second)
+	cf := readCluster(t, out)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for _, ns := range cf.Namespaces {
+		if _, err := os.Stat(filepath.Join(faults.NetnsDir, ns)); err != nil {
+			t.Fatalf("namespace %s already gone after SIGKILL of the harness: %v (nothing left for heal to do?)", ns, err)
+		}
+	}
+	code, stdout, stderr := chaos(t, "heal", out)
+	if code != 0 {
+		t.Fatalf("chaos heal: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "fault #0 partition") || strings.Count(stdout, "network namespace") != 4 {
+		t.Errorf("chaos heal output:\n%s", stdout)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		alive := 0
+		for _, m := range cf.Members {
+			if syscall.Kill(m.PID, 0) == nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	assertGone(t, cf)
 }
