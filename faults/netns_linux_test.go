@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -35,17 +34,7 @@ func listenIn(t *testing.T, n *Netns, member string) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	return l.Addr().String()
+	return serveEcho(t, l)
 }
 
 func dialFrom(n *Netns, member, addr string) (net.Conn, error) {

@@ -14,13 +14,18 @@ import (
 )
 
 // echoServer answers every line it reads with the same line, until the connection closes.
-func echoServer(t *testing.T) string {
-	t.Helper()
+func echoServer(tb testing.TB) string {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Close() })
+	return serveEcho(tb, l)
+}
+
+// serveEcho echoes every connection l accepts until the test ends.
+func serveEcho(tb testing.TB, l net.Listener) string {
+	tb.Cleanup(func() { _ = l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()

@@ -24,9 +24,9 @@ func cpuTime() time.Duration {
 }
 
 // benchCluster starts a local 3-member cluster for a benchmark and stops it after.
-func benchCluster(b *testing.B) *LocalCluster {
+func benchCluster(b *testing.B, network string) *LocalCluster {
 	ctx := context.Background()
-	cl, err := NewLocal(LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench"})
+	cl, err := NewLocal(LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,10 +42,17 @@ func benchCluster(b *testing.B) *LocalCluster {
 
 // BenchmarkPuts drives b.N puts (8 connections, 16 closed-loop clients, 256-byte values, every latency
 // recorded) against a local 3-member cluster and reports puts/s, p99 and the harness process's own
-// CPU per put (getrusage; the members are other processes).
+// CPU per put (getrusage; the members are other processes). With network proxy every byte between
+// members and from the load passes through the harness: the difference to direct is the proxy's cost.
 func BenchmarkPuts(b *testing.B) {
+	for _, network := range []string{"direct", "proxy"} {
+		b.Run(network, func(b *testing.B) { benchPuts(b, network) })
+	}
+}
+
+func benchPuts(b *testing.B, network string) {
 	ctx := context.Background()
-	cl := benchCluster(b)
+	cl := benchCluster(b, network)
 	rec := loadgen.NewRecorder(time.Now(), nil)
 	rec.SetPhase("bench", time.Now())
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: cl.Endpoints(), Clients: 16, Connections: 8, Timeout: 5 * time.Second,
@@ -76,7 +83,7 @@ func BenchmarkPuts(b *testing.B) {
 // set no per-request timeout, as etcd's own benchmark tool does. The difference in CPU per put is
 // what the harness costs.
 func BenchmarkBareClientPuts(b *testing.B) {
-	cl := benchCluster(b)
+	cl := benchCluster(b, "direct")
 	var clients []*clientv3.Client
 	for i := 0; i < 8; i++ {
 		c, err := loadgen.NewClient(cl.Endpoints(), 1)

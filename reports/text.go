@@ -37,7 +37,19 @@ func WriteText(w io.Writer, r *Result) error {
 			if f.Error != "" {
 				errText = "  ERROR: " + f.Error
 			}
-			fmt.Fprintf(tw, "  #%d\t%s %s\t-> %s%s\tat %.1fs, %s%s\n", f.Index, f.Action, f.Target, strings.Join(f.Members, ","), lead, f.AtS, healed, errText)
+			links := ""
+			if f.Network != "" {
+				links = fmt.Sprintf("  [%s, %d links", f.Network, len(f.Links))
+				if f.LinkBytes != nil {
+					var n int64
+					for _, v := range f.LinkBytes {
+						n += v
+					}
+					links += fmt.Sprintf(", %d bytes crossed them meanwhile", n)
+				}
+				links += "]"
+			}
+			fmt.Fprintf(tw, "  #%d\t%s %s\t-> %s%s\tat %.1fs, %s%s%s\n", f.Index, f.Action, f.Target, strings.Join(f.Members, ","), lead, f.AtS, healed, links, errText)
 		}
 		tw.Flush()
 	}
