@@ -218,9 +218,11 @@ func assertNoLeftovers(t *testing.T, dir string) {
 }
 
 func TestPauseLeader(t *testing.T) {
+	// network: direct (members talk to each other with no proxy between) stays covered here.
 	res, out := runScenario(t, `
 cluster:
   size: 3
+  network: direct
   etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
 workload:
   duration: 9s
@@ -239,6 +241,9 @@ thresholds:
 	t.Logf("pause %s: leader elected %v ms, writes restored %v ms, new leader %s", f.Member, deref(f.LeaderElectedMs), deref(f.WriteRestoredMs), f.NewLeader)
 	if f.NewLeader == f.Member {
 		t.Errorf("the paused leader %s cannot be elected while paused", f.Member)
+	}
+	if res.Cluster.Network != "direct" {
+		t.Errorf("network %q, want direct", res.Cluster.Network)
 	}
 	if !res.Passed {
 		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)

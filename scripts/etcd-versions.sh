@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a shortened leader-kill against official etcd binaries of each supported minor version, built
+# Runs a shortened leader-kill and partition-leader (through the peer proxy, which must attribute
+# every connection of that etcd version) against official etcd binaries of each supported minor version, built
 # from the Go module proxy in throw-away modules (a published server module's replace directives
 # forbid `go install pkg@version`, but a module that requires it may build it).
 set -euo pipefail
@@ -18,4 +19,7 @@ for v in $versions; do
   "$chaos" run leader-kill --no-progress --out "$work/run-$v" \
     --set workload.duration=16s --set faults[0].at=6s --set faults[0].duration=4s \
     --set cluster.etcd-binary="$work/etcd-$v" | grep -E "^scenario|leader elected|caught up|verdict"
+  "$chaos" run partition-leader --no-progress --out "$work/part-$v" \
+    --set workload.duration=16s --set faults[0].at=6s --set faults[0].duration=4s \
+    --set cluster.etcd-binary="$work/etcd-$v" | grep -E "leader elected|caught up|bytes crossed|verdict"
 done
