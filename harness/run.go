@@ -360,7 +360,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	r.phase, r.active = fmt.Sprintf("during #%d", i), label
 	r.mu.Unlock()
 	fr.record.AtS = r.sinceStart(now)
-	r.events.Log(now, "fault_injected", "fault", i, "action", f.Action, "target", f.Target.String(), "members", fr.record.Members,
+	r.events.Log(now, "fault_injected", "fault", i, "action", f.Action, "target", inj.Target, "members", fr.record.Members,
 		"leader", p.leader, "term", p.term, "links", fr.record.Links)
 	injErr := inj.Inject(ctx)
 	var bytesAt map[string]int64
@@ -507,7 +507,10 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	res.Latency, res.Phases, res.Ops, res.FailedOps = sum.Latency, sum.Phases, sum.Ops, sum.Failed
 	res.Errors, res.Attempts, res.Retries = sum.Errors, sum.Attempts, sum.Retries
 	tp := reports.Samples(sum.PerSecond)
-	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond}
+	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond, Timeline: sum.Timeline}
+	if err := writeFile(filepath.Join(r.opts.Out, "histograms.hlog"), r.rec.WriteHistograms); err != nil {
+		r.log.Warn("writing histograms.hlog", "err", err)
+	}
 	if len(tp) > 0 {
 		res.Throughput.Avg, res.Throughput.Min, res.Throughput.Max = tp.Mean(), tp.Min(), tp.Max()
 	}
@@ -598,4 +601,16 @@ func msDur(v *float64) time.Duration {
 		return -1
 	}
 	return time.Duration(*v * float64(time.Millisecond))
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -84,11 +85,14 @@ type Recorder struct {
 	errs     [numClasses]int64 // failed ops by final error class
 	attErrs  [numClasses]int64 // failed attempts by class
 	// per second
-	intervalStart time.Time
-	intervalOps   int64
-	perSecond     []float64
-	hlog          *hdrhistogram.HistogramLogWriter
-	hlogErr       error
+	intervalStart  time.Time
+	intervalOps    int64 // completed ops after the warm-up, for throughput
+	intervalAll    int64 // completed ops, warm-up too, for the timeline
+	intervalFailed int64
+	perSecond      []float64
+	timeline       []reports.Second
+	hlog           *hdrhistogram.HistogramLogWriter
+	hlogErr        error
 }
 
 // NewRecorder starts recording in phase "warmup" (not counted in totals). hlog may be nil.
@@ -158,15 +162,19 @@ func (r *Recorder) Record(op Op, latency time.Duration, attempts int, backoff ti
 		}
 		r.intervalOps++
 		if class != ClassNone {
+			r.intervalFailed++
 			c.failed++
 			r.errs[class]++
 		} else {
 			_ = r.total[op].RecordValue(v)
 		}
 	}
+	r.intervalAll++
 	if class == ClassNone {
 		_ = p.h[op].RecordValue(v)
 		_ = r.interval[op].RecordValue(v)
+	} else if p.warmup {
+		r.intervalFailed++
 	}
 	r.mu.Unlock()
 }
@@ -192,7 +200,9 @@ func (r *Recorder) Flush(now time.Time) {
 	if !r.cur.warmup || r.intervalOps > 0 {
 		r.perSecond = append(r.perSecond, float64(r.intervalOps)/secs)
 	}
-	r.intervalOps = 0
+	r.timeline = append(r.timeline, reports.Second{T: round3(r.intervalStart.Sub(r.zero).Seconds()), Ops: round3(float64(r.intervalAll) / secs),
+		Failed: r.intervalFailed, Warmup: r.cur.warmup})
+	r.intervalOps, r.intervalAll, r.intervalFailed = 0, 0, 0
 	for i, h := range r.interval {
 		if r.hlog != nil && h.TotalCount() > 0 && r.hlogErr == nil {
 			h.SetTag(opNames[i])
@@ -230,7 +240,55 @@ type Summary struct {
 	Attempts  map[string]int64
 	Retries   map[string]reports.RetryStats
 	PerSecond []float64
+	Timeline  []reports.Second
 	HlogErr   error
+}
+
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+// WriteHistograms writes the whole-run histogram of each op (tag total.<op>, warm-up excluded) and
+// of each op in each phase (tag p<index>.<op>, the phase's own window) as an HdrHistogram log: the
+// report draws percentile spectra from it.
+func (r *Recorder) WriteHistograms(w io.Writer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lw := hdrhistogram.NewHistogramLogWriter(w)
+	lw.SetBaseTime(r.zero.UnixMilli())
+	if err := firstErr(lw.OutputComment("etcd-chaos histograms: total.<op> for the run without warm-up, p<i>.<op> per phase; values in nanoseconds"),
+		lw.OutputLogFormatVersion(), lw.OutputBaseTime(r.zero.UnixMilli()), lw.OutputLegend()); err != nil {
+		return err
+	}
+	out := func(h *hdrhistogram.Histogram, tag string, start, end time.Time) error {
+		if h.TotalCount() == 0 {
+			return nil
+		}
+		c := hdrhistogram.Import(h.Export())
+		c.SetTag(tag)
+		c.SetStartTimeMs(start.UnixMilli())
+		c.SetEndTimeMs(end.UnixMilli())
+		return lw.OutputIntervalHistogram(c)
+	}
+	end := r.cur.end
+	if end.IsZero() {
+		end = time.Now()
+	}
+	for i := Op(0); i < NumOps; i++ {
+		if err := out(r.total[i], "total."+i.String(), r.zero, end); err != nil {
+			return err
+		}
+	}
+	for pi, p := range r.phases {
+		pend := p.end
+		if pend.IsZero() {
+			pend = end
+		}
+		for i := Op(0); i < NumOps; i++ {
+			if err := out(p.h[i], fmt.Sprintf("p%d.%s", pi, i), p.start, pend); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Summarize ends the last phase at end and returns the whole record.
@@ -283,6 +341,7 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 		s.Phases = append(s.Phases, ph)
 	}
 	s.PerSecond = append([]float64(nil), r.perSecond...)
+	s.Timeline = append([]reports.Second(nil), r.timeline...)
 	return s
 }
 

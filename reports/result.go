@@ -149,6 +149,16 @@ type Throughput struct {
 	Min       float64   `json:"min"`
 	Max       float64   `json:"max"`
 	PerSecond []float64 `json:"per_second"`
+	// Timeline has one entry per second of the load, warm-up included.
+	Timeline []Second `json:"timeline,omitempty"`
+}
+
+// Second is one second of the load: completed ops per second and failed ops.
+type Second struct {
+	T      float64 `json:"t"` // start, seconds from the load's start
+	Ops    float64 `json:"ops"`
+	Failed int64   `json:"failed"`
+	Warmup bool    `json:"warmup,omitempty"`
 }
 
 // LeaderStats counts leader changes seen by the watcher during the load.

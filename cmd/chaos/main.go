@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -86,7 +87,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout), listCmd(stdout), healCmd(stdout, stderr), nodeCmd())
+	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout), listCmd(stdout), healCmd(stdout, stderr), reportCmd(stdout, stderr),
+		compareCmd(stdout), nodeCmd())
 	return root
 }
 
@@ -165,10 +167,10 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 				var b strings.Builder
 				_ = reports.WriteText(&b, res)
 				fmt.Fprint(stdout, b.String())
-				if err := os.WriteFile(filepath.Join(out, "summary.txt"), []byte(b.String()), 0o644); err != nil {
-					fmt.Fprintln(stderr, "chaos: writing summary.txt:", err)
+				if err := reports.WriteReports(out); err != nil {
+					fmt.Fprintln(stderr, "chaos: writing the reports:", err)
 				}
-				fmt.Fprintf(stderr, "chaos: results in %s\n", out)
+				fmt.Fprintf(stderr, "chaos: results in %s (report: %s)\n", out, filepath.Join(out, "report.html"))
 			}
 			switch {
 			case runErr != nil:
@@ -278,5 +280,79 @@ func healCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "heal even though the run's harness still runs")
+	return c
+}
+
+func reportCmd(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "report DIR",
+		Short: "Rebuild summary.txt, summary.md, junit.xml and report.html from a run folder's raw files",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := reports.ReadResult(args[0]); err != nil {
+				return badInput(fmt.Errorf("%s is not a run folder: %w", args[0], err))
+			}
+			if err := reports.WriteReports(args[0]); err != nil {
+				return &exitError{exitInfra, err}
+			}
+			for _, f := range []string{"summary.txt", "summary.md", "junit.xml", "report.html"} {
+				fmt.Fprintln(stdout, filepath.Join(args[0], f))
+			}
+			return nil
+		},
+	}
+}
+
+// parseTolerance reads 10% or 0.1.
+func parseTolerance(s string) (float64, error) {
+	v := strings.TrimSpace(s)
+	pct := strings.HasSuffix(v, "%")
+	x, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+	if err != nil || x < 0 {
+		return 0, fmt.Errorf("--tolerance %q: valid: a percentage such as 10%% or a fraction such as 0.1", s)
+	}
+	if pct {
+		x /= 100
+	} else if x > 1 {
+		return 0, fmt.Errorf("--tolerance %q is more than 1 (100%%); did you mean %s%%?", s, v)
+	}
+	return x, nil
+}
+
+func compareCmd(stdout io.Writer) *cobra.Command {
+	var tolerance string
+	c := &cobra.Command{
+		Use:   "compare BASE NEW",
+		Short: "Compare a run with a baseline run; exit 1 on a regression beyond the tolerance",
+		Long: "Compares failover and recovery times, p99 latency per op, throughput, error rate and availability of two run\n" +
+			"folders (or result.json files). A metric regresses when the new run is worse by more than the tolerance\n" +
+			"and by more than its noise floor (1ms, 1 op/s, 0.1%).",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tol, err := parseTolerance(tolerance)
+			if err != nil {
+				return badInput(err)
+			}
+			var rs [2]*reports.Result
+			for i, a := range args {
+				dir := a
+				if filepath.Base(a) == "result.json" {
+					dir = filepath.Dir(a)
+				}
+				if rs[i], err = reports.ReadResult(dir); err != nil {
+					return badInput(fmt.Errorf("%s: %w", a, err))
+				}
+			}
+			ds := reports.Compare(rs[0], rs[1], tol)
+			if err := reports.WriteCompare(stdout, rs[0], rs[1], ds, tol); err != nil {
+				return &exitError{exitInfra, err}
+			}
+			if reports.Regressed(ds) {
+				return &exitError{exitFail, errors.New("regressed beyond the tolerance")}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&tolerance, "tolerance", "10%", "how much worse a metric may be before it counts as a regression")
 	return c
 }

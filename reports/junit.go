@@ -1,0 +1,95 @@
+package reports
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+)
+
+// JUnit's XML as Jenkins, GitLab and GitHub read it: testsuites > testsuite > testcase, with a
+// failure (the check failed) or an error (it could not be checked).
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Time       string          `xml:"time,attr"`
+	Timestamp  string          `xml:"timestamp,attr"`
+	Properties []junitProperty `xml:"properties>property"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitProblem `xml:"failure,omitempty"`
+	Error     *junitProblem `xml:"error,omitempty"`
+}
+
+type junitProblem struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+// WriteJUnit writes junit.xml: one testsuite for the run, one testcase per threshold and per fault
+// (a fault that could not be injected or healed is an error), and one for the run itself when it
+// could not finish.
+func WriteJUnit(w io.Writer, r *Result) error {
+	class := "etcd-chaos." + r.Scenario
+	s := junitSuite{Name: r.Scenario, Timestamp: r.StartedAt.UTC().Format("2006-01-02T15:04:05"),
+		Time: fmt.Sprintf("%.3f", r.EndedAt.Sub(r.StartedAt).Seconds())}
+	s.Properties = []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"etcd_version", r.Cluster.EtcdVersion},
+		{"cluster_size", fmt.Sprint(r.Cluster.Size)}, {"network", r.Cluster.Network}, {"verdict", r.Verdict}}
+	for _, t := range r.Thresholds {
+		c := junitCase{Name: t.Metric + " " + t.Condition, Classname: class + ".thresholds", Time: "0"}
+		if !t.Passed {
+			c.Failure = &junitProblem{Message: fmt.Sprintf("%s %s: observed %s", t.Metric, t.Condition, t.Observed), Type: "threshold",
+				Text: fmt.Sprintf("threshold %s %s failed; observed %s", t.Metric, t.Condition, t.Observed)}
+			s.Failures++
+		}
+		s.Cases = append(s.Cases, c)
+	}
+	for _, f := range r.Faults {
+		c := junitCase{Name: fmt.Sprintf("fault #%d %s %s", f.Index, f.Action, f.Target), Classname: class + ".faults", Time: "0"}
+		if f.Error != "" {
+			c.Error = &junitProblem{Message: f.Error, Type: "fault", Text: f.Error}
+			s.Errors++
+		}
+		s.Cases = append(s.Cases, c)
+	}
+	if r.Verdict == VerdictError || r.Verdict == VerdictInterrupted {
+		s.Cases = append(s.Cases, junitCase{Name: "run", Classname: class, Time: s.Time,
+			Error: &junitProblem{Message: r.Verdict + ": " + r.Reason, Type: r.Verdict, Text: r.Reason}})
+		s.Errors++
+	}
+	s.Tests = len(s.Cases)
+	doc := junitSuites{Name: "etcd-chaos", Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Time: s.Time, Suites: []junitSuite{s}}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}

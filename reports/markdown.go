@@ -1,0 +1,46 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteMarkdown writes summary.md: a short verdict for CI comments and chat.
+func WriteMarkdown(w io.Writer, r *Result) error {
+	var b strings.Builder
+	mark := map[string]string{VerdictPass: "✅ PASS", VerdictFail: "❌ FAIL", VerdictError: "⚠️ ERROR", VerdictInterrupted: "⏹️ INTERRUPTED"}[r.Verdict]
+	fmt.Fprintf(&b, "### %s `%s` (seed %d)\n\n", orText(mark, strings.ToUpper(r.Verdict)), r.Scenario, r.Seed)
+	fmt.Fprintf(&b, "%d-member %s cluster, etcd %s, network %s", r.Cluster.Size, r.Cluster.Provider, r.Cluster.EtcdVersion, orText(r.Cluster.Network, "direct"))
+	if r.Reason != "" {
+		fmt.Fprintf(&b, ". %s", r.Reason)
+	}
+	b.WriteString("\n\n")
+	if len(r.Thresholds) > 0 {
+		b.WriteString("| | threshold | observed |\n|---|---|---|\n")
+		for _, t := range r.Thresholds {
+			m := "✅"
+			if !t.Passed {
+				m = "❌"
+			}
+			fmt.Fprintf(&b, "| %s | `%s %s` | %s |\n", m, t.Metric, t.Condition, t.Observed)
+		}
+		b.WriteString("\n")
+	}
+	for _, f := range r.Failovers {
+		fmt.Fprintf(&b, "- fault #%d %s %s: leader elected **%s**, writes restored **%s**, new leader %s\n", f.Fault, f.Action, f.Member,
+			msText(f.LeaderElectedMs), msText(f.WriteRestoredMs), orText(f.NewLeader, "none"))
+	}
+	for _, rc := range r.Recoveries {
+		fmt.Fprintf(&b, "- after the heal of #%d, %s caught up in %s, linearizable read in %s\n", rc.Fault, rc.Member, msText(rc.CaughtUpMs), msText(rc.ReadRestoredMs))
+	}
+	var p99 []string
+	for _, op := range sortedKeys(r.Latency) {
+		if op != "all" {
+			p99 = append(p99, fmt.Sprintf("%s %.2f ms", op, r.Latency[op].P99))
+		}
+	}
+	fmt.Fprintf(&b, "- %d ops, %d failed; throughput %.0f ops/s; leader changes %d; p99 %s\n", r.Ops, r.FailedOps, r.Throughput.Avg, r.Leader.Changes, strings.Join(p99, ", "))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
