@@ -15,9 +15,18 @@ run: build
 # Members are real processes of the chaos binary. network: netns starts them through nsenter
 # (util-linux, essential on Debian, installed here if a bare machine lacks it); namespaces, links,
 # routes and qdiscs are made through netlink, so iproute2 is not needed.
+# The report tests open report.html in Debian's chromium (headless) and validate junit.xml with
+# xmllint (libxml2-utils): installed here when missing, as every CI machine starts bare.
 deps:
 	$(GO) mod download
-	@command -v nsenter >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
+	@missing=""; \
+	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v xmllint >/dev/null || missing="$$missing libxml2-utils"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)

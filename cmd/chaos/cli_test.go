@@ -145,6 +145,11 @@ func TestFailedThresholdExits1(t *testing.T) {
 		t.Errorf("the holding threshold is recorded as failed: %+v", res.Thresholds[0])
 	}
 	assertGone(t, readCluster(t, out))
+	for _, f := range []string{"report.html", "junit.xml", "summary.md", "summary.txt", "histograms.hlog"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written by the run: %v", f, err)
+		}
+	}
 	// A failed run keeps the data dirs for a post-mortem.
 	if _, err := os.Stat(filepath.Join(out, "members", "member-1", "data")); err != nil {
 		t.Errorf("data dir not kept after a failure: %v", err)
@@ -428,4 +433,67 @@ func TestHealRemovesNamespacesOfAKilledHarness(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assertGone(t, cf)
+}
+
+// copyFixture copies the reports package's fixture run folder (a real partition-leader run).
+func copyFixture(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"result.json", "events.jsonl", "latency.hlog", "histograms.hlog"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "reports", "testdata", "partition-leader", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestReportAndCompare(t *testing.T) {
+	base := copyFixture(t)
+	code, stdout, stderr := chaos(t, "report", base)
+	if code != 0 {
+		t.Fatalf("chaos report: exit %d: %s", code, stderr)
+	}
+	for _, f := range []string{"summary.txt", "summary.md", "junit.xml", "report.html"} {
+		if !strings.Contains(stdout, f) {
+			t.Errorf("chaos report did not list %s: %q", f, stdout)
+		}
+		if st, err := os.Stat(filepath.Join(base, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not rebuilt: %v", f, err)
+		}
+	}
+	if code, _, stderr := chaos(t, "report", t.TempDir()); code != 2 || !strings.Contains(stderr, "not a run folder") {
+		t.Errorf("report of an empty folder: exit %d, %s", code, stderr)
+	}
+
+	if code, stdout, _ := chaos(t, "compare", base, base); code != 0 || !strings.Contains(stdout, "no regression") {
+		t.Errorf("compare with itself: exit %d\n%s", code, stdout)
+	}
+	// A copy whose writes took twice as long to come back after the failover.
+	worse := copyFixture(t)
+	res, err := reports.ReadResult(worse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := *res.Failovers[0].WriteRestoredMs * 2
+	res.Failovers[0].WriteRestoredMs = &slow
+	if err := res.WriteJSON(worse); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = chaos(t, "compare", base, filepath.Join(worse, "result.json"), "--tolerance", "10%")
+	if code != 1 || !strings.Contains(stdout, "failover.write_restored max") || !strings.Contains(stdout, "REGRESSION") {
+		t.Errorf("compare against a slower failover: exit %d\n%s", code, stdout)
+	}
+	if code, _, _ := chaos(t, "compare", base, worse, "--tolerance", "150%"); code != 0 {
+		t.Errorf("a 100%% slower failover at 150%% tolerance: exit %d, want 0", code)
+	}
+	if code, _, stderr := chaos(t, "compare", base, worse, "--tolerance", "lots"); code != 2 || !strings.Contains(stderr, "10%") {
+		t.Errorf("bad tolerance: exit %d, %s", code, stderr)
+	}
 }
