@@ -25,7 +25,7 @@ deps:
 	command -v xmllint >/dev/null || missing="$$missing libxml2-utils"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 vet:
