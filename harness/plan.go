@@ -25,6 +25,18 @@ type plan struct {
 // plan resolves fault i: its members or links, and its injection.
 func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error) {
 	rng := faults.RNG(r.sc.Seed, i)
+	var err error
+	for _, t := range []*scenarios.Target{&f.Target, &f.Client, &f.OneWay.From, &f.OneWay.To} {
+		if *t, err = r.holderTarget(*t); err != nil {
+			return nil, fmt.Errorf("fault #%d: %w", i, err)
+		}
+	}
+	f.Isolate = append(scenarios.Targets(nil), f.Isolate...) // f shares the scenario's slice
+	for k := range f.Isolate {
+		if f.Isolate[k], err = r.holderTarget(f.Isolate[k]); err != nil {
+			return nil, fmt.Errorf("fault #%d: %w", i, err)
+		}
+	}
 	if !slices.Contains(scenarios.NetworkActions, f.Action) {
 		kind, err := faults.Lookup(f.Action)
 		if err != nil {
@@ -65,7 +77,6 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	names := r.cl.Names()
 	majority := len(names)/2 + 1
 	var what string
-	var err error
 	switch {
 	case f.Target.Kind != "":
 		what = "target " + f.Target.String()

@@ -53,7 +53,13 @@ type run struct {
 	watcher *loadgen.Watcher
 	prober  *loadgen.Prober
 	rec     *loadgen.Recorder
+	recs    []*loadgen.Recorder // rec and each kv workload's own: they share the phases
 	mon     *loadgen.Monitor
+	kv      *loadgen.KV
+	safety  *loadgen.SafetyLog
+
+	workloads []loadgen.Workload
+	outcomes  []loadgen.Outcome
 
 	loadStart time.Time
 	mu        sync.Mutex
@@ -183,13 +189,25 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	res.LoadStartedAt = r.loadStart.UTC()
 	r.events.SetZero(r.loadStart)
 	r.rec = loadgen.NewRecorder(r.loadStart, hlog)
-	retry := loadgen.RetryPolicy{Attempts: w.Retry.Attempts, Backoff: w.Retry.Backoff.D(), MaxBackoff: w.Retry.MaxBackoff.D(), Jitter: w.Retry.Jitter}
+	r.recs = []*loadgen.Recorder{r.rec}
+	if sc.Checks.KVSafety {
+		r.safety = loadgen.NewSafetyLog()
+	}
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
-		Timeout: w.Timeout.D(), Retry: retry, Mix: w.Mix, Seed: uint64(sc.Seed)}, r.rec)
+		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety}, r.rec)
 	if err != nil {
 		return failInfra(res, err)
 	}
 	defer kv.Close()
+	r.kv = kv
+	if err := r.startWorkloads(); err != nil {
+		return failInfra(res, err)
+	}
+	defer func() {
+		for _, wl := range r.workloads {
+			wl.Close()
+		}
+	}()
 
 	recovCtx, stopRecovery := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRecovery()
@@ -207,8 +225,11 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.events.Log(r.loadStart, "load_started", "duration", w.Duration.String(), "warmup", w.Warmup.String(), "rate", w.Rate, "clients", w.Clients)
 	r.setPhase("warmup")
 	var loadWG sync.WaitGroup
-	loadWG.Add(3)
+	loadWG.Add(3 + len(r.workloads))
 	go func() { defer loadWG.Done(); kv.Run(loadCtx, r.loadStart) }()
+	for _, wl := range r.workloads {
+		go func() { defer loadWG.Done(); wl.Run(loadCtx, r.loadStart) }()
+	}
 	go func() { defer loadWG.Done(); r.tick(loadCtx, loadEnd) }()
 	go func() { defer loadWG.Done(); r.schedule(loadCtx, ctx) }()
 	loadWG.Wait()
@@ -221,9 +242,12 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		r.waitMeasurements(ctx, w.Recovery.D())
 	}
 	stopRecovery()
+	r.recovWG.Wait()
+	if ctx.Err() == nil {
+		r.check(ctx, res)
+	}
 	stopMeasuring()
 	measWG.Wait()
-	r.recovWG.Wait()
 	return r.finish(ctx, res, end)
 }
 
@@ -253,7 +277,7 @@ func (r *run) tick(ctx context.Context, loadEnd time.Time) {
 			}
 			return
 		case now := <-warm.C:
-			r.rec.SetPhase("before", now)
+			r.setRecPhase("before", now)
 			r.prober.ResetCounts()
 			r.setPhase("before")
 			r.events.Log(now, "phase", "name", "before")
@@ -355,7 +379,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		fr.failover.FaultAt = now
 		r.mon.Track(fr.failover)
 	}
-	r.rec.SetPhase(fmt.Sprintf("during #%d", i), now)
+	r.setRecPhase(fmt.Sprintf("during #%d", i), now)
 	r.mu.Lock()
 	r.phase, r.active = fmt.Sprintf("during #%d", i), label
 	r.mu.Unlock()
@@ -407,7 +431,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	}
 	healed := r.sinceStart(time.Now())
 	fr.record.HealedAtS = &healed
-	r.rec.SetPhase(fmt.Sprintf("after #%d", i), time.Now())
+	r.setRecPhase(fmt.Sprintf("after #%d", i), time.Now())
 	r.mu.Lock()
 	r.phase, r.active = fmt.Sprintf("after #%d", i), ""
 	r.mu.Unlock()
@@ -505,7 +529,7 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 		r.log.Warn("writing latency.hlog", "err", sum.HlogErr)
 	}
 	res.Latency, res.Phases, res.Ops, res.FailedOps = sum.Latency, sum.Phases, sum.Ops, sum.Failed
-	res.Errors, res.Attempts, res.Retries = sum.Errors, sum.Attempts, sum.Retries
+	res.Errors, res.Attempts, res.Retries, res.AttemptCodes = sum.Errors, sum.Attempts, sum.Retries, sum.Codes
 	tp := reports.Samples(sum.PerSecond)
 	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond, Timeline: sum.Timeline}
 	if err := writeFile(filepath.Join(r.opts.Out, "histograms.hlog"), r.rec.WriteHistograms); err != nil {
@@ -571,6 +595,12 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	trends["failover.write_restored"] = restored
 	trends["recovery.caught_up"] = caught
 	trends["recovery.read_restored"] = read
+	for _, o := range r.outcomes {
+		for k, v := range o.Trends {
+			prev, _ := trends[k].(reports.Samples)
+			trends[k] = append(prev, v...)
+		}
+	}
 	res.Thresholds = reports.Evaluate(r.sc.Thresholds, reports.Metrics{Trends: trends, Ops: sum.Ops, Failed: sum.Failed,
 		LeaderChanges: res.Leader.Changes, Throughput: sum.PerSecond, Retries: sum.Retries, ProbesSent: sent, ProbesAcked: acked})
 
@@ -581,14 +611,25 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 		}
 	}
 	sort.Strings(failed)
+	var badChecks []string
+	for _, c := range res.Checks {
+		if c.Status != reports.CheckPass {
+			badChecks = append(badChecks, fmt.Sprintf("check %s %s (%s)", c.Name, c.Status, c.Summary))
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
 		res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted; every fault was healed and the cluster stopped"
 	case len(r.runErrs) > 0:
 		res.Verdict, res.Reason = reports.VerdictError, errors.Join(r.runErrs...).Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, errors.Join(r.runErrs...))
-	case len(failed) > 0:
-		res.Verdict, res.Reason = reports.VerdictFail, "threshold failed: "+strings.Join(failed, "; ")
+	case len(failed) > 0 || len(badChecks) > 0:
+		var why []string
+		if len(failed) > 0 {
+			why = append(why, "threshold failed: "+strings.Join(failed, "; "))
+		}
+		why = append(why, badChecks...)
+		res.Verdict, res.Reason = reports.VerdictFail, strings.Join(why, "; ")
 	default:
 		res.Verdict, res.Passed = reports.VerdictPass, true
 	}

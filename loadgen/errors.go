@@ -67,3 +67,23 @@ func Classify(err error) ErrClass {
 func Retryable(c ErrClass) bool {
 	return c != ClassNone && c != ClassOther && c != ClassCanceled
 }
+
+// ErrorCode names an attempt's error by etcd error or gRPC code, as a user would search for it:
+// "etcd: no leader", "grpc: Unavailable", "context: deadline exceeded".
+func ErrorCode(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "context: deadline exceeded"
+	case errors.Is(err, context.Canceled):
+		return "context: canceled"
+	}
+	if ev, ok := rpctypes.Error(err).(rpctypes.EtcdError); ok {
+		return "etcd: " + ev.Error()
+	}
+	if st, ok := status.FromError(err); ok {
+		return "grpc: " + st.Code().String()
+	}
+	return "other"
+}

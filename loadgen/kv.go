@@ -23,7 +23,70 @@ type RetryPolicy struct {
 	Attempts   int           // total attempts, 1 = no retries
 	Backoff    time.Duration // before the 2nd attempt; doubles after each
 	MaxBackoff time.Duration
-	Jitter     float64 // the backoff varies by ±Jitter of itself
+	Jitter     float64       // the backoff varies by ±Jitter of itself
+	Deadline   time.Duration // the op with all its attempts and backoffs; 0: no limit beyond Attempts
+	On         []ErrClass    // the classes retried; empty: every class a failover causes (Retryable)
+}
+
+// PolicyOf turns a scenario's retry block into a policy.
+func PolicyOf(r scenarios.Retry) RetryPolicy {
+	p := RetryPolicy{Attempts: r.Attempts, Backoff: r.Backoff.D(), MaxBackoff: r.MaxBackoff.D(), Jitter: r.Jitter, Deadline: r.Deadline.D()}
+	for _, name := range r.On {
+		for c := ErrClass(1); c < numClasses; c++ {
+			if c.String() == name {
+				p.On = append(p.On, c)
+			}
+		}
+	}
+	return p
+}
+
+// retries says whether the policy retries an attempt that failed with class c.
+func (p RetryPolicy) retries(c ErrClass) bool {
+	if len(p.On) == 0 {
+		return Retryable(c)
+	}
+	for _, x := range p.On {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Do runs f under the policy, each attempt with its own timeout, and records the op in rec (latency
+// from due, attempts, backoff, final class). It returns the final error, and ended when the run's
+// context ended under it (the op is then not recorded: the run's end cut it, not the cluster).
+func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time, timeout time.Duration, rng *rand.Rand, timer *time.Timer,
+	f func(ctx context.Context) error) (err error, ended bool) {
+	var waited time.Duration
+	first := time.Now()
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err = f(actx)
+		cancel()
+		if ctx.Err() != nil {
+			return err, true
+		}
+		class := Classify(err)
+		if class == ClassNone {
+			rec.Record(op, time.Since(due), attempt, waited, ClassNone)
+			return nil, false
+		}
+		rec.RecordAttemptError(class, err)
+		wait := p.Wait(attempt, rng)
+		if !p.retries(class) || attempt >= p.Attempts || (p.Deadline > 0 && time.Since(first)+wait >= p.Deadline) {
+			rec.Record(op, time.Since(due), attempt, waited, class)
+			return err, false
+		}
+		waited += wait
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return err, true
+		case <-timer.C:
+		}
+	}
 }
 
 // Wait returns the backoff after the given failed attempt (1-based), with jitter from rng.
@@ -51,6 +114,10 @@ type Config struct {
 	Seed        uint64
 	// MaxOps stops the load after this many ops (0: until the context ends). For benchmarks.
 	MaxOps int64
+	// Safety, if set, records every write so that no acknowledged one can be lost unseen.
+	Safety *SafetyLog
+	// KeyPrefix is where the load writes (default KeyPrefix): two KV groups write apart.
+	KeyPrefix string
 }
 
 type opSpec struct {
@@ -94,9 +161,12 @@ func NewKV(cfg Config, rec *Recorder) (*KV, error) {
 		return nil, fmt.Errorf("the op mix is empty")
 	}
 	// Keys are made once, so that the request loop formats nothing.
+	if cfg.KeyPrefix == "" {
+		k.cfg.KeyPrefix = KeyPrefix
+	}
 	k.keys = make([]string, maxKeys)
 	for i := range k.keys {
-		k.keys[i] = fmt.Sprintf("%s%08d", KeyPrefix, i)
+		k.keys[i] = fmt.Sprintf("%s%08d", k.cfg.KeyPrefix, i)
 	}
 	for i := 0; i < cfg.Connections; i++ {
 		c, err := NewClient(cfg.Endpoints, 1)
@@ -148,14 +218,16 @@ func (k *KV) Run(ctx context.Context, start time.Time) {
 }
 
 type workerState struct {
-	rng   *rand.Rand
-	zipfs []*rand.Zipf
-	seq   []int
+	rng       *rand.Rand
+	zipfs     []*rand.Zipf
+	seq       []int
+	writeBase uint64 // the worker's id in the top bits of its write ids
+	writes    uint64
 }
 
 func (k *KV) worker(ctx context.Context, w int, start time.Time) {
 	rng := rand.New(rand.NewPCG(k.cfg.Seed, uint64(w)+1))
-	st := &workerState{rng: rng, zipfs: make([]*rand.Zipf, len(k.specs)), seq: make([]int, len(k.specs))}
+	st := &workerState{rng: rng, zipfs: make([]*rand.Zipf, len(k.specs)), seq: make([]int, len(k.specs)), writeBase: uint64(w+1) << 40}
 	for i, s := range k.specs {
 		if s.dist == "zipf" && s.keys > 1 {
 			st.zipfs[i] = rand.NewZipf(rng, 1.1, 1, uint64(s.keys-1))
@@ -193,7 +265,8 @@ func (k *KV) worker(ctx context.Context, w int, start time.Time) {
 			due = time.Now()
 		}
 		si := k.pick(st)
-		k.do(ctx, kv, &k.specs[si], k.keys[k.key(st, si)], due, st.rng, timer)
+		ki := k.key(st, si)
+		k.do(ctx, kv, &k.specs[si], k.keys[ki], ki, due, st, timer)
 	}
 }
 
@@ -224,42 +297,30 @@ func (k *KV) key(st *workerState, si int) int {
 	return st.rng.IntN(s.keys)
 }
 
-// do runs one op with the retry policy and records it.
-func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, due time.Time, rng *rand.Rand, timer *time.Timer) {
-	var waited time.Duration
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
-		err := exec(actx, kv, s, key)
-		cancel()
-		if ctx.Err() != nil {
-			return // the run ended under this op
-		}
-		class := Classify(err)
-		if class == ClassNone {
-			k.rec.Record(s.op, time.Since(due), attempt, waited, ClassNone)
-			return
-		}
-		k.rec.RecordAttemptError(class)
-		if !Retryable(class) || attempt >= k.cfg.Retry.Attempts {
-			k.rec.Record(s.op, time.Since(due), attempt, waited, class)
-			return
-		}
-		wait := k.cfg.Retry.Wait(attempt, rng)
-		waited += wait
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
+// do runs one op with the retry policy and records it; writes go to the safety log, if any.
+func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, ki int, due time.Time, st *workerState, timer *time.Timer) {
+	value, id := s.value, uint64(0)
+	write := s.op != OpGet
+	if write && k.cfg.Safety != nil {
+		st.writes++
+		id = st.writeBase | st.writes
+		value = stampValue(id, s.value)
+		k.cfg.Safety.Begin(ki, id, s.op == OpDelete)
+	}
+	err, ended := k.cfg.Retry.Do(ctx, k.rec, s.op, due, k.cfg.Timeout, st.rng, timer, func(ctx context.Context) error {
+		return exec(ctx, kv, s, key, value)
+	})
+	if write && k.cfg.Safety != nil {
+		// An op the run's end cut, or one that failed, may still have been applied: its outcome is unknown.
+		k.cfg.Safety.End(ki, id, err == nil && !ended)
 	}
 }
 
-func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key string) error {
+func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key, value string) error {
 	var err error
 	switch s.op {
 	case OpPut:
-		_, err = kv.Put(ctx, key, s.value)
+		_, err = kv.Put(ctx, key, value)
 	case OpGet:
 		if s.serializable {
 			_, err = kv.Get(ctx, key, clientv3.WithSerializable())
@@ -271,8 +332,8 @@ func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key string) error {
 	case OpTxn:
 		_, err = kv.Txn(ctx).
 			If(clientv3.Compare(clientv3.Version(key), ">", 0)).
-			Then(clientv3.OpPut(key, s.value)).
-			Else(clientv3.OpPut(key, s.value), clientv3.OpGet(key)).
+			Then(clientv3.OpPut(key, value)).
+			Else(clientv3.OpPut(key, value), clientv3.OpGet(key)).
 			Commit()
 	}
 	return err

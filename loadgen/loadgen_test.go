@@ -22,7 +22,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		r.Record(OpPut, 1234*time.Microsecond, 2, 50*time.Millisecond, ClassNone)
 		r.Record(OpGet, 3*time.Second, 5, time.Second, ClassDeadline)
-		r.RecordAttemptError(ClassUnavailable)
+		r.RecordAttemptError(ClassUnavailable, nil)
 	})
 	if allocs != 0 {
 		t.Fatalf("recording allocates %v times per call, want 0", allocs)

@@ -15,16 +15,23 @@ import (
 // Op is an operation type of the KV workload.
 type Op uint8
 
-// The KV operation types, in the order of scenarios.OpNames.
+// The operation types: the KV ops in the order of scenarios.OpNames, then the other workloads' ops,
+// in the order of scenarios.MetricOps.
 const (
 	OpPut Op = iota
 	OpGet
 	OpDelete
 	OpTxn
+	OpLeaseGrant
+	OpLeaseKeepAlive
+	OpLeaseRevoke
+	OpLockAcquire
+	OpCampaign
+	OpWatch
 	NumOps
 )
 
-var opNames = [NumOps]string{"put", "get", "delete", "txn"}
+var opNames = [NumOps]string{"put", "get", "delete", "txn", "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch"}
 
 func (o Op) String() string { return opNames[o] }
 
@@ -84,6 +91,7 @@ type Recorder struct {
 	counters [NumOps]opCounters
 	errs     [numClasses]int64 // failed ops by final error class
 	attErrs  [numClasses]int64 // failed attempts by class
+	codes    map[string]int64  // failed attempts by gRPC code or etcd error
 	// per second
 	intervalStart  time.Time
 	intervalOps    int64 // completed ops after the warm-up, for throughput
@@ -179,11 +187,17 @@ func (r *Recorder) Record(op Op, latency time.Duration, attempts int, backoff ti
 	r.mu.Unlock()
 }
 
-// RecordAttemptError counts one failed attempt (retried or not) by class.
-func (r *Recorder) RecordAttemptError(class ErrClass) {
+// RecordAttemptError counts one failed attempt (retried or not) by class, and by its gRPC code or
+// etcd error.
+func (r *Recorder) RecordAttemptError(class ErrClass, err error) {
+	code := ErrorCode(err)
 	r.mu.Lock()
 	if !r.cur.warmup {
 		r.attErrs[class]++
+		if r.codes == nil {
+			r.codes = map[string]int64{}
+		}
+		r.codes[code]++
 	}
 	r.mu.Unlock()
 }
@@ -238,6 +252,7 @@ type Summary struct {
 	Failed    int64
 	Errors    map[string]int64
 	Attempts  map[string]int64
+	Codes     map[string]int64
 	Retries   map[string]reports.RetryStats
 	PerSecond []float64
 	Timeline  []reports.Second
@@ -340,6 +355,10 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 		ph.Latency["all"] = reports.StatsOf(reports.HDR{H: pall})
 		s.Phases = append(s.Phases, ph)
 	}
+	s.Codes = map[string]int64{}
+	for k, v := range r.codes {
+		s.Codes[k] = v
+	}
 	s.PerSecond = append([]float64(nil), r.perSecond...)
 	s.Timeline = append([]reports.Second(nil), r.timeline...)
 	return s
@@ -350,6 +369,9 @@ func retryStats(c opCounters) reports.RetryStats {
 		RetryTimeMs: float64(c.retryWait) / float64(time.Millisecond)}
 	if c.ops > 0 {
 		rs.PerOp = float64(c.attempts) / float64(c.ops)
+	}
+	if ok := c.ops - c.failed; ok > 0 {
+		rs.PerSuccess = float64(c.attempts) / float64(ok)
 	}
 	return rs
 }

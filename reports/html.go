@@ -51,7 +51,13 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{end}}</table>{{else}}<p class="muted">No thresholds in this scenario.</p>{{end}}
 
 <h2>Checks</h2>
-<p class="muted">No safety checks ran in this scenario.</p>
+{{if .R.Checks}}<table><tr><th></th><th>check</th><th>workload</th><th>result</th><th>examples</th></tr>
+{{range .R.Checks}}<tr><td class="{{if eq .Status "pass"}}ok{{else}}bad{{end}}">{{upper .Status}}</td><td>{{.Name}}</td><td>{{.Workload}}</td><td>{{.Summary}}<br><span class="muted">{{.Note}}</span></td><td>{{range .Examples}}{{.}}<br>{{end}}</td></tr>
+{{end}}</table>{{else}}<p class="muted">No safety checks ran in this scenario.</p>{{end}}
+{{if .R.Workloads}}<h2>Workloads</h2>
+<table><tr><th>workload</th><th>kind</th><th>numbers</th></tr>
+{{range .R.Workloads}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td>{{range $k, $v := .Stats}}{{$k}} {{$v}}; {{end}}{{if eq .Kind "kv"}}ops {{.Ops}}, failed {{.Failed}}{{range $op, $l := .Latency}}; {{$op}} p99 {{f2 $l.P99}}ms{{end}}{{end}}</td></tr>
+{{end}}</table>{{end}}
 
 {{if .R.Faults}}<h2>Faults, failover and recovery</h2>
 <table><tr><th>#</th><th>action</th><th>target</th><th>members</th><th>injected</th><th>healed</th><th>network</th><th>bytes across its links</th><th>error</th></tr>

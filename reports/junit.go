@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // JUnit's XML as Jenkins, GitLab and GitHub read it: testsuites > testsuite > testcase, with a
@@ -64,6 +65,25 @@ func WriteJUnit(w io.Writer, r *Result) error {
 			c.Failure = &junitProblem{Message: fmt.Sprintf("%s %s: observed %s", t.Metric, t.Condition, t.Observed), Type: "threshold",
 				Text: fmt.Sprintf("threshold %s %s failed; observed %s", t.Metric, t.Condition, t.Observed)}
 			s.Failures++
+		}
+		s.Cases = append(s.Cases, c)
+	}
+	for _, ck := range r.Checks {
+		c := junitCase{Name: "check " + ck.Name, Classname: class + ".checks", Time: "0"}
+		if ck.Workload != "" {
+			c.Name += " (" + ck.Workload + ")"
+		}
+		detail := ck.Summary
+		if len(ck.Examples) > 0 {
+			detail += "\n" + strings.Join(ck.Examples, "\n")
+		}
+		switch ck.Status {
+		case CheckFail:
+			c.Failure = &junitProblem{Message: ck.Summary, Type: "check", Text: detail}
+			s.Failures++
+		case CheckUnknown:
+			c.Error = &junitProblem{Message: "unknown: " + ck.Summary, Type: "check-unknown", Text: detail}
+			s.Errors++
 		}
 		s.Cases = append(s.Cases, c)
 	}

@@ -27,6 +27,14 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.Checks) > 0 {
+		b.WriteString("| | check | result |\n|---|---|---|\n")
+		for _, c := range r.Checks {
+			m := map[string]string{CheckPass: "✅", CheckFail: "❌", CheckUnknown: "❔"}[c.Status]
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", m, c.Name, c.Summary)
+		}
+		b.WriteString("\n")
+	}
 	for _, f := range r.Failovers {
 		fmt.Fprintf(&b, "- fault #%d %s %s: leader elected **%s**, writes restored **%s**, new leader %s\n", f.Fault, f.Action, f.Member,
 			msText(f.LeaderElectedMs), msText(f.WriteRestoredMs), orText(f.NewLeader, "none"))

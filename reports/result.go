@@ -47,10 +47,48 @@ type Result struct {
 	FailedOps  int64                   `json:"failed_ops"`
 	Errors     map[string]int64        `json:"errors"`
 	Attempts   map[string]int64        `json:"attempt_errors"`
-	Retries    map[string]RetryStats   `json:"retries"`
-	Throughput Throughput              `json:"throughput"`
-	Leader     LeaderStats             `json:"leader"`
-	Prober     ProberStats             `json:"prober"`
+	// AttemptCodes counts failed attempts by gRPC code or etcd error ("etcd: no leader").
+	AttemptCodes map[string]int64      `json:"attempt_codes,omitempty"`
+	Retries      map[string]RetryStats `json:"retries"`
+	Throughput   Throughput            `json:"throughput"`
+	Leader       LeaderStats           `json:"leader"`
+	Prober       ProberStats           `json:"prober"`
+	// Checks are the safety checks: each passes, fails, or is unknown (never a pass).
+	Checks []Check `json:"checks"`
+	// Workloads are the workloads beside the main KV load, with what each measured.
+	Workloads []WorkloadResult `json:"workloads,omitempty"`
+}
+
+// Check statuses.
+const (
+	CheckPass    = "pass"
+	CheckFail    = "fail"
+	CheckUnknown = "unknown"
+)
+
+// Check is one safety check's verdict, with up to 20 examples of what broke it.
+type Check struct {
+	Name       string   `json:"name"`
+	Workload   string   `json:"workload,omitempty"`
+	Status     string   `json:"status"`
+	Summary    string   `json:"summary"`
+	Violations int      `json:"violations"`
+	Examples   []string `json:"examples,omitempty"`
+	Note       string   `json:"note,omitempty"` // what the check means, or a known caveat it shows
+}
+
+// WorkloadResult is what one workload block measured. A kv block has its own latency, errors and
+// retries (so two retry policies can be compared under the same fault).
+type WorkloadResult struct {
+	Name     string                  `json:"name"`
+	Kind     string                  `json:"kind"`
+	Stats    map[string]float64      `json:"stats,omitempty"`
+	Latency  map[string]LatencyStats `json:"latency,omitempty"`
+	Ops      int64                   `json:"ops,omitempty"`
+	Failed   int64                   `json:"failed_ops,omitempty"`
+	Errors   map[string]int64        `json:"errors,omitempty"`
+	Attempts map[string]int64        `json:"attempt_errors,omitempty"`
+	Retries  map[string]RetryStats   `json:"retries,omitempty"`
 }
 
 // Cluster describes what was run.
@@ -140,6 +178,8 @@ type RetryStats struct {
 	PerOp       float64 `json:"attempts_per_op"`
 	MaxAttempts int64   `json:"max_attempts"`
 	RetriedOps  int64   `json:"retried_ops"`
+	// PerSuccess is retry amplification: attempts per op that succeeded.
+	PerSuccess  float64 `json:"attempts_per_success"`
 	RetryTimeMs float64 `json:"retry_time_ms"`
 }
 

@@ -107,6 +107,36 @@ func WriteText(w io.Writer, r *Result) error {
 	}
 	fmt.Fprintf(&b, "throughput: avg %.0f ops/s, min %.0f, max %.0f; leader changes %d; prober availability %.4f\n",
 		r.Throughput.Avg, r.Throughput.Min, r.Throughput.Max, r.Leader.Changes, r.Prober.Availability)
+	for _, w := range r.Workloads {
+		fmt.Fprintf(&b, "workload %s (%s):", w.Name, w.Kind)
+		for _, k := range sortedKeys(w.Stats) {
+			fmt.Fprintf(&b, " %s %g", k, w.Stats[k])
+		}
+		if w.Kind == "kv" {
+			fmt.Fprintf(&b, " ops %d, failed %d", w.Ops, w.Failed)
+			for _, op := range sortedKeys(w.Latency) {
+				fmt.Fprintf(&b, "; %s p99 %.2fms", op, w.Latency[op].P99)
+			}
+			if all, ok := w.Retries["all"]; ok {
+				fmt.Fprintf(&b, "; %.4f attempts/op, %.4f attempts/success", all.PerOp, all.PerSuccess)
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Checks) > 0 {
+		fmt.Fprintln(&b, "\nchecks")
+		for _, c := range r.Checks {
+			name := c.Name
+			if c.Workload != "" && c.Workload != c.Name {
+				name += " (" + c.Workload + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", strings.ToUpper(c.Status), name, c.Summary)
+			for _, e := range c.Examples {
+				fmt.Fprintf(tw, "  \t\t- %s\n", e)
+			}
+		}
+		tw.Flush()
+	}
 	if len(r.Thresholds) > 0 {
 		fmt.Fprintln(&b, "\nthresholds")
 		for _, t := range r.Thresholds {

@@ -220,16 +220,67 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("workload.connections", func() { w.Connections = min(w.Clients, 8) })
 	def("workload.timeout", func() { w.Timeout = Duration(time.Second) })
 	def("workload.recovery", func() { w.Recovery = Duration(15 * time.Second) })
-	def("workload.retry.attempts", func() { w.Retry.Attempts = 5 })
-	def("workload.retry.backoff", func() { w.Retry.Backoff = Duration(50 * time.Millisecond) })
-	def("workload.retry.max-backoff", func() { w.Retry.MaxBackoff = Duration(time.Second) })
-	def("workload.retry.jitter", func() { w.Retry.Jitter = 0.2 })
+	retryDefaults(def, "workload.retry", &w.Retry)
 	def("workload.mix", func() {
 		w.Mix = []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}}
 	})
-	for i := range w.Mix {
-		p := fmt.Sprintf("workload.mix[%d].", i)
-		op := &w.Mix[i]
+	mixDefaults(def, "workload.mix", w.Mix)
+	seen := map[string]int{}
+	for i := range sc.Workloads {
+		b := &sc.Workloads[i]
+		p := fmt.Sprintf("workloads[%d].", i)
+		def(p+"name", func() {
+			b.Name = b.Kind
+			if n := seen[b.Kind]; n > 0 {
+				b.Name = fmt.Sprintf("%s-%d", b.Kind, n+1)
+			}
+		})
+		seen[b.Kind]++
+		def(p+"clients", func() { b.Clients = map[string]int{"lease": 4, "lock": 4, "election": 3, "watch": 4, "kv": 8}[b.Kind] })
+		def(p+"timeout", func() { b.Timeout = Duration(time.Second) })
+		retryDefaults(def, p+"retry", &b.Retry)
+		switch b.Kind {
+		case "lease":
+			def(p+"ttl", func() { b.TTL = Duration(5 * time.Second) })
+			def(p+"keys", func() { b.Keys = 2 })
+			def(p+"rate", func() { b.Rate = 5 })
+		case "lock":
+			def(p+"locks", func() { b.Locks = 1 })
+			def(p+"hold", func() { b.Hold = Duration(50 * time.Millisecond) })
+			def(p+"session-ttl", func() { b.SessionTTL = Duration(5 * time.Second) })
+		case "election":
+			def(p+"hold", func() { b.Hold = Duration(time.Second) })
+			def(p+"session-ttl", func() { b.SessionTTL = Duration(3 * time.Second) })
+		case "watch":
+			def(p+"prefixes", func() { b.Prefixes = 2 })
+			def(p+"rate", func() { b.Rate = 100 })
+		case "kv":
+			def(p+"connections", func() { b.Connections = min(max(b.Clients, 1), 8) })
+			def(p+"mix", func() { b.Mix = []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}} })
+			mixDefaults(def, p+"mix", b.Mix)
+		}
+	}
+	ck := &sc.Checks
+	def("checks.kv-safety", func() { ck.KVSafety = true })
+	l := &ck.Linearizability
+	def("checks.linearizability.keys", func() { l.Keys = 3 })
+	def("checks.linearizability.clients", func() { l.Clients = 4 })
+	def("checks.linearizability.rate", func() { l.Rate = 50 })
+	def("checks.linearizability.max-ops", func() { l.MaxOps = 2000 })
+	def("checks.linearizability.timeout", func() { l.Timeout = Duration(30 * time.Second) })
+}
+
+func retryDefaults(def func(string, func()), p string, r *Retry) {
+	def(p+".attempts", func() { r.Attempts = 5 })
+	def(p+".backoff", func() { r.Backoff = Duration(50 * time.Millisecond) })
+	def(p+".max-backoff", func() { r.MaxBackoff = Duration(time.Second) })
+	def(p+".jitter", func() { r.Jitter = 0.2 })
+}
+
+func mixDefaults(def func(string, func()), path string, mix []Op) {
+	for i := range mix {
+		p := fmt.Sprintf("%s[%d].", path, i)
+		op := &mix[i]
 		def(p+"weight", func() { op.Weight = 1 })
 		def(p+"keys", func() { op.Keys = 1000 })
 		def(p+"distribution", func() { op.Distribution = "uniform" })

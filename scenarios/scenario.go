@@ -18,6 +18,9 @@ type Scenario struct {
 	Workload    Workload   `yaml:"workload"`
 	Faults      []Fault    `yaml:"faults"`
 	Thresholds  Thresholds `yaml:"thresholds"`
+	// Workloads run beside the KV load of workload, each with its own clients and retry policy.
+	Workloads []Block `yaml:"workloads,omitempty"`
+	Checks    Checks  `yaml:"checks"`
 
 	// File is where the scenario came from ("builtin:leader-kill" for an embedded one).
 	File string `yaml:"-"`
@@ -50,12 +53,57 @@ type Workload struct {
 	Recovery Duration `yaml:"recovery"`
 }
 
-// Retry is the client retry policy of the load.
+// Retry is a client retry policy.
 type Retry struct {
 	Attempts   int      `yaml:"attempts"`
 	Backoff    Duration `yaml:"backoff"`
 	MaxBackoff Duration `yaml:"max-backoff"`
 	Jitter     float64  `yaml:"jitter"`
+	// Deadline bounds an op with all its attempts and backoffs (0: attempts x timeout bound it).
+	Deadline Duration `yaml:"deadline,omitempty"`
+	// On lists the error classes that are retried (default: every class a failover causes).
+	On []string `yaml:"on,omitempty"`
+}
+
+// Block is one workload beside the main KV load: lease, lock, election, watch, or another KV group
+// with its own clients and retry policy (to compare policies under the same fault).
+type Block struct {
+	Kind    string   `yaml:"kind"`
+	Name    string   `yaml:"name,omitempty"`
+	Clients int      `yaml:"clients"`
+	Rate    float64  `yaml:"rate,omitempty"`
+	Timeout Duration `yaml:"timeout"`
+	Retry   Retry    `yaml:"retry"`
+	// lease: the TTL of each lease and the keys put with it
+	TTL  Duration `yaml:"ttl,omitempty"`
+	Keys int      `yaml:"keys,omitempty"`
+	// lock, election: lock names, how long a holder holds, the session TTL
+	Locks      int      `yaml:"locks,omitempty"`
+	Hold       Duration `yaml:"hold,omitempty"`
+	SessionTTL Duration `yaml:"session-ttl,omitempty"`
+	// watch: the prefixes watched (clients are the watchers; rate is the writes to the prefixes)
+	Prefixes int `yaml:"prefixes,omitempty"`
+	// kv
+	Connections int  `yaml:"connections,omitempty"`
+	Mix         []Op `yaml:"mix,omitempty"`
+}
+
+// Checks configures the safety checks.
+type Checks struct {
+	// KVSafety checks every acknowledged write of the KV load against the final state.
+	KVSafety bool `yaml:"kv-safety"`
+	// Linearizability runs a small register load on a few keys and checks its history with porcupine.
+	Linearizability Linearizability `yaml:"linearizability"`
+}
+
+// Linearizability is the register load whose history porcupine checks.
+type Linearizability struct {
+	Enabled bool     `yaml:"enabled"`
+	Keys    int      `yaml:"keys"`
+	Clients int      `yaml:"clients"`
+	Rate    float64  `yaml:"rate"`
+	MaxOps  int      `yaml:"max-ops"`
+	Timeout Duration `yaml:"timeout"` // porcupine's time limit: past it the check is unknown
 }
 
 // Op is one entry of the operation mix.
@@ -100,7 +148,13 @@ type OneWay struct {
 
 // Names of the values the schema accepts; error messages list them.
 var (
-	Providers     = []string{"local"}
+	Providers = []string{"local"}
+	// WorkloadKinds are the kinds of workload blocks.
+	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv"}
+	// MetricOps are the ops with a latency.<op> metric: the KV ops and the other workloads' ops.
+	MetricOps = []string{"put", "get", "delete", "txn", "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch"}
+	// RetryClasses are the error classes a retry policy can name.
+	RetryClasses  = []string{"deadline", "unavailable", "no_leader", "leader_changed", "server_timeout", "other"}
 	Networks      = []string{"proxy", "netns", "direct"}
 	OpNames       = []string{"put", "get", "delete", "txn"}
 	Distributions = []string{"uniform", "zipf", "sequential"}
@@ -110,7 +164,7 @@ var (
 	// NetworkActions act on links, through the network backend.
 	NetworkActions = []string{"partition", "delay", "bandwidth", "loss", "reset"}
 	// TargetKinds are the words a target can be, besides a member name and {count: N} / {percent: P}.
-	TargetKinds = []string{"leader", "follower", "random", "minority", "majority", "all"}
+	TargetKinds = []string{"leader", "follower", "random", "minority", "majority", "all", "lock-holder", "election-leader"}
 )
 
 // MemberName is the name of the i-th member (0-based) of a cluster the harness starts.

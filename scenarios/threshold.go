@@ -35,7 +35,8 @@ var aggregations = map[MetricKind][]string{
 // MetricKindOf returns the kind of a threshold metric name, or 0 if the name is not a metric.
 func MetricKindOf(name string) MetricKind {
 	switch name {
-	case "failover.leader_elected", "failover.write_restored", "recovery.caught_up", "recovery.read_restored":
+	case "failover.leader_elected", "failover.write_restored", "recovery.caught_up", "recovery.read_restored",
+		"failover.election_handover", "lock_hold":
 		return Trend
 	case "errors", "availability":
 		return Rate
@@ -44,10 +45,10 @@ func MetricKindOf(name string) MetricKind {
 	case "throughput":
 		return Gauge
 	}
-	if op, ok := strings.CutPrefix(name, "latency."); ok && (contains(OpNames, op) || op == "all") {
+	if op, ok := strings.CutPrefix(name, "latency."); ok && (contains(MetricOps, op) || op == "all") {
 		return Trend
 	}
-	if op, ok := strings.CutPrefix(name, "retries."); ok && (contains(OpNames, op) || op == "all") {
+	if op, ok := strings.CutPrefix(name, "retries."); ok && (contains(MetricOps, op) || op == "all") {
 		return Gauge
 	}
 	return 0
@@ -56,11 +57,11 @@ func MetricKindOf(name string) MetricKind {
 // MetricNames lists the threshold metric names, for error messages.
 func MetricNames() []string {
 	names := []string{"failover.leader_elected", "failover.write_restored", "recovery.caught_up",
-		"recovery.read_restored", "errors", "availability", "leader_changes", "throughput"}
-	for _, op := range append(append([]string{}, OpNames...), "all") {
+		"recovery.read_restored", "failover.election_handover", "lock_hold", "errors", "availability", "leader_changes", "throughput"}
+	for _, op := range append(append([]string{}, MetricOps...), "all") {
 		names = append(names, "latency."+op)
 	}
-	for _, op := range append(append([]string{}, OpNames...), "all") {
+	for _, op := range append(append([]string{}, MetricOps...), "all") {
 		names = append(names, "retries."+op)
 	}
 	return names

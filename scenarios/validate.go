@@ -113,37 +113,10 @@ func (v *validator) validate() {
 	if w.Timeout <= 0 {
 		v.bad("workload.timeout", "must be more than 0")
 	}
-	if w.Retry.Attempts < 1 {
-		v.bad("workload.retry.attempts", "%d: need at least 1 attempt (1 means no retries)", w.Retry.Attempts)
-	}
-	if w.Retry.MaxBackoff < w.Retry.Backoff {
-		v.bad("workload.retry.max-backoff", "%s is less than backoff %s", w.Retry.MaxBackoff, w.Retry.Backoff)
-	}
-	if w.Retry.Jitter < 0 || w.Retry.Jitter > 1 {
-		v.bad("workload.retry.jitter", "%v: valid: 0 to 1", w.Retry.Jitter)
-	}
-	if len(w.Mix) == 0 {
-		v.bad("workload.mix", "is empty; give at least one op of %s", strings.Join(OpNames, ", "))
-	}
-	for i, op := range w.Mix {
-		p := fmt.Sprintf("workload.mix[%d]", i)
-		v.oneOf(p+".op", op.Op, OpNames)
-		if op.Weight < 1 {
-			v.bad(p+".weight", "%d: must be 1 or more", op.Weight)
-		}
-		if op.Keys < 1 || op.Keys > 10_000_000 {
-			v.bad(p+".keys", "%d: valid: 1 to 10000000", op.Keys)
-		}
-		v.oneOf(p+".distribution", op.Distribution, Distributions)
-		if op.ValueSize < 0 || op.ValueSize > 1<<20 {
-			v.bad(p+".value-size", "%d bytes: valid: 0 to 1048576", op.ValueSize)
-		}
-		if op.Op == "get" {
-			v.oneOf(p+".consistency", op.Consistency, Consistencies)
-		} else if op.Consistency != "" {
-			v.bad(p+".consistency", "applies only to get")
-		}
-	}
+	v.retry("workload.retry", w.Retry)
+	v.mix("workload.mix", w.Mix)
+	v.workloads()
+	v.checks()
 
 	v.validateFaults()
 }
@@ -365,6 +338,148 @@ func (v *validator) target(p string, t Target, names []string) {
 		if (size-1)/2 < 1 {
 			v.bad(p, "a %d-member cluster has no minority to pick (it needs 3 members or more)", size)
 		}
+	case "lock-holder", "election-leader":
+		want := map[string]string{"lock-holder": "lock", "election-leader": "election"}[t.Kind]
+		found := false
+		for _, b := range v.sc.Workloads {
+			found = found || b.Kind == want
+		}
+		if !found {
+			v.bad(p, "%s needs a %s workload (workloads: [{kind: %s}]): it is the member the holder's client talks to", t.Kind, want, want)
+		}
+	}
+}
+
+func (v *validator) retry(p string, r Retry) {
+	if r.Attempts < 1 {
+		v.bad(p+".attempts", "%d: need at least 1 attempt (1 means no retries)", r.Attempts)
+	}
+	if r.MaxBackoff < r.Backoff {
+		v.bad(p+".max-backoff", "%s is less than backoff %s", r.MaxBackoff, r.Backoff)
+	}
+	if r.Jitter < 0 || r.Jitter > 1 {
+		v.bad(p+".jitter", "%v: valid: 0 to 1", r.Jitter)
+	}
+	for i, c := range r.On {
+		v.oneOf(fmt.Sprintf("%s.on[%d]", p, i), c, RetryClasses)
+	}
+}
+
+func (v *validator) mix(path string, mix []Op) {
+	if len(mix) == 0 {
+		v.bad(path, "is empty; give at least one op of %s", strings.Join(OpNames, ", "))
+	}
+	for i, op := range mix {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		v.oneOf(p+".op", op.Op, OpNames)
+		if op.Weight < 1 {
+			v.bad(p+".weight", "%d: must be 1 or more", op.Weight)
+		}
+		if op.Keys < 1 || op.Keys > 10_000_000 {
+			v.bad(p+".keys", "%d: valid: 1 to 10000000", op.Keys)
+		}
+		v.oneOf(p+".distribution", op.Distribution, Distributions)
+		if op.ValueSize < 0 || op.ValueSize > 1<<20 {
+			v.bad(p+".value-size", "%d bytes: valid: 0 to 1048576", op.ValueSize)
+		}
+		if op.Op == "get" {
+			v.oneOf(p+".consistency", op.Consistency, Consistencies)
+		} else if op.Consistency != "" {
+			v.bad(p+".consistency", "applies only to get")
+		}
+	}
+}
+
+// blockFields says which of a block's own fields each kind takes.
+var blockFields = map[string][]string{
+	"lease":    {"rate", "ttl", "keys"},
+	"lock":     {"locks", "hold", "session-ttl"},
+	"election": {"hold", "session-ttl"},
+	"watch":    {"rate", "prefixes"},
+	"kv":       {"rate", "connections", "mix"},
+}
+
+func (v *validator) workloads() {
+	names := map[string]int{}
+	for i, b := range v.sc.Workloads {
+		p := fmt.Sprintf("workloads[%d]", i)
+		if !contains(WorkloadKinds, b.Kind) {
+			v.bad(p+".kind", "%q is not a workload; valid: %s", b.Kind, strings.Join(WorkloadKinds, ", "))
+			continue
+		}
+		if prev, ok := names[b.Name]; ok {
+			v.bad(p+".name", "%q is also workloads[%d]'s name; names must differ", b.Name, prev)
+		}
+		names[b.Name] = i
+		for _, f := range []string{"rate", "ttl", "keys", "locks", "hold", "session-ttl", "prefixes", "connections", "mix"} {
+			if _, given := v.present[p+"."+f]; given && !contains(blockFields[b.Kind], f) {
+				v.bad(p+"."+f, "does not apply to a %s workload; it takes %s", b.Kind, strings.Join(blockFields[b.Kind], ", "))
+			}
+		}
+		if b.Clients < 1 || b.Clients > 1000 {
+			v.bad(p+".clients", "%d: valid: 1 to 1000", b.Clients)
+		}
+		if b.Timeout <= 0 {
+			v.bad(p+".timeout", "must be more than 0")
+		}
+		if b.Rate < 0 {
+			v.bad(p+".rate", "%v is negative", b.Rate)
+		}
+		v.retry(p+".retry", b.Retry)
+		switch b.Kind {
+		case "lease":
+			if b.TTL < Duration(time.Second) || b.TTL%Duration(time.Second) != 0 {
+				v.bad(p+".ttl", "%s: a lease TTL is whole seconds, at least 1s", b.TTL)
+			}
+			if b.Keys < 0 || b.Keys > 100 {
+				v.bad(p+".keys", "%d: valid: 0 to 100 keys per lease", b.Keys)
+			}
+			if b.Rate <= 0 {
+				v.bad(p+".rate", "a lease workload needs a rate (leases granted per second)")
+			}
+		case "lock", "election":
+			if b.Kind == "lock" && (b.Locks < 1 || b.Locks > b.Clients) {
+				v.bad(p+".locks", "%d: valid: 1 to clients (%d)", b.Locks, b.Clients)
+			}
+			if b.Hold <= 0 {
+				v.bad(p+".hold", "must be more than 0")
+			}
+			if b.SessionTTL < Duration(time.Second) || b.SessionTTL%Duration(time.Second) != 0 {
+				v.bad(p+".session-ttl", "%s: a session TTL is whole seconds, at least 1s", b.SessionTTL)
+			}
+		case "watch":
+			if b.Prefixes < 1 || b.Prefixes > 100 {
+				v.bad(p+".prefixes", "%d: valid: 1 to 100", b.Prefixes)
+			}
+			if b.Rate <= 0 {
+				v.bad(p+".rate", "a watch workload needs a rate (writes per second to the watched prefixes)")
+			}
+		case "kv":
+			if b.Connections < 1 || b.Connections > b.Clients {
+				v.bad(p+".connections", "%d: valid: 1 to clients (%d)", b.Connections, b.Clients)
+			}
+			v.mix(p+".mix", b.Mix)
+		}
+	}
+}
+
+func (v *validator) checks() {
+	l := v.sc.Checks.Linearizability
+	p := "checks.linearizability"
+	if l.Keys < 1 || l.Keys > 100 {
+		v.bad(p+".keys", "%d: valid: 1 to 100 (porcupine checks each key's history on its own)", l.Keys)
+	}
+	if l.Clients < 1 || l.Clients > 64 {
+		v.bad(p+".clients", "%d: valid: 1 to 64", l.Clients)
+	}
+	if l.Rate <= 0 {
+		v.bad(p+".rate", "must be more than 0 ops/s")
+	}
+	if l.MaxOps < 10 || l.MaxOps > 100_000 {
+		v.bad(p+".max-ops", "%d: valid: 10 to 100000 (the history porcupine checks)", l.MaxOps)
+	}
+	if l.Timeout <= 0 {
+		v.bad(p+".timeout", "must be more than 0")
 	}
 }
 

@@ -1,0 +1,261 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// watchLoad writes to P prefixes at a rate and has N watchers (each on its own client over every
+// member, so it can move when its member dies) watch them from the revision the load started at.
+// latency.watch is from a put's acknowledgement to the event's delivery (0 when the event comes
+// first). Checks: each watcher's revisions strictly increase; every acknowledged put on a watched
+// prefix is delivered (puts with unknown outcome may or may not be); nothing else is; a compaction
+// (ErrCompacted) is reported, not hidden.
+type watchLoad struct {
+	b        scenarios.Block
+	env      Env
+	writer   *clientv3.Client
+	writes   *Recorder // the writer's own puts: kept out of the KV load's latency.put
+	watchers []*clientv3.Client
+	policy   RetryPolicy
+	start    time.Time
+	startRev int64
+
+	mu      sync.Mutex
+	acked   map[string]ackedPut // key -> its put
+	unknown map[string]bool
+	seq     atomic.Int64
+	ws      []*watcherState
+}
+
+type ackedPut struct {
+	rev int64
+	at  time.Time
+}
+
+type watcherState struct {
+	prefix    string
+	mu        sync.Mutex
+	last      int64
+	got       map[int64]string // revision -> key
+	disorder  []string
+	nDisorder int
+	compacted int64 // the compact revision met, 0 if none
+	restarts  int
+}
+
+func newWatch(b scenarios.Block, env Env) (*watchLoad, error) {
+	env.fill()
+	w, err := NewClient(env.Endpoints, 1)
+	if err != nil {
+		return nil, err
+	}
+	l := &watchLoad{b: b, env: env, writer: w, writes: NewRecorder(time.Now(), nil), policy: PolicyOf(b.Retry), acked: map[string]ackedPut{}, unknown: map[string]bool{}}
+	for i := 0; i < b.Clients; i++ {
+		c, err := NewClient(env.Endpoints, 1)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		l.watchers = append(l.watchers, c)
+		l.ws = append(l.ws, &watcherState{prefix: l.prefix(i % b.Prefixes), got: map[int64]string{}})
+	}
+	return l, nil
+}
+
+func (l *watchLoad) prefix(p int) string { return fmt.Sprintf("chaos/watch/%s/%d/", l.b.Name, p) }
+func (l *watchLoad) Name() string        { return l.b.Name }
+func (l *watchLoad) Kind() string        { return "watch" }
+func (l *watchLoad) Close() {
+	if l.writer != nil {
+		_ = l.writer.Close()
+	}
+	closeAll(l.watchers)
+}
+
+func (l *watchLoad) Run(ctx context.Context, start time.Time) {
+	l.start = start
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := l.writer.Get(gctx, "chaos/watch/")
+	cancel()
+	if err != nil {
+		l.env.Log("watch workload: reading the start revision", "err", err)
+		return
+	}
+	l.startRev = resp.Header.Revision
+	var wg sync.WaitGroup
+	for i, c := range l.watchers {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.watch(ctx, c, l.ws[i]) }()
+	}
+	// Writers: open loop at the rate, spread over 4 goroutines so one slow put does not hold the rest.
+	interval := time.Duration(float64(time.Second) / l.b.Rate)
+	t0 := time.Now()
+	var tickets atomic.Int64
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rngFor(l.env.Seed, l.b.Name, w)
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			for ctx.Err() == nil {
+				n := tickets.Add(1) - 1
+				due := t0.Add(time.Duration(n) * interval)
+				if d := time.Until(due); d > 0 && !sleepCtx(ctx, d) {
+					return
+				}
+				key := fmt.Sprintf("%s%08d", l.prefix(int(n)%l.b.Prefixes), n)
+				var rev int64
+				err, ended := l.policy.Do(ctx, l.writes, OpPut, due, l.b.Timeout.D(), rng, timer, func(actx context.Context) error {
+					r, err := l.writer.Put(actx, key, "v")
+					if err == nil {
+						rev = r.Header.Revision
+					}
+					return err
+				})
+				l.mu.Lock()
+				if err == nil && !ended {
+					l.acked[key] = ackedPut{rev: rev, at: time.Now()}
+				} else {
+					l.unknown[key] = true
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (l *watchLoad) watch(ctx context.Context, c *clientv3.Client, st *watcherState) {
+	next := l.startRev + 1
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		ch := c.Watch(wctx, st.prefix, clientv3.WithPrefix(), clientv3.WithRev(next))
+		for resp := range ch {
+			if resp.CompactRevision > 0 {
+				st.mu.Lock()
+				st.compacted = resp.CompactRevision
+				st.mu.Unlock()
+				next = resp.CompactRevision
+				break
+			}
+			if err := resp.Err(); err != nil {
+				break
+			}
+			now := time.Now()
+			for _, ev := range resp.Events {
+				rev, key := ev.Kv.ModRevision, string(ev.Kv.Key)
+				st.mu.Lock()
+				if rev <= st.last {
+					st.nDisorder++
+					if len(st.disorder) < 20 {
+						st.disorder = append(st.disorder, fmt.Sprintf("watcher on %s got revision %d after %d (%.3fs)", st.prefix, rev, st.last, now.Sub(l.start).Seconds()))
+					}
+				} else {
+					st.last = rev
+				}
+				st.got[rev] = key
+				st.mu.Unlock()
+				next = max(next, rev+1)
+				l.mu.Lock()
+				a, ok := l.acked[key]
+				l.mu.Unlock()
+				lat := time.Duration(0)
+				if ok {
+					lat = max(now.Sub(a.at), 0)
+				}
+				l.env.Rec.Record(OpWatch, lat, 1, 0, ClassNone)
+			}
+		}
+		cancel()
+		st.mu.Lock()
+		st.restarts++
+		st.mu.Unlock()
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func (l *watchLoad) Finish(ctx context.Context) Outcome {
+	// Watch streams deliver in revision order, so every acknowledged put at or below the last
+	// revision a watcher saw must have reached it; later ones the load's end may have cut.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	order := reports.Check{Name: "watch-order", Workload: l.b.Name, Status: reports.CheckPass,
+		Note: "each watcher's events come in strictly increasing revisions, across reconnects"}
+	complete := reports.Check{Name: "watch-complete", Workload: l.b.Name, Status: reports.CheckPass,
+		Note: "every acknowledged put on a watched prefix reaches its watchers, resumed from the last revision after a reconnect; nothing unwritten arrives; a compaction is reported"}
+	events, restarts, compacted := 0, 0, 0
+	for _, st := range l.ws {
+		st.mu.Lock()
+		order.Violations += st.nDisorder
+		order.Examples = append(order.Examples, st.disorder...)
+		events += len(st.got)
+		restarts += st.restarts
+		if st.compacted > 0 {
+			compacted++
+			complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s met a compaction at revision %d (ErrCompacted)", st.prefix, st.compacted))
+		}
+		// Acknowledged puts up to the last revision this watcher saw must all be there: past that
+		// point the load's end may have cut the stream.
+		var missing []int64
+		for key, a := range l.acked {
+			if len(key) > len(st.prefix) && key[:len(st.prefix)] == st.prefix && a.rev <= st.last {
+				if st.got[a.rev] != key {
+					missing = append(missing, a.rev)
+				}
+			}
+		}
+		sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+		if len(missing) > 0 && st.compacted == 0 {
+			complete.Violations += len(missing)
+			complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s never got %d acknowledged puts, first at revision %d", st.prefix, len(missing), missing[0]))
+		}
+		for rev, key := range st.got {
+			if a, ok := l.acked[key]; !ok && !l.unknown[key] {
+				complete.Violations++
+				complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s got %s at revision %d, which nobody wrote", st.prefix, key, rev))
+			} else if ok && a.rev != rev {
+				complete.Violations++
+				complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s got %s at revision %d, acknowledged at revision %d", st.prefix, key, rev, a.rev))
+			}
+		}
+		st.mu.Unlock()
+	}
+	if len(order.Examples) > 20 {
+		order.Examples = order.Examples[:20]
+	}
+	if len(complete.Examples) > 20 {
+		complete.Examples = complete.Examples[:20]
+	}
+	order.Summary = fmt.Sprintf("%d watchers, %d events, %d out of order", len(l.ws), events, order.Violations)
+	complete.Summary = fmt.Sprintf("%d acknowledged puts (%d unknown), %d missing or foreign events, %d watchers met a compaction, %d watch restarts",
+		len(l.acked), len(l.unknown), complete.Violations, compacted, restarts)
+	if order.Violations > 0 {
+		order.Status = reports.CheckFail
+	}
+	switch {
+	case complete.Violations > 0:
+		complete.Status = reports.CheckFail
+	case compacted > 0:
+		complete.Status = reports.CheckUnknown
+	}
+	return Outcome{
+		Checks: []reports.Check{order, complete},
+		Result: reports.WorkloadResult{Name: l.b.Name, Kind: "watch", Stats: map[string]float64{
+			"watchers": float64(len(l.ws)), "events": float64(events), "acked_puts": float64(len(l.acked)),
+			"unknown_puts": float64(len(l.unknown)), "watch_restarts": float64(restarts), "compacted": float64(compacted),
+		}},
+	}
+}

@@ -1,0 +1,199 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// Env is what a workload beside the KV load gets from the harness.
+type Env struct {
+	Endpoints []string // client URLs, in member order
+	Members   []string // member names, in the same order
+	Rec       *Recorder
+	Seed      uint64
+	Dir       string                       // the run folder (porcupine's visualization goes there)
+	Event     func(kind string, kv ...any) // events.jsonl
+	Leaders   func() []time.Time           // when the leader changed so far
+	Election  time.Duration                // the cluster's election timeout
+	Log       func(msg string, kv ...any)  // warnings
+}
+
+// Workload is one block of scenario.workloads (or the linearizability register load).
+type Workload interface {
+	Name() string
+	Kind() string
+	// Run drives the workload until ctx ends.
+	Run(ctx context.Context, start time.Time)
+	// Finish runs after the load (the cluster is still up): it returns the workload's checks,
+	// its numbers, and its trend metrics (failover.election_handover, lock_hold).
+	Finish(ctx context.Context) Outcome
+	Close()
+}
+
+// Outcome is what a workload reports when it finishes.
+type Outcome struct {
+	Checks []reports.Check
+	Result reports.WorkloadResult
+	Trends map[string]reports.Samples
+}
+
+// Holder is implemented by workloads whose current holder can be a fault's target (lock-holder,
+// election-leader): it names the member the holder's client talks to.
+type Holder interface {
+	HolderMember() (string, bool)
+}
+
+// NewWorkload makes the workload of a scenario block.
+func NewWorkload(b scenarios.Block, env Env) (Workload, error) {
+	switch b.Kind {
+	case "lease":
+		return newLease(b, env)
+	case "lock":
+		return newLock(b, env)
+	case "election":
+		return newElection(b, env)
+	case "watch":
+		return newWatch(b, env)
+	case "kv":
+		return newKVGroup(b, env)
+	}
+	return nil, fmt.Errorf("unknown workload kind %q", b.Kind)
+}
+
+func noop(string, ...any) {}
+
+func (e *Env) fill() {
+	if e.Event == nil {
+		e.Event = noop
+	}
+	if e.Log == nil {
+		e.Log = noop
+	}
+	if e.Leaders == nil {
+		e.Leaders = func() []time.Time { return nil }
+	}
+	if e.Election == 0 {
+		e.Election = time.Second
+	}
+}
+
+// pinnedClients connects n clients, client i to member i mod the cluster size first (so a fault on
+// a member hits the clients pinned to it), with the other members as fallbacks only when ordered
+// after it: clientv3 balances round robin over all endpoints, so pinning is strict: one endpoint.
+func pinnedClients(env Env, n int) ([]*clientv3.Client, []string, error) {
+	var cs []*clientv3.Client
+	var members []string
+	for i := 0; i < n; i++ {
+		m := i % len(env.Endpoints)
+		c, err := NewClient([]string{env.Endpoints[m]}, 1)
+		if err != nil {
+			for _, c := range cs {
+				_ = c.Close()
+			}
+			return nil, nil, err
+		}
+		cs = append(cs, c)
+		members = append(members, env.Members[m])
+	}
+	return cs, members, nil
+}
+
+func closeAll(cs []*clientv3.Client) {
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
+func rngFor(seed uint64, name string, i int) *rand.Rand {
+	h := uint64(0)
+	for _, c := range name {
+		h = h*131 + uint64(c)
+	}
+	return rand.New(rand.NewPCG(seed^h, uint64(i)+7))
+}
+
+// Interval is one holder's tenure of a lock or a leadership, as the holder saw it.
+type Interval struct {
+	Name        string // the lock or election
+	Holder      string // the client (and its member)
+	From, To    time.Time
+	SessionLost bool // the holder's session ended during the tenure
+}
+
+// Overlaps finds tenures of the same name by different holders that overlap in time: two holders at
+// once. zero is the load's start, for the report.
+func Overlaps(iv []Interval, zero time.Time) []string {
+	byName := map[string][]Interval{}
+	for _, x := range iv {
+		byName[x.Name] = append(byName[x.Name], x)
+	}
+	var out []string
+	for name, xs := range byName {
+		sort.Slice(xs, func(i, j int) bool { return xs[i].From.Before(xs[j].From) })
+		for i := 1; i < len(xs); i++ {
+			for j := 0; j < i; j++ {
+				a, b := xs[j], xs[i]
+				if a.Holder != b.Holder && b.From.Before(a.To) {
+					note := ""
+					if a.SessionLost {
+						note = " (the first holder's session had expired: it did not know it lost the lock)"
+					}
+					out = append(out, fmt.Sprintf("%s: %s held it %.3fs-%.3fs and %s acquired it at %.3fs%s", name, a.Holder,
+						a.From.Sub(zero).Seconds(), a.To.Sub(zero).Seconds(), b.Holder, b.From.Sub(zero).Seconds(), note))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// tenures collects intervals from many goroutines.
+type tenures struct {
+	mu sync.Mutex
+	iv []Interval
+}
+
+func (t *tenures) add(x Interval) {
+	t.mu.Lock()
+	t.iv = append(t.iv, x)
+	t.mu.Unlock()
+}
+
+func (t *tenures) all() []Interval {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Interval(nil), t.iv...)
+}
+
+// exclusionCheck turns overlaps into a check.
+func exclusionCheck(name, workload string, iv []Interval, zero time.Time, note string) reports.Check {
+	ov := Overlaps(iv, zero)
+	c := reports.Check{Name: name, Workload: workload, Status: reports.CheckPass, Violations: len(ov), Note: note,
+		Summary: fmt.Sprintf("%d tenures, %d overlapping", len(iv), len(ov))}
+	if len(ov) > 0 {
+		c.Status = reports.CheckFail
+		c.Examples = ov[:min(len(ov), 20)]
+	}
+	return c
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
