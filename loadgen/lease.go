@@ -146,7 +146,7 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 		case errors.Is(rpctypes.Error(err), rpctypes.ErrLeaseNotFound):
 			// Gone: a violation only if it was gone before its TTL ran out from the last acknowledged
 			// keep-alive (keep-alives that failed, as through a dead member, let it expire rightly).
-			if got := time.Now(); got.Before(lastAck.Add(ttl - 100*time.Millisecond)) {
+			if got := time.Now(); expiredEarly(lastAck, ttl, got) {
 				l.note(&l.keptFail, &l.keptN, "lease %x was gone at %.3fs although a keep-alive was acknowledged at %.3fs (TTL %s)", int64(id), l.since(got), l.since(lastAck), ttl)
 			}
 			return
@@ -180,22 +180,14 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 	for giveUp := time.Now().Add(ttl + 30*time.Second); ctx.Err() == nil && time.Now().Before(giveUp); {
 		left, err := l.keysLeft(ctx, c, prefix)
 		now := time.Now()
-		bound := lastAck.Add(ttl + tolerance)
-		for _, t := range l.env.Leaders() {
-			// A new leader renews every lease: TTL plus an election timeout from its promotion.
-			if t.After(lastAck) && t.Before(now) {
-				if b := t.Add(ttl + l.env.Election + tolerance); b.After(bound) {
-					bound = b
-				}
-			}
-		}
+		bound := expiryBound(lastAck, ttl, l.env.Election, l.env.Leaders(), now)
 		if err == nil && left == 0 {
 			over := now.Sub(lastAck) - ttl
 			l.mu.Lock()
 			l.expired++
 			l.maxExpiryOverTTL = max(l.maxExpiryOverTTL, over)
 			l.mu.Unlock()
-			if now.Before(lastAck.Add(ttl - 100*time.Millisecond)) {
+			if expiredEarly(lastAck, ttl, now) {
 				l.note(&l.keptFail, &l.keptN, "lease %x expired by %.3fs, before its TTL %s from the last acknowledged keep-alive at %.3fs", int64(id), l.since(now), ttl, l.since(lastAck))
 			}
 			return
@@ -212,6 +204,29 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 			return
 		}
 	}
+}
+
+// expiryBound is when a lease's keys must be gone: TTL + tolerance after its last acknowledged
+// keep-alive, or, after a later leader change, TTL + the election timeout (etcd's lessor extends
+// every lease by it on promotion) + tolerance after the change. tolerance is 1s + the election
+// timeout: the leader looks for expired leases every 500ms and the revoke is a raft proposal.
+func expiryBound(lastAck time.Time, ttl, election time.Duration, leaders []time.Time, now time.Time) time.Time {
+	tolerance := time.Second + election
+	bound := lastAck.Add(ttl + tolerance)
+	for _, t := range leaders {
+		if t.After(lastAck) && t.Before(now) {
+			if b := t.Add(ttl + election + tolerance); b.After(bound) {
+				bound = b
+			}
+		}
+	}
+	return bound
+}
+
+// expiredEarly says a lease seen gone at gone went before its TTL from the last acknowledged
+// keep-alive (100ms of slack for the keep-alive's own round trip).
+func expiredEarly(lastAck time.Time, ttl time.Duration, gone time.Time) bool {
+	return gone.Before(lastAck.Add(ttl - 100*time.Millisecond))
 }
 
 func (l *leaseLoad) Finish(ctx context.Context) Outcome {

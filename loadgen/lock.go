@@ -149,12 +149,21 @@ func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {
 		default:
 		}
 		to := time.Now()
+		// The holder's work ends with a second fenced write: refused if it lost the lock meanwhile,
+		// which is how fencing keeps a holder that was cut off from doing harm.
+		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.b.Timeout.D())
+		resp, ferr = c.Txn(fctx).If(m.IsOwner()).Then(clientv3.OpPut("chaos/lock/"+name+"-fence", holderName+" done")).Commit()
+		cancel()
+		refused := ferr == nil && !resp.Succeeded
+		if refused {
+			l.fenced.Add(1)
+		}
 		l.holderMu.Lock()
 		if l.holder[name] == i {
 			delete(l.holder, name)
 		}
 		l.holderMu.Unlock()
-		l.ten.add(Interval{Name: name, Holder: holderName, From: from, To: to, SessionLost: lost})
+		l.ten.add(Interval{Name: name, Holder: holderName, From: from, To: to, SessionLost: lost, FenceRefused: refused})
 		l.holdMu.Lock()
 		l.holds = append(l.holds, float64(to.Sub(from)))
 		l.holdMu.Unlock()

@@ -123,10 +123,11 @@ func rngFor(seed uint64, name string, i int) *rand.Rand {
 
 // Interval is one holder's tenure of a lock or a leadership, as the holder saw it.
 type Interval struct {
-	Name        string // the lock or election
-	Holder      string // the client (and its member)
-	From, To    time.Time
-	SessionLost bool // the holder's session ended during the tenure
+	Name         string // the lock or election
+	Holder       string // the client (and its member)
+	From, To     time.Time
+	SessionLost  bool // the holder's session ended during the tenure
+	FenceRefused bool // its fenced write at the end was refused: etcd kept it from acting on the lost lock
 }
 
 // Overlaps finds tenures of the same name by different holders that overlap in time: two holders at
@@ -146,6 +147,9 @@ func Overlaps(iv []Interval, zero time.Time) []string {
 					note := ""
 					if a.SessionLost {
 						note = " (the first holder's session had expired: it did not know it lost the lock)"
+					}
+					if a.FenceRefused {
+						note += "; its fenced write at the end was refused"
 					}
 					out = append(out, fmt.Sprintf("%s: %s held it %.3fs-%.3fs and %s acquired it at %.3fs%s", name, a.Holder,
 						a.From.Sub(zero).Seconds(), a.To.Sub(zero).Seconds(), b.Holder, b.From.Sub(zero).Seconds(), note))

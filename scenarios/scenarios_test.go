@@ -11,8 +11,8 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"client-delay", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause",
-		"one-way-leader", "partition-leader", "partition-minority", "rolling-restart", "slow-follower", "slow-leader"}
+	want := []string{"client-delay", "election-failover", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "lease-churn",
+		"lock-contention", "lock-pause", "one-way-leader", "partition-leader", "partition-minority", "rolling-restart", "slow-follower", "slow-leader", "watch-under-kill"}
 	var got []string
 	for _, b := range list {
 		got = append(got, b.Name)
@@ -72,6 +72,13 @@ func TestBadInput(t *testing.T) {
 		{"bad rate", strings.Replace(base, "action: kill, target: leader", "action: bandwidth, target: leader, rate: fast", 1), nil, []string{"x.yaml:8:", "faults[0].rate", "1mbit"}},
 		{"one-way without to", strings.Replace(base, "action: kill, target: leader", "action: partition, one-way: {from: leader}", 1), nil, []string{"faults[0].one-way", "needs both from and to"}},
 		{"bad subnet", strings.Replace(base, "  size: 3", "  size: 3\n  subnet: 10.0.0.1", 1), nil, []string{"cluster.subnet", "not an IPv4 CIDR", "198.18.0.0/15"}},
+		{"unknown workload", base + "workloads: [{kind: queue}]\n", nil, []string{"x.yaml:11:", "workloads[0].kind", `"queue" is not a workload`, "lease, lock, election, watch, kv"}},
+		{"field of another kind", base + "workloads: [{kind: lock, ttl: 5s}]\n", nil, []string{"workloads[0].ttl", "does not apply to a lock workload", "locks, hold, session-ttl"}},
+		{"lease ttl not whole seconds", base + "workloads: [{kind: lease, ttl: 1500ms}]\n", nil, []string{"workloads[0].ttl", "whole seconds"}},
+		{"two workloads one name", base + "workloads: [{kind: watch}, {kind: lease, name: watch}]\n", nil, []string{"workloads[1].name", "also workloads[0]"}},
+		{"bad retry class", base + "workloads: [{kind: kv, retry: {on: [timeouts]}}]\n", nil, []string{"workloads[0].retry.on[0]", `"timeouts"`, "deadline, unavailable"}},
+		{"lock-holder without a lock workload", strings.Replace(base, "target: leader", "target: lock-holder", 1), nil, []string{"faults[0].target", "lock-holder needs a lock workload"}},
+		{"linearizability history too small", base + "checks: {linearizability: {enabled: true, max-ops: 2}}\n", nil, []string{"checks.linearizability.max-ops", "10 to 100000"}},
 		{"explicit zero clients", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  clients: 0", 1), nil, []string{"workload.clients", "at least 1"}},
 	}
 	for _, c := range cases {
