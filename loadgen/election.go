@@ -185,11 +185,17 @@ func (e *electionLoad) Finish(ctx context.Context) Outcome {
 	gaps, _ := handovers(iv)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return Outcome{
+	o := Outcome{
 		Checks: []reports.Check{c},
 		Result: reports.WorkloadResult{Name: e.b.Name, Kind: "election", Stats: map[string]float64{
 			"elections": float64(e.elections), "leaders_lost_session": float64(e.lost), "handovers": float64(len(gaps)),
+
 		}},
 		Trends: map[string]reports.Samples{"failover.election_handover": gaps},
 	}
+	if len(gaps) > 0 { // JSON has no NaN
+		o.Result.Stats["handover_p50_ms"] = gaps.Quantile(50) / 1e6
+		o.Result.Stats["handover_max_ms"] = gaps.Max() / 1e6
+	}
+	return o
 }
