@@ -189,7 +189,6 @@ func (e *electionLoad) Finish(ctx context.Context) Outcome {
 		Checks: []reports.Check{c},
 		Result: reports.WorkloadResult{Name: e.b.Name, Kind: "election", Stats: map[string]float64{
 			"elections": float64(e.elections), "leaders_lost_session": float64(e.lost), "handovers": float64(len(gaps)),
-
 		}},
 		Trends: map[string]reports.Samples{"failover.election_handover": gaps},
 	}
