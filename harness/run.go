@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -190,8 +191,8 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.events.SetZero(r.loadStart)
 	r.rec = loadgen.NewRecorder(r.loadStart, hlog)
 	r.recs = []*loadgen.Recorder{r.rec}
-	if sc.Checks.KVSafety {
-		r.safety = loadgen.NewSafetyLog()
+	if sc.Checks.KVSafety && slices.ContainsFunc(w.Mix, func(o scenarios.Op) bool { return o.Op != "get" }) {
+		r.safety = loadgen.NewSafetyLog() // a mix without writes has nothing to lose
 	}
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
 		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety}, r.rec)
