@@ -30,8 +30,11 @@ func browser(t *testing.T) context.Context {
 	if path == "" {
 		t.Fatal("no chromium: make deps installs Debian's chromium package")
 	}
+	// Chromium's profile and its temporary files go to the test's own folder, removed after it.
+	tmp := t.TempDir()
 	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1200, 900)}
+		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1200, 900),
+		chromedp.UserDataDir(filepath.Join(tmp, "profile")), chromedp.Env("TMPDIR=" + tmp)}
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
 	ctx, cancel2 := chromedp.NewContext(actx)
