@@ -6,8 +6,9 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 18m
 
 .PHONY: build run test test-long bench vet deps clean
 
+# Statically linked (CGO_ENABLED=0): provider container runs the same binary FROM scratch.
 build:
-	$(GO) build -o $(BIN) ./cmd/chaos
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/chaos
 
 run: build
 	./$(BIN) run leader-kill

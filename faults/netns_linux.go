@@ -34,6 +34,55 @@ type Netns struct {
 
 	netemOnce sync.Once
 	netemErr  error
+
+	// lookup, when set, adopts namespaces the backend did not make (containers'): it names a
+	// member's process and address, looked up anew for every step (a restarted container has a new
+	// PID).
+	lookup  func(member string) (pid int, ip string, err error)
+	adoptMu sync.Mutex
+	adopted map[string]*nsMember
+}
+
+// NetnsOfPIDs is the namespace backend over namespaces that exist already, each entered through a
+// process in it (a container's, by its PID): routes and qdiscs go on its eth0.
+func NetnsOfPIDs(lookup func(member string) (pid int, ip string, err error)) *Netns {
+	return &Netns{lookup: lookup, adopted: map[string]*nsMember{}}
+}
+
+func (n *Netns) adopt(name string) (*nsMember, error) {
+	pid, ip, err := n.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	n.adoptMu.Lock()
+	defer n.adoptMu.Unlock()
+	if m := n.adopted[name]; m != nil && m.pid == pid {
+		return m, nil
+	}
+	if m := n.adopted[name]; m != nil {
+		m.h.Close()
+	}
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return nil, fmt.Errorf("entering %s's network namespace (pid %d): %w", name, pid, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, err
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("%s has no eth0: %w", name, err)
+	}
+	m := &nsMember{ns: fmt.Sprintf("pid %d", pid), h: h, ip: net.ParseIP(ip).To4(), link: eth0.Attrs().Index, pid: pid}
+	if m.ip == nil {
+		h.Close()
+		return nil, fmt.Errorf("%s's address %q is not IPv4", name, ip)
+	}
+	n.adopted[name] = m
+	return m, nil
 }
 
 type nsMember struct {
@@ -41,6 +90,7 @@ type nsMember struct {
 	h    *netlink.Handle
 	ip   net.IP
 	link int // eth0's index inside the namespace
+	pid  int // adopted namespaces: the process it was entered through
 }
 
 // NetnsAddr is the i-th address of subnet (members are 1..N, the hub N+1).
@@ -182,6 +232,21 @@ func inNS(ns netns.NsHandle, f func() error) error {
 	return <-errc
 }
 
+// newScratchNS makes an unnamed namespace (gone when its handle closes) without moving the caller.
+func newScratchNS() (h netns.NsHandle, err error) {
+	orig, err := netns.Get()
+	if err != nil {
+		return 0, err
+	}
+	defer orig.Close()
+	err = inNS(orig, func() error {
+		var e error
+		h, e = netns.New()
+		return e
+	})
+	return h, err
+}
+
 // newNamedNS creates a named namespace (bound under /run/netns) without moving the caller into it.
 func newNamedNS(name string) (h netns.NsHandle, err error) {
 	orig, err := netns.Get()
@@ -228,8 +293,17 @@ func (n *Netns) Dial(ctx context.Context, network, addr string) (c net.Conn, err
 }
 
 // Close deletes the namespaces; with them go their links, routes and qdiscs. The member processes
-// must have exited first.
+// must have exited first. Adopted namespaces are not ours: only the handles close.
 func (n *Netns) Close() error {
+	if n.lookup != nil {
+		n.adoptMu.Lock()
+		defer n.adoptMu.Unlock()
+		for _, m := range n.adopted {
+			m.h.Close()
+		}
+		n.adopted = map[string]*nsMember{}
+		return nil
+	}
 	for _, m := range n.members {
 		if m.h != nil {
 			m.h.Close()
@@ -260,7 +334,20 @@ func DeleteNamespaces(names []string) error {
 // hub's loopback.
 func (n *Netns) NetemAvailable() error {
 	n.netemOnce.Do(func() {
-		h, err := netlink.NewHandleAt(n.hubNS)
+		var h *netlink.Handle
+		var err error
+		if n.lookup != nil {
+			// Adopted namespaces: try in a scratch namespace of our own.
+			scratch, serr := newScratchNS()
+			if serr != nil {
+				n.netemErr = serr
+				return
+			}
+			defer scratch.Close()
+			h, err = netlink.NewHandleAt(scratch)
+		} else {
+			h, err = netlink.NewHandleAt(n.hubNS)
+		}
 		if err != nil {
 			n.netemErr = err
 			return
@@ -283,6 +370,9 @@ func (n *Netns) NetemAvailable() error {
 }
 
 func (n *Netns) member(name string) (*nsMember, error) {
+	if n.lookup != nil {
+		return n.adopt(name)
+	}
 	m := n.members[name]
 	if m == nil {
 		return nil, fmt.Errorf("%q is not a member in a namespace (client links go through the proxy)", name)
@@ -327,7 +417,7 @@ func (n *Netns) Apply(ctx context.Context, links []Link, s Shape) error {
 		}
 	}
 	for _, from := range senders {
-		m := n.members[from]
+		m, _ := n.member(from)
 		if s.Blackhole {
 			for _, to := range groups[from] {
 				if err := m.h.RouteAdd(&netlink.Route{Dst: hostRoute(to.ip), Type: unix.RTN_BLACKHOLE}); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -448,7 +538,7 @@ func (n *Netns) Verify(ctx context.Context, links []Link, s Shape) error {
 		return err
 	}
 	for _, from := range senders {
-		m := n.members[from]
+		m, _ := n.member(from)
 		if s.Blackhole {
 			bh, err := m.blackholes()
 			if err != nil {
@@ -484,7 +574,7 @@ func (n *Netns) Heal(ctx context.Context, links []Link) error {
 	}
 	var errs []error
 	for _, from := range senders {
-		m := n.members[from]
+		m, _ := n.member(from)
 		bh, err := m.blackholes()
 		if err != nil {
 			errs = append(errs, err)
@@ -513,7 +603,7 @@ func (n *Netns) VerifyHealed(ctx context.Context, links []Link) error {
 		return err
 	}
 	for _, from := range senders {
-		m := n.members[from]
+		m, _ := n.member(from)
 		bh, err := m.blackholes()
 		if err != nil {
 			return err

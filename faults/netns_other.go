@@ -46,3 +46,6 @@ func NetnsAddr(subnet string, i int) (string, error) { return "", errNetnsLinux 
 
 // BlackholeRoutes is Linux-only.
 func BlackholeRoutes(ns string) ([]string, error) { return nil, errNetnsLinux }
+
+// NetnsOfPIDs is Linux-only.
+func NetnsOfPIDs(lookup func(member string) (pid int, ip string, err error)) *Netns { return &Netns{} }

@@ -56,6 +56,7 @@ type LocalCluster struct {
 	proxy  *faults.Proxy // nil with network: direct
 	netns  *faults.Netns // network: netns, once started
 	prefix string        // namespace names: <prefix>-hub, <prefix>-<member>
+	docker *docker       // provider container
 }
 
 type localMember struct {
@@ -71,6 +72,7 @@ type localMember struct {
 	dataDir   string
 	logPath   string
 	argv      []string
+	ctr       *containerRunner // provider container: the member is a container
 
 	mu   sync.Mutex
 	pid  int
@@ -207,6 +209,17 @@ func etcdFlags(m map[string]string) ([]string, error) {
 
 // Start makes the network (namespaces, proxies) and starts every member.
 func (c *LocalCluster) Start(ctx context.Context) error {
+	if c.docker != nil {
+		if err := c.startDocker(ctx); err != nil {
+			return err
+		}
+		for _, m := range c.members {
+			if err := m.Start(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if c.opts.Network == "netns" {
 		var names []string
 		for _, m := range c.members {
@@ -393,6 +406,9 @@ func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration) err
 		}
 		for _, m := range c.members {
 			if st, _ := m.State(); st == faults.Exited {
+				if m.ctr != nil {
+					m.ctr.flushLogs()
+				}
 				return fmt.Errorf("member %s exited while starting; its log (%s) says:\n%s", m.name, m.logPath, lastStart(m.logPath))
 			}
 		}
@@ -489,6 +505,13 @@ func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
 	if c.proxy != nil {
 		c.proxy.Close()
 	}
+	if c.docker != nil {
+		if c.netns != nil {
+			_ = c.netns.Close()
+		}
+		errs = append(errs, c.closeDocker(ctx, false))
+		return errors.Join(errs...)
+	}
 	if c.netns != nil {
 		// The namespaces go once their processes have: a member still running keeps its own alive.
 		if err := errors.Join(errs...); err == nil {
@@ -513,6 +536,9 @@ func (c *LocalCluster) RemoveData() error {
 
 // EtcdVersion returns the version of etcd the members run.
 func (c *LocalCluster) EtcdVersion() string {
+	if c.docker != nil && c.docker.image != "" && !strings.HasPrefix(c.docker.image, "etcd-chaos-node:") {
+		return "image " + c.docker.image
+	}
 	if c.opts.EtcdBinary == "" {
 		return version.Version
 	}
@@ -528,10 +554,14 @@ func (c *LocalCluster) EtcdVersion() string {
 
 // ClusterFile is cluster.json: what chaos heal needs to find a run's processes.
 type ClusterFile struct {
-	HarnessPID int             `json:"harness_pid"`
-	Dir        string          `json:"dir"`
-	Network    string          `json:"network"`
-	Namespaces []string        `json:"namespaces,omitempty"` // network: netns, for chaos heal
+	HarnessPID int      `json:"harness_pid"`
+	Dir        string   `json:"dir"`
+	Network    string   `json:"network"`
+	Namespaces []string `json:"namespaces,omitempty"` // network: netns, for chaos heal
+	// Provider container: everything the run made carries the label etcd-chaos.run=<Prefix>.
+	Prefix     string          `json:"prefix,omitempty"`
+	Containers []string        `json:"containers,omitempty"`
+	Image      string          `json:"image,omitempty"`
 	Members    []ClusterMember `json:"members"`
 }
 
@@ -552,6 +582,14 @@ func (c *LocalCluster) writeClusterFile() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.opts.Dir, Network: c.opts.Network}
+	if c.docker != nil {
+		cf.Prefix, cf.Image = c.prefix, c.docker.image
+		for _, m := range c.members {
+			if id := m.ctr.ID(); id != "" {
+				cf.Containers = append(cf.Containers, id)
+			}
+		}
+	}
 	if c.netns != nil {
 		cf.Namespaces = c.netns.Namespaces()
 	}
@@ -575,6 +613,9 @@ func (c *LocalCluster) writeClusterFile() error {
 func (m *localMember) Name() string { return m.name }
 
 func (m *localMember) PID() int {
+	if m.ctr != nil {
+		return m.ctr.pid()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.pid
@@ -588,6 +629,9 @@ func (m *localMember) running() (int, chan struct{}) {
 
 // Start launches the member's process (again) with its log appended to etcd.log.
 func (m *localMember) Start(ctx context.Context) error {
+	if m.ctr != nil {
+		return m.ctr.start(ctx)
+	}
 	m.mu.Lock()
 	if m.done != nil {
 		select {
@@ -625,6 +669,9 @@ func (m *localMember) Start(ctx context.Context) error {
 
 // Signal sends sig to the member's process (by PID, only while the harness knows it to be alive).
 func (m *localMember) Signal(sig syscall.Signal) error {
+	if m.ctr != nil {
+		return m.ctr.signal(sig)
+	}
 	pid, done := m.running()
 	if done == nil {
 		return fmt.Errorf("member %s was never started", m.name)
@@ -641,6 +688,9 @@ func (m *localMember) Signal(sig syscall.Signal) error {
 }
 
 func (m *localMember) WaitExit(ctx context.Context) error {
+	if m.ctr != nil {
+		return m.ctr.waitExit(ctx)
+	}
 	_, done := m.running()
 	if done == nil {
 		return nil
@@ -654,6 +704,9 @@ func (m *localMember) WaitExit(ctx context.Context) error {
 }
 
 func (m *localMember) State() (faults.ProcState, error) {
+	if m.ctr != nil {
+		return m.ctr.state()
+	}
 	pid, done := m.running()
 	if done == nil {
 		return faults.Exited, nil
@@ -667,6 +720,9 @@ func (m *localMember) State() (faults.ProcState, error) {
 }
 
 func (m *localMember) stop(ctx context.Context, grace time.Duration) error {
+	if m.ctr != nil {
+		return m.ctr.stop(ctx, grace)
+	}
 	if st, _ := m.State(); st == faults.Exited {
 		return nil
 	}
@@ -686,3 +742,5 @@ func (m *localMember) stop(ctx context.Context, grace time.Duration) error {
 	}
 	return nil
 }
+
+func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -98,9 +98,14 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 
 	res = &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File,
 		Seed: sc.Seed, StartedAt: time.Now().UTC()}
-	r.cl, err = NewLocal(LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
+	lopts := LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
 		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
-		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed})
+		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed}
+	if sc.Cluster.Provider == "container" {
+		r.cl, err = NewContainers(lopts, ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint})
+	} else {
+		r.cl, err = NewLocal(lopts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
 	}

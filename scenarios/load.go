@@ -210,7 +210,15 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	c := &sc.Cluster
 	def("cluster.provider", func() { c.Provider = "local" })
 	def("cluster.size", func() { c.Size = 3 })
-	def("cluster.network", func() { c.Network = "proxy" })
+	def("cluster.network", func() {
+		c.Network = "proxy"
+		if c.Provider == "container" {
+			c.Network = "netns" // faults between containers go inside their namespaces
+		}
+	})
+	if c.Image != "" {
+		def("cluster.entrypoint", func() { c.Entrypoint = []string{"/usr/local/bin/etcd"} })
+	}
 	def("cluster.subnet", func() { c.Subnet = "198.18.0.0/15" })
 	def("cluster.ready-timeout", func() { c.ReadyTimeout = Duration(30 * time.Second) })
 	w := &sc.Workload

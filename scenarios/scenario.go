@@ -30,10 +30,14 @@ type Scenario struct {
 
 // Cluster says which cluster to start.
 type Cluster struct {
-	Provider     string            `yaml:"provider"`
-	Size         int               `yaml:"size"`
-	Network      string            `yaml:"network"`
-	Subnet       string            `yaml:"subnet"` // network: netns addresses
+	Provider string `yaml:"provider"`
+	Size     int    `yaml:"size"`
+	Network  string `yaml:"network"`
+	Subnet   string `yaml:"subnet"` // network: netns addresses
+	// Image runs members from an etcd image (provider: container), started with Entrypoint; empty
+	// builds a local image from the chaos binary (FROM scratch, running chaos node).
+	Image        string            `yaml:"image,omitempty"`
+	Entrypoint   []string          `yaml:"entrypoint,omitempty"`
 	EtcdBinary   string            `yaml:"etcd-binary"`
 	Etcd         map[string]string `yaml:"etcd"`
 	ReadyTimeout Duration          `yaml:"ready-timeout"`
@@ -148,7 +152,7 @@ type OneWay struct {
 
 // Names of the values the schema accepts; error messages list them.
 var (
-	Providers = []string{"local"}
+	Providers = []string{"local", "container"}
 	// WorkloadKinds are the kinds of workload blocks.
 	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv"}
 	// MetricOps are the ops with a latency.<op> metric: the KV ops and the other workloads' ops.

@@ -49,6 +49,21 @@ func (v *validator) validate() {
 	c := sc.Cluster
 	v.oneOf("cluster.provider", c.Provider, Providers)
 	v.oneOf("cluster.network", c.Network, Networks)
+	if c.Provider == "container" {
+		if c.Network == "proxy" {
+			v.bad("cluster.network", "proxy needs members that are local processes; with provider container use netns (faults inside the containers' namespaces; root) or direct")
+		}
+		if c.EtcdBinary != "" {
+			v.bad("cluster.etcd-binary", "does not apply to provider container; use cluster.image for an etcd image")
+		}
+	} else {
+		if c.Image != "" {
+			v.bad("cluster.image", "applies only to provider container")
+		}
+		if len(c.Entrypoint) > 0 {
+			v.bad("cluster.entrypoint", "applies only to provider container")
+		}
+	}
 	if _, n, err := net.ParseCIDR(c.Subnet); err != nil || n.IP.To4() == nil {
 		v.bad("cluster.subnet", "%q is not an IPv4 CIDR; valid: a range no real network uses, such as 198.18.0.0/15 (reserved for network tests)", c.Subnet)
 	} else if ones, _ := n.Mask.Size(); ones > 29 || 1<<(32-ones) < c.Size+3 {

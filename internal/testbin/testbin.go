@@ -25,6 +25,8 @@ func Build() (string, func(), error) {
 	}
 	bin := filepath.Join(dir, "chaos")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/chaos")
+	// Statically linked, as make build makes it: the container image runs it FROM scratch.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)

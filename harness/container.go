@@ -1,0 +1,504 @@
+package harness
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+)
+
+// Label marks every container, network and volume of a run (its value is the run's prefix).
+const Label = "etcd-chaos.run"
+
+// ContainerOptions are what a containerised cluster adds to LocalOptions.
+type ContainerOptions struct {
+	Image      string   // an etcd image; "" builds one from the chaos binary
+	Entrypoint []string // how the image starts etcd (with Image)
+}
+
+// docker is the cluster's hold on the Docker engine.
+type docker struct {
+	dc      *testcontainers.DockerClient
+	image   string
+	net     string // network name
+	netID   string
+	volumes []string
+	built   time.Duration // image build time ("" when cached)
+	cached  bool
+}
+
+// containerRunner runs one member as a container: the same data volume across restarts, its client
+// port published on 127.0.0.1 at a fixed port, its logs appended to the member's etcd.log.
+type containerRunner struct {
+	d       *docker
+	m       *localMember
+	req     testcontainers.ContainerRequest
+	mu      sync.Mutex
+	id      string
+	logFrom time.Time
+}
+
+func init() {
+	// Ryuk (testcontainers' reaper) is an image that cannot be pulled here, and the harness removes
+	// what it made itself (and chaos heal what a killed harness left).
+	_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+}
+
+// NewContainers lays out a cluster of containers, one member each, on a network of its own.
+func NewContainers(opts LocalOptions, co ContainerOptions) (*LocalCluster, error) {
+	if opts.Logger == nil {
+		opts.Logger = nopLogger()
+	}
+	if co.Image == "" && len(opts.NodeCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		opts.NodeCommand = []string{exe, "node"}
+	}
+	ports, err := freePorts(opts.Size)
+	if err != nil {
+		return nil, err
+	}
+	c := &LocalCluster{opts: opts, prefix: fmt.Sprintf("chaos-%d-%04x", os.Getpid()%100000, time.Now().UnixNano()&0xffff)}
+	c.docker = &docker{image: co.Image, net: c.prefix}
+	c.proxy = faults.NewProxy(opts.Seed, opts.Logger) // client links only: faults between the load and a member
+	extra, err := etcdFlags(opts.Etcd)
+	if err != nil {
+		return nil, err
+	}
+	var initial []string
+	for i := 0; i < opts.Size; i++ {
+		initial = append(initial, fmt.Sprintf("%s=http://%s:2380", memberName(i), memberName(i)))
+	}
+	entry := co.Entrypoint
+	if co.Image == "" {
+		entry = []string{"/chaos", "node", "--"}
+	}
+	for i := 0; i < opts.Size; i++ {
+		name := memberName(i)
+		dir := filepath.Join(opts.Dir, "members", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		m := &localMember{cl: c, name: name, dataDir: "/data/" + name, logPath: filepath.Join(dir, "etcd.log"),
+			realURL: fmt.Sprintf("http://127.0.0.1:%d", ports[i]), peerURL: "http://" + name + ":2380"}
+		pp, _ := freePorts(1)
+		m.proxyAt = fmt.Sprintf("127.0.0.1:%d", pp[0])
+		m.clientURL = "http://" + m.proxyAt
+		args := append([]string{"--name=" + name, "--data-dir=" + m.dataDir,
+			"--listen-client-urls=http://0.0.0.0:2379", "--advertise-client-urls=http://" + name + ":2379",
+			"--listen-peer-urls=http://0.0.0.0:2380", "--initial-advertise-peer-urls=" + m.peerURL,
+			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
+			"--initial-cluster-token=" + opts.Token}, extra...)
+		m.argv = append(append([]string{}, entry...), args...)
+		vol, hostPort := c.prefix+"-"+name, fmt.Sprint(ports[i])
+		r := &containerRunner{d: c.docker, m: m}
+		r.req = testcontainers.ContainerRequest{
+			Name: c.prefix + "-" + name, Entrypoint: entry, Cmd: args, ExposedPorts: []string{"2379/tcp"},
+			Networks: []string{c.docker.net}, NetworkAliases: map[string][]string{c.docker.net: {name}},
+			Labels: map[string]string{Label: c.prefix},
+			HostConfigModifier: func(hc *container.HostConfig) {
+				hc.PortBindings = network.PortMap{network.MustParsePort("2379/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hostPort}}}
+				hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/data"}}
+			},
+		}
+		c.docker.volumes = append(c.docker.volumes, vol)
+		m.ctr = r
+		c.members = append(c.members, m)
+	}
+	return c, nil
+}
+
+func memberName(i int) string { return fmt.Sprintf("member-%d", i+1) }
+
+// startDocker connects to the engine and makes the image, the network and the volumes.
+func (c *LocalCluster) startDocker(ctx context.Context) error {
+	d := c.docker
+	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return fmt.Errorf("provider container: no Docker engine: %w", err)
+	}
+	d.dc = dc
+	if d.image == "" {
+		start := time.Now()
+		img, cached, err := buildNodeImage(ctx, dc, c.opts.NodeCommand[0])
+		if err != nil {
+			return err
+		}
+		d.image, d.cached, d.built = img, cached, time.Since(start)
+		c.opts.Logger.Info("member image", "image", img, "cached", cached, "took", d.built)
+	}
+	for _, m := range c.members {
+		m.ctr.req.Image = d.image
+	}
+	res, err := dc.NetworkCreate(ctx, d.net, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{Label: c.prefix}})
+	if err != nil {
+		return fmt.Errorf("creating network %s: %w", d.net, err)
+	}
+	d.netID = res.ID
+	for _, v := range d.volumes {
+		if _, err := dc.VolumeCreate(ctx, client.VolumeCreateOptions{Name: v, Labels: map[string]string{Label: c.prefix}}); err != nil {
+			return fmt.Errorf("creating volume %s: %w", v, err)
+		}
+	}
+	if c.opts.Network == "netns" {
+		c.netns = faults.NetnsOfPIDs(c.containerAddr)
+	}
+	for _, m := range c.members {
+		if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
+			return err
+		}
+	}
+	return c.writeClusterFile()
+}
+
+// containerAddr names a member container's process and address on the run's network.
+func (c *LocalCluster) containerAddr(member string) (int, string, error) {
+	for _, m := range c.members {
+		if m.name != member {
+			continue
+		}
+		in, err := m.ctr.inspect(context.Background())
+		if err != nil {
+			return 0, "", err
+		}
+		if in.State == nil || in.State.Pid == 0 {
+			return 0, "", fmt.Errorf("container of %s is not running", member)
+		}
+		ep := in.NetworkSettings.Networks[c.docker.net]
+		if ep == nil || !ep.IPAddress.IsValid() {
+			return 0, "", fmt.Errorf("container of %s has no address on %s", member, c.docker.net)
+		}
+		return in.State.Pid, ep.IPAddress.String(), nil
+	}
+	return 0, "", fmt.Errorf("no member %s", member)
+}
+
+// buildNodeImage builds FROM scratch an image holding the chaos binary (which must be statically
+// linked), tagged by the binary's content hash so that a second run reuses it.
+func buildNodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin string) (string, bool, error) {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return "", false, fmt.Errorf("reading %s: %w", bin, err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			f.Close()
+			return "", false, fmt.Errorf("%s is dynamically linked, so it cannot run FROM scratch; build it with CGO_ENABLED=0 (make build does)", bin)
+		}
+	}
+	f.Close()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", false, err
+	}
+	sum := sha256.Sum256(data)
+	tag := "etcd-chaos-node:" + hex.EncodeToString(sum[:])[:16]
+	if _, err := dc.ImageInspect(ctx, tag); err == nil {
+		return tag, true, nil
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dockerfile := []byte("FROM scratch\nCOPY chaos /chaos\nENTRYPOINT [\"/chaos\", \"node\", \"--\"]\n")
+	for _, e := range []struct {
+		name string
+		mode int64
+		body []byte
+	}{{"Dockerfile", 0o644, dockerfile}, {"chaos", 0o755, data}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body))}); err != nil {
+			return "", false, err
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			return "", false, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", false, err
+	}
+	res, err := dc.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
+		Labels: map[string]string{"etcd-chaos.image": "node"}})
+	if err != nil {
+		return "", false, fmt.Errorf("building %s: %w", tag, err)
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return "", false, fmt.Errorf("building %s: %w", tag, err)
+		}
+		if msg.Error != "" {
+			return "", false, fmt.Errorf("building %s: %s", tag, msg.Error)
+		}
+	}
+	return tag, false, nil
+}
+
+// closeDocker removes the containers, the network and (unless keep) the volumes.
+func (c *LocalCluster) closeDocker(ctx context.Context, keep bool) error {
+	d := c.docker
+	if d == nil || d.dc == nil {
+		return nil
+	}
+	var errs []error
+	for _, m := range c.members {
+		if id := m.ctr.ID(); id != "" {
+			if _, err := d.dc.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
+				errs = append(errs, fmt.Errorf("removing the container of %s: %w", m.name, err))
+			}
+		}
+	}
+	if d.netID != "" {
+		if _, err := d.dc.NetworkRemove(ctx, d.netID, client.NetworkRemoveOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("removing network %s: %w", d.net, err))
+		}
+	}
+	if !keep {
+		for _, v := range d.volumes {
+			if _, err := d.dc.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil && !strings.Contains(err.Error(), "no such volume") {
+				errs = append(errs, fmt.Errorf("removing volume %s: %w", v, err))
+			}
+		}
+	}
+	_ = d.dc.Close()
+	return errors.Join(errs...)
+}
+
+// RemoveLabelled removes every container, network and volume labelled with a run's prefix (chaos
+// heal, for what a killed harness left). It returns what it removed.
+func RemoveLabelled(ctx context.Context, prefix string) ([]string, error) {
+	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer dc.Close()
+	f := make(client.Filters).Add("label", Label+"="+prefix)
+	var out []string
+	var errs []error
+	cs, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range cs.Items {
+		if _, err := dc.ContainerRemove(ctx, x.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			errs = append(errs, err)
+		} else {
+			out = append(out, "container "+strings.TrimPrefix(firstName(x.Names), "/"))
+		}
+	}
+	ns, err := dc.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err == nil {
+		for _, n := range ns.Items {
+			if _, err := dc.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
+				errs = append(errs, err)
+			} else {
+				out = append(out, "network "+n.Name)
+			}
+		}
+	}
+	vs, err := dc.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err == nil {
+		for _, v := range vs.Items {
+			if _, err := dc.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil {
+				errs = append(errs, err)
+			} else {
+				out = append(out, "volume "+v.Name)
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func firstName(ns []string) string {
+	if len(ns) == 0 {
+		return ""
+	}
+	return ns[0]
+}
+
+// --- one member as a container ---
+
+func (r *containerRunner) ID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.id
+}
+
+func (r *containerRunner) inspect(ctx context.Context) (container.InspectResponse, error) {
+	id := r.ID()
+	if id == "" {
+		return container.InspectResponse{}, fmt.Errorf("member %s has no container yet", r.m.name)
+	}
+	res, err := r.d.dc.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	return res.Container, err
+}
+
+func (r *containerRunner) start(ctx context.Context) error {
+	logf, err := os.OpenFile(r.m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err == nil {
+		fmt.Fprintf(logf, "=== etcd-chaos: starting %s at %s: %s (image %s)\n", r.m.name, time.Now().UTC().Format(time.RFC3339Nano), strings.Join(r.m.argv, " "), r.d.image)
+		logf.Close()
+	}
+	r.mu.Lock()
+	r.logFrom = time.Now()
+	id := r.id
+	r.mu.Unlock()
+	if id == "" {
+		c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: r.req, Started: true})
+		if c != nil {
+			r.mu.Lock()
+			r.id = c.GetContainerID()
+			r.mu.Unlock()
+		}
+		if err != nil {
+			return fmt.Errorf("starting the container of %s: %w", r.m.name, err)
+		}
+	} else if _, err := r.d.dc.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("starting the container of %s again: %w", r.m.name, err)
+	}
+	r.m.cl.opts.Logger.Info("member container started", "member", r.m.name, "id", r.ID()[:12])
+	return r.m.cl.writeClusterFile()
+}
+
+// signal maps signals onto the Docker API: SIGSTOP and SIGCONT are docker pause and unpause (the
+// cgroup freezer), the rest are docker kill.
+func (r *containerRunner) signal(sig syscall.Signal) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id := r.ID()
+	var err error
+	switch sig {
+	case syscall.SIGSTOP:
+		_, err = r.d.dc.ContainerPause(ctx, id, client.ContainerPauseOptions{})
+	case syscall.SIGCONT:
+		if in, ierr := r.inspect(ctx); ierr == nil && in.State != nil && in.State.Paused {
+			_, err = r.d.dc.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
+		}
+	default:
+		_, err = r.d.dc.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: strings.TrimPrefix(unixName(sig), "")})
+	}
+	if err != nil {
+		return fmt.Errorf("%s to the container of %s: %w", sig, r.m.name, err)
+	}
+	return nil
+}
+
+func unixName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	}
+	return fmt.Sprint(int(sig))
+}
+
+func (r *containerRunner) state() (faults.ProcState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	in, err := r.inspect(ctx)
+	if err != nil || in.State == nil {
+		return faults.Exited, nil
+	}
+	switch {
+	case in.State.Paused:
+		return faults.Stopped, nil
+	case in.State.Running:
+		return faults.Running, nil
+	}
+	return faults.Exited, nil
+}
+
+func (r *containerRunner) pid() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	in, err := r.inspect(ctx)
+	if err != nil || in.State == nil {
+		return 0
+	}
+	return in.State.Pid
+}
+
+func (r *containerRunner) waitExit(ctx context.Context) error {
+	for {
+		if st, _ := r.state(); st == faults.Exited {
+			r.flushLogs()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (r *containerRunner) stop(ctx context.Context, grace time.Duration) error {
+	if r.ID() == "" {
+		return nil
+	}
+	_ = r.signal(syscall.SIGCONT)
+	secs := int(grace.Seconds() + 0.999)
+	_, err := r.d.dc.ContainerStop(ctx, r.ID(), client.ContainerStopOptions{Timeout: &secs})
+	r.flushLogs()
+	return err
+}
+
+// flushLogs appends what the container logged since the last flush to the member's etcd.log.
+func (r *containerRunner) flushLogs() {
+	r.mu.Lock()
+	from, id := r.logFrom, r.id
+	r.mu.Unlock()
+	if id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := time.Now()
+	rc, err := r.d.dc.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true,
+		Since: fmt.Sprintf("%d.%09d", from.Unix(), from.Nanosecond())})
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(r.m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := stdcopy.StdCopy(f, f, rc); err == nil {
+		r.mu.Lock()
+		r.logFrom = now
+		r.mu.Unlock()
+	}
+}
