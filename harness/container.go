@@ -25,6 +25,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
 )
@@ -64,7 +65,13 @@ func init() {
 	// Ryuk (testcontainers' reaper) is an image that cannot be pulled here, and the harness removes
 	// what it made itself (and chaos heal what a killed harness left).
 	_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	// testcontainers narrates every step on stderr; the harness logs what matters itself.
+	tclog.SetDefault(quiet{})
 }
+
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
 
 // NewContainers lays out a cluster of containers, one member each, on a network of its own.
 func NewContainers(opts LocalOptions, co ContainerOptions) (*LocalCluster, error) {

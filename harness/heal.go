@@ -20,7 +20,7 @@ type HealReport struct {
 	Unhealed []faults.LedgerEntry // faults the ledger shows applied and not healed
 	Resumed  []string             // members that were paused and got SIGCONT
 	Stopped  []string             // member processes that were still running and were ended
-	Removed  []string             // network namespaces removed (network: netns)
+	Removed  []string             // network namespaces, containers, networks and volumes removed
 }
 
 // ErrHarnessAlive is returned by Heal when the run's harness still runs (it heals its own faults).
@@ -52,6 +52,15 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 		return nil, err
 	}
 	rep.Unhealed = faults.Unhealed(entries)
+	if cf.Prefix != "" {
+		// Containers: removing them (by the run's label) ends their processes, pauses included.
+		removed, err := RemoveLabelled(ctx, cf.Prefix)
+		rep.Removed = append(rep.Removed, removed...)
+		if err != nil {
+			return rep, fmt.Errorf("removing the run's containers: %w", err)
+		}
+		cf.Members = nil
+	}
 	for _, m := range cf.Members {
 		if !alive(m.PID) || !strings.Contains(cmdline(m.PID), m.DataDir) {
 			continue

@@ -286,7 +286,7 @@ func (c *LocalCluster) Netns() *faults.Netns { return c.netns }
 
 // dial opens the control clients' connections: from the hub namespace with network: netns.
 func (c *LocalCluster) dial() loadgen.Dialer {
-	if c.netns == nil {
+	if c.netns == nil || c.docker != nil { // containers publish their client ports on 127.0.0.1
 		return nil
 	}
 	return func(ctx context.Context, addr string) (net.Conn, error) { return c.netns.Dial(ctx, "tcp", addr) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/harness"
@@ -495,5 +499,98 @@ func TestReportAndCompare(t *testing.T) {
 	}
 	if code, _, stderr := chaos(t, "compare", base, worse, "--tolerance", "lots"); code != 2 || !strings.Contains(stderr, "10%") {
 		t.Errorf("bad tolerance: exit %d, %s", code, stderr)
+	}
+}
+
+// needDocker skips without a Docker engine, unless REQUIRE_DOCKER=1 (CI).
+func needDocker(t *testing.T) *testcontainers.DockerClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err == nil {
+		if _, err = dc.Ping(ctx, client.PingOptions{}); err == nil {
+			t.Cleanup(func() { _ = dc.Close() })
+			return dc
+		}
+	}
+	if os.Getenv("REQUIRE_DOCKER") == "1" {
+		t.Fatalf("REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
+	}
+	t.Skipf("no Docker engine: %v", err)
+	return nil
+}
+
+// labelled counts what the Docker engine still holds of a run.
+func labelled(t *testing.T, dc *testcontainers.DockerClient, prefix string) int {
+	t.Helper()
+	ctx := context.Background()
+	f := make(client.Filters).Add("label", harness.Label+"="+prefix)
+	cs, _ := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	ns, _ := dc.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	vs, _ := dc.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	return len(cs.Items) + len(ns.Items) + len(vs.Items)
+}
+
+const containerPause = `name: container-pause
+cluster:
+  provider: container
+  size: 3
+  network: direct
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 60s
+  warmup: 1s
+  rate: 50
+  mix: [{op: put, keys: 10}]
+faults:
+  - {at: 2s, action: pause, target: leader, duration: 50s}
+`
+
+// TestContainersInterruptAndHeal: SIGINT in the middle of a container pause heals it and removes
+// every container, network and volume; a harness killed outright leaves them, and chaos heal
+// removes them.
+func TestContainersInterruptAndHeal(t *testing.T) {
+	dc := needDocker(t)
+	for _, how := range []string{"interrupt", "kill"} {
+		t.Run(how, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "r")
+			cmd := exec.Command(chaosBin, "run", writeScenario(t, containerPause), "--out", out)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitLedger(t, out, faults.StepApplied, 60*time.Second)
+			cf := readCluster(t, out)
+			if n := labelled(t, dc, cf.Prefix); n < 7 {
+				t.Fatalf("%d containers, networks and volumes labelled %s while running, want 7", n, cf.Prefix)
+			}
+			if how == "interrupt" {
+				_ = cmd.Process.Signal(os.Interrupt)
+				err := cmd.Wait()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+					t.Fatalf("exit after SIGINT: %v, want 3; stderr:\n%s", err, stderr.String())
+				}
+			} else {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				if n := labelled(t, dc, cf.Prefix); n == 0 {
+					t.Fatal("a killed harness left nothing: nothing for chaos heal to do?")
+				}
+				code, stdout, stderr := chaos(t, "heal", out)
+				if code != 0 || !strings.Contains(stdout, "container "+cf.Prefix) || !strings.Contains(stdout, "fault #0 pause") {
+					t.Fatalf("chaos heal: exit %d\n%s\n%s", code, stdout, stderr)
+				}
+			}
+			if n := labelled(t, dc, cf.Prefix); n != 0 {
+				t.Errorf("%d containers, networks or volumes left after %s", n, how)
+			}
+			entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
+			if u := faults.Unhealed(entries); len(u) != 0 {
+				t.Errorf("unhealed after %s: %+v", how, u)
+			}
+		})
 	}
 }

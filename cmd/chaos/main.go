@@ -270,8 +270,11 @@ func healCmd(stdout, stderr io.Writer) *cobra.Command {
 			for _, m := range rep.Stopped {
 				fmt.Fprintf(stdout, "member %s was still running: stopped\n", m)
 			}
-			for _, ns := range rep.Removed {
-				fmt.Fprintf(stdout, "network namespace %s was left: removed\n", ns)
+			for _, what := range rep.Removed {
+				if !strings.Contains(what, " ") {
+					what = "network namespace " + what
+				}
+				fmt.Fprintf(stdout, "%s was left: removed\n", what)
 			}
 			if len(rep.Unhealed)+len(rep.Stopped)+len(rep.Removed) == 0 {
 				fmt.Fprintln(stdout, "nothing to heal")

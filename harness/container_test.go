@@ -1,0 +1,152 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+)
+
+// needDocker skips without a Docker engine, unless REQUIRE_DOCKER=1 (CI), where a skip would hide
+// a missing test.
+func needDocker(t *testing.T) *testcontainers.DockerClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err == nil {
+		if _, err = dc.Ping(ctx, client.PingOptions{}); err == nil {
+			t.Cleanup(func() { _ = dc.Close() })
+			return dc
+		}
+	}
+	if os.Getenv("REQUIRE_DOCKER") == "1" {
+		t.Fatalf("REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
+	}
+	t.Skipf("no Docker engine: %v", err)
+	return nil
+}
+
+// assertNoContainerLeftovers checks that nothing labelled with the run's prefix is left.
+func assertNoContainerLeftovers(t *testing.T, dc *testcontainers.DockerClient, dir string) {
+	t.Helper()
+	cf := readClusterFile(t, dir)
+	if cf.Prefix == "" {
+		t.Fatal("cluster.json has no container prefix")
+	}
+	ctx := context.Background()
+	f := make(client.Filters).Add("label", Label+"="+cf.Prefix)
+	cs, _ := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	ns, _ := dc.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	vs, _ := dc.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if len(cs.Items)+len(ns.Items)+len(vs.Items) > 0 {
+		t.Errorf("left behind: %d containers, %d networks, %d volumes labelled %s", len(cs.Items), len(ns.Items), len(vs.Items), cf.Prefix)
+	}
+}
+
+// TestContainerLeaderKill runs the kill-then-stop scenario of TestLeaderFailover in containers: the
+// same bounds must hold, and etcd's own log (collected from the container) must agree.
+func TestContainerLeaderKill(t *testing.T) {
+	dc := needDocker(t)
+	start := time.Now()
+	res, out := runScenario(t, killThenStop, "cluster.provider=container", "cluster.network=direct")
+	t.Logf("whole run %v (image %s)", time.Since(start).Round(time.Millisecond), readClusterFile(t, out).Image)
+	if len(res.Failovers) != 2 {
+		t.Fatalf("failovers = %+v", res.Failovers)
+	}
+	hb, et := 50*time.Millisecond, 250*time.Millisecond
+	kill := res.Failovers[0]
+	for _, f := range res.Failovers {
+		t.Logf("container %s %s: leader elected %v ms, writes restored %v ms", f.Action, f.Member, deref(f.LeaderElectedMs), deref(f.WriteRestoredMs))
+		if f.LeaderElectedMs == nil || f.WriteRestoredMs == nil || f.NewLeader == f.Member {
+			t.Fatalf("%s: failover not measured: %+v", f.Action, f)
+		}
+	}
+	if got := ms(kill.LeaderElectedMs); got < et-2*hb || got > 4*et {
+		t.Errorf("kill: leader elected after %v, want within [%v, %v] as for local members", got, et-2*hb, 4*et)
+	}
+	injected := eventTime(t, out, "fault_injected", 0)
+	elected := etcdElectedAt(t, filepath.Join(out, "members", kill.NewLeader, "etcd.log"), kill.NewTerm)
+	if diff := ms(kill.LeaderElectedMs) - elected.Sub(injected); diff < -2*time.Millisecond || diff > 40*time.Millisecond {
+		t.Errorf("harness leader_elected differs from etcd's log (from the container) by %v", diff)
+	}
+	if !res.Passed {
+		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	assertNoContainerLeftovers(t, dc, out)
+}
+
+// TestContainerPartitionLeader isolates the leader with blackhole routes inside the containers'
+// own network namespaces (entered by their PIDs).
+func TestContainerPartitionLeader(t *testing.T) {
+	dc := needDocker(t)
+	needRoot(t)
+	res, out := runScenario(t, `
+cluster:
+  provider: container
+  size: 3
+  network: netns
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 10s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, keys: 100}]
+faults:
+  - {at: 3s, action: partition, isolate: leader, duration: 3s}
+thresholds:
+  failover.write_restored: ["max < 2s"]
+  recovery.read_restored: ["max < 5s"]
+`)
+	if len(res.Failovers) != 1 || res.Faults[0].Network != "netns" || len(res.Faults[0].Links) != 4 {
+		t.Fatalf("faults %+v failovers %+v", res.Faults, res.Failovers)
+	}
+	f := res.Failovers[0]
+	t.Logf("container partition of %s: leader elected %v ms, writes restored %v ms; recovery %+v", f.Member, deref(f.LeaderElectedMs), deref(f.WriteRestoredMs), res.Recoveries)
+	if !res.Passed {
+		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	assertNoContainerLeftovers(t, dc, out)
+}
+
+func TestNodeImageIsCached(t *testing.T) {
+	dc := needDocker(t)
+	ctx := context.Background()
+	start := time.Now()
+	tag, cached, err := buildNodeImage(ctx, dc, chaosBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Since(start)
+	start = time.Now()
+	tag2, cached2, err := buildNodeImage(ctx, dc, chaosBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image %s: first call %v (cached before: %v), second %v (cached: %v)", tag, first.Round(time.Millisecond), cached, time.Since(start).Round(time.Millisecond), cached2)
+	if tag2 != tag || !cached2 {
+		t.Errorf("second build: %s cached=%v, want %s from the cache", tag2, cached2, tag)
+	}
+	// A dynamically linked binary cannot run FROM scratch: the error says how to build it.
+	if _, _, err := buildNodeImage(ctx, dc, "/bin/sh"); err == nil {
+		t.Error("a dynamically linked /bin/sh was accepted")
+	}
+}
+
+func readClusterFile(t *testing.T, dir string) ClusterFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf ClusterFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		t.Fatal(err)
+	}
+	return cf
+}
