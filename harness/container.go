@@ -227,28 +227,48 @@ func buildNodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin st
 	if _, err := dc.ImageInspect(ctx, tag); err == nil {
 		return tag, true, nil
 	}
+	dockerfile := "FROM scratch\nCOPY chaos /chaos\nENTRYPOINT [\"/chaos\", \"node\", \"--\"]\n"
+	if err := buildImage(ctx, dc, tag, dockerfile, map[string][]byte{"chaos": data}); err != nil {
+		return "", false, err
+	}
+	// Older node images (of binaries since rebuilt) go, unless a container still uses one.
+	if imgs, err := dc.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", "etcd-chaos-node")}); err == nil {
+		for _, im := range imgs.Items {
+			for _, t := range im.RepoTags {
+				if t != tag {
+					_, _ = dc.ImageRemove(ctx, t, client.ImageRemoveOptions{})
+				}
+			}
+		}
+	}
+	return tag, false, nil
+}
+
+// buildImage builds an image from a Dockerfile and executable files, with no build context on disk.
+func buildImage(ctx context.Context, dc *testcontainers.DockerClient, tag, dockerfile string, files map[string][]byte) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dockerfile := []byte("FROM scratch\nCOPY chaos /chaos\nENTRYPOINT [\"/chaos\", \"node\", \"--\"]\n")
-	for _, e := range []struct {
-		name string
-		mode int64
-		body []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"chaos", 0o755, data}} {
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body))}); err != nil {
-			return "", false, err
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(tw, dockerfile); err != nil {
+		return err
+	}
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body))}); err != nil {
+			return err
 		}
-		if _, err := tw.Write(e.body); err != nil {
-			return "", false, err
+		if _, err := tw.Write(body); err != nil {
+			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return "", false, err
+		return err
 	}
 	res, err := dc.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
 		Labels: map[string]string{"etcd-chaos.image": "node"}})
 	if err != nil {
-		return "", false, fmt.Errorf("building %s: %w", tag, err)
+		return fmt.Errorf("building %s: %w", tag, err)
 	}
 	defer res.Body.Close()
 	dec := json.NewDecoder(res.Body)
@@ -258,15 +278,14 @@ func buildNodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin st
 		}
 		if err := dec.Decode(&msg); err != nil {
 			if errors.Is(err, io.EOF) {
-				break
+				return nil
 			}
-			return "", false, fmt.Errorf("building %s: %w", tag, err)
+			return fmt.Errorf("building %s: %w", tag, err)
 		}
 		if msg.Error != "" {
-			return "", false, fmt.Errorf("building %s: %s", tag, msg.Error)
+			return fmt.Errorf("building %s: %s", tag, msg.Error)
 		}
 	}
-	return tag, false, nil
 }
 
 // closeDocker removes the containers, the network and (unless keep) the volumes.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +151,56 @@ func readClusterFile(t *testing.T, dir string) ClusterFile {
 		t.Fatal(err)
 	}
 	return cf
+}
+
+// TestContainerUserImage runs members from an etcd image laid out as the official one is (etcd at
+// /usr/local/bin/etcd, no shell): built here from the etcd server module, since no registry is
+// reachable. cluster.image with its default entrypoint must start it with the harness's flags.
+func TestContainerUserImage(t *testing.T) {
+	dc := needDocker(t)
+	if testing.Short() {
+		t.Skip("builds etcd from the module proxy")
+	}
+	etcd := filepath.Join(t.TempDir(), "etcd")
+	build := exec.Command("go", "build", "-o", etcd, "go.etcd.io/etcd/server/v3")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building etcd: %v\n%s", err, out)
+	}
+	bin, err := os.ReadFile(etcd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := "etcd-chaos-test-etcd:3.7.3"
+	ctx := context.Background()
+	if err := buildImage(ctx, dc, tag, "FROM scratch\nCOPY etcd /usr/local/bin/etcd\n", map[string][]byte{"etcd": bin}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = dc.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })
+	res, out := runScenario(t, `
+cluster:
+  provider: container
+  image: `+tag+`
+  size: 3
+  network: direct
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 8s
+  warmup: 1s
+  rate: 50
+  mix: [{op: put, keys: 10}]
+faults:
+  - {at: 3s, action: kill, target: leader, duration: 2s}
+thresholds:
+  failover.write_restored: ["max < 2s"]
+`)
+	if res.Cluster.EtcdVersion != "image "+tag || !res.Passed || len(res.Failovers) != 1 {
+		t.Fatalf("version %q, verdict %s (%s), failovers %+v", res.Cluster.EtcdVersion, res.Verdict, res.Reason, res.Failovers)
+	}
+	log, _ := os.ReadFile(filepath.Join(out, "members", "member-1", "etcd.log"))
+	if !strings.Contains(string(log), "/usr/local/bin/etcd --name=member-1") {
+		t.Errorf("member-1 did not start from the image's etcd; log starts %.300s", log)
+	}
+	t.Logf("user image: leader elected %.1fms, writes restored %.1fms", *res.Failovers[0].LeaderElectedMs, *res.Failovers[0].WriteRestoredMs)
+	assertNoContainerLeftovers(t, dc, out)
 }
