@@ -270,6 +270,8 @@ func (c *LocalCluster) pids() map[string]int {
 // PeerNetwork is the backend of faults between members: the proxy, the namespaces, or nil (direct).
 func (c *LocalCluster) PeerNetwork() faults.Network {
 	switch {
+	case c.docker != nil && c.opts.Network == "docker":
+		return dockerNet{c}
 	case c.netns != nil:
 		return c.netns
 	case c.proxy != nil:

@@ -307,12 +307,15 @@ func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, ki i
 		value = stampValue(id, s.value)
 		k.cfg.Safety.Begin(ki, id, s.op == OpDelete)
 	}
+	attempts := 0
 	err, ended := k.cfg.Retry.Do(ctx, k.rec, s.op, due, k.cfg.Timeout, st.rng, timer, func(ctx context.Context) error {
+		attempts++
 		return exec(ctx, kv, s, key, value)
 	})
 	if write && k.cfg.Safety != nil {
-		// An op the run's end cut, or one that failed, may still have been applied: its outcome is unknown.
-		k.cfg.Safety.End(ki, id, err == nil && !ended)
+		// An op the run's end cut, or one that failed, may still have been applied: its outcome is
+		// unknown. One acknowledged after failed attempts may be applied again by a late attempt.
+		k.cfg.Safety.End(ki, id, err == nil && !ended, attempts > 1)
 	}
 }
 

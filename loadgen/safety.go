@@ -42,6 +42,9 @@ type write struct {
 	inv, ret time.Time // ret zero: not yet returned, or unknown
 	acked    bool
 	done     bool
+	// retried: acknowledged after attempts whose fate is unknown (they timed out or failed): an
+	// earlier attempt may still take effect after the acknowledged one, at any time.
+	retried bool
 }
 
 // SafetyLog keeps, per key, the writes that could still be the last one: a write is dropped only
@@ -49,13 +52,18 @@ type write struct {
 // bounded by the writes in flight. At the end, each key's value must come from one of them.
 type SafetyLog struct {
 	mu   sync.Mutex
+	t0   time.Time
 	keys map[int][]write
+	// done remembers, for the report, when pruned writes were invoked and acknowledged.
+	pruned map[uint64][2]time.Time
 	// counts
 	acked, unknown int64
 }
 
 // NewSafetyLog makes an empty log.
-func NewSafetyLog() *SafetyLog { return &SafetyLog{keys: map[int][]write{}} }
+func NewSafetyLog() *SafetyLog {
+	return &SafetyLog{t0: time.Now(), keys: map[int][]write{}, pruned: map[uint64][2]time.Time{}}
+}
 
 // Begin records a write's invocation.
 func (s *SafetyLog) Begin(key int, id uint64, del bool) {
@@ -64,15 +72,16 @@ func (s *SafetyLog) Begin(key int, id uint64, del bool) {
 	s.mu.Unlock()
 }
 
-// End records a write's outcome: acknowledged, or unknown.
-func (s *SafetyLog) End(key int, id uint64, acked bool) {
+// End records a write's outcome: acknowledged, or unknown; retried says earlier attempts of it
+// failed with an unknown fate.
+func (s *SafetyLog) End(key int, id uint64, acked, retried bool) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws := s.keys[key]
 	for i := range ws {
 		if ws[i].id == id {
-			ws[i].done, ws[i].acked = true, acked
+			ws[i].done, ws[i].acked, ws[i].retried = true, acked, retried
 			if acked {
 				ws[i].ret = now
 				s.acked++
@@ -81,7 +90,24 @@ func (s *SafetyLog) End(key int, id uint64, acked bool) {
 			}
 		}
 	}
-	s.keys[key] = prune(ws)
+	kept := prune(append([]write(nil), ws...))
+	if len(s.pruned) < 1<<20 {
+		for _, w := range ws {
+			if !containsID(kept, w.id) {
+				s.pruned[w.id] = [2]time.Time{w.inv, w.ret}
+			}
+		}
+	}
+	s.keys[key] = kept
+}
+
+func containsID(ws []write, id uint64) bool {
+	for _, w := range ws {
+		if w.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // prune drops the writes an acknowledged write superseded: acknowledged before it was invoked.
@@ -94,7 +120,7 @@ func prune(ws []write) []write {
 	}
 	out := ws[:0]
 	for _, w := range ws {
-		if w.acked && w.ret.Before(latestAckedInv) {
+		if w.acked && !w.retried && w.ret.Before(latestAckedInv) {
 			continue // an acknowledged write began after this one was acknowledged
 		}
 		out = append(out, w)
@@ -117,7 +143,8 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 	defer s.mu.Unlock()
 	c := reports.Check{Name: "kv-safety", Status: reports.CheckPass,
 		Note: "every acknowledged write is in the final state or was overwritten by a later acknowledged write; writes that failed or timed out may or may not have been applied"}
-	checked := 0
+	checked, late := 0, 0
+	var lateEx []string
 	for key, ws := range s.keys {
 		checked++
 		f := final(key)
@@ -133,7 +160,11 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 				}
 			}
 			if !found {
-				problem = fmt.Sprintf("holds write %016x, which a later acknowledged write overwrote (candidates: %s)", f.ID, describe(ws))
+				when := ""
+				if p, ok := s.pruned[f.ID]; ok {
+					when = fmt.Sprintf(" (invoked %.3fs, acknowledged %.3fs)", p[0].Sub(s.t0).Seconds(), p[1].Sub(s.t0).Seconds())
+				}
+				problem = fmt.Sprintf("holds write %016x%s, which a later acknowledged write overwrote (candidates: %s)", f.ID, when, s.describe(ws))
 			}
 		default:
 			deleteCould, ackedPut := false, false
@@ -142,7 +173,26 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 				ackedPut = ackedPut || (w.acked && !w.del)
 			}
 			if !deleteCould && ackedPut {
-				problem = fmt.Sprintf("is absent, but an acknowledged put could be last and no delete could (candidates: %s)", describe(ws))
+				problem = fmt.Sprintf("is absent, but an acknowledged put could be last and no delete could (candidates: %s)", s.describe(ws))
+			}
+		}
+		if f.Present && !f.Foreign {
+			// A retried write whose value is last although an acknowledged write began after its own
+			// acknowledgement: one of its earlier attempts took effect late. etcd broke nothing (that
+			// attempt's fate was unknown), but the client's retry overwrote a later write.
+			var latestAckedInv time.Time
+			for _, w := range ws {
+				if w.acked && w.inv.After(latestAckedInv) {
+					latestAckedInv = w.inv
+				}
+			}
+			for _, w := range ws {
+				if w.id == f.ID && w.retried && w.acked && w.ret.Before(latestAckedInv) {
+					late++
+					if len(lateEx) < 10 {
+						lateEx = append(lateEx, fmt.Sprintf("%s: a late attempt of retried write %016x (acknowledged %.3fs) overwrote a write acknowledged later", keyName(key), w.id, w.ret.Sub(s.t0).Seconds()))
+					}
+				}
 			}
 		}
 		if problem != "" {
@@ -153,13 +203,17 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 		}
 	}
 	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes, %d with unknown outcome; %d lost or stale", checked, s.acked, s.unknown, c.Violations)
+	if late > 0 {
+		c.Summary += fmt.Sprintf("; %d keys ended with a late duplicate of a retried write (client retries, not an etcd fault)", late)
+		c.Examples = append(c.Examples, lateEx...)
+	}
 	if c.Violations > 0 {
 		c.Status = reports.CheckFail
 	}
 	return c
 }
 
-func describe(ws []write) string {
+func (s *SafetyLog) describe(ws []write) string {
 	var parts []string
 	for _, w := range ws {
 		kind := "put"
@@ -170,7 +224,10 @@ func describe(ws []write) string {
 		if w.acked {
 			state = "acked"
 		}
-		parts = append(parts, fmt.Sprintf("%s %016x %s", kind, w.id, state))
+		parts = append(parts, fmt.Sprintf("%s %016x %s, invoked %.3fs", kind, w.id, state, w.inv.Sub(s.t0).Seconds()))
+		if w.acked {
+			parts[len(parts)-1] += fmt.Sprintf(", acknowledged %.3fs", w.ret.Sub(s.t0).Seconds())
+		}
 	}
 	return strings.Join(parts, ", ")
 }

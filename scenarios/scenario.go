@@ -159,7 +159,7 @@ var (
 	MetricOps = []string{"put", "get", "delete", "txn", "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch"}
 	// RetryClasses are the error classes a retry policy can name.
 	RetryClasses  = []string{"deadline", "unavailable", "no_leader", "leader_changed", "server_timeout", "other"}
-	Networks      = []string{"proxy", "netns", "direct"}
+	Networks      = []string{"proxy", "netns", "docker", "direct"}
 	OpNames       = []string{"put", "get", "delete", "txn"}
 	Distributions = []string{"uniform", "zipf", "sequential"}
 	Consistencies = []string{"linearizable", "serializable"}

@@ -79,6 +79,10 @@ func TestBadInput(t *testing.T) {
 		{"bad retry class", base + "workloads: [{kind: kv, retry: {on: [timeouts]}}]\n", nil, []string{"workloads[0].retry.on[0]", `"timeouts"`, "deadline, unavailable"}},
 		{"lock-holder without a lock workload", strings.Replace(base, "target: leader", "target: lock-holder", 1), nil, []string{"faults[0].target", "lock-holder needs a lock workload"}},
 		{"linearizability history too small", base + "checks: {linearizability: {enabled: true, max-ops: 2}}\n", nil, []string{"checks.linearizability.max-ops", "10 to 100000"}},
+		{"docker network on local members", strings.Replace(base, "  size: 3", "  size: 3\n  network: docker", 1), nil, []string{"cluster.network", "docker (network disconnect) needs provider container"}},
+		{"docker network cannot delay", strings.Replace(strings.Replace(base, "action: kill, target: leader", "action: delay, target: leader, latency: 10ms", 1), "  size: 3", "  size: 3\n  provider: container\n  network: docker", 1), nil, []string{"faults[0].action", "can only isolate one member"}},
+		{"proxy on containers", strings.Replace(base, "  size: 3", "  size: 3\n  provider: container\n  network: proxy", 1), nil, []string{"cluster.network", "proxy needs members that are local processes"}},
+		{"image on local", strings.Replace(base, "  size: 3", "  size: 3\n  image: quay.io/coreos/etcd", 1), nil, []string{"cluster.image", "applies only to provider container"}},
 		{"explicit zero clients", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  clients: 0", 1), nil, []string{"workload.clients", "at least 1"}},
 	}
 	for _, c := range cases {

@@ -57,6 +57,9 @@ func (v *validator) validate() {
 			v.bad("cluster.etcd-binary", "does not apply to provider container; use cluster.image for an etcd image")
 		}
 	} else {
+		if c.Network == "docker" {
+			v.bad("cluster.network", "docker (network disconnect) needs provider container; use proxy or netns")
+		}
 		if c.Image != "" {
 			v.bad("cluster.image", "applies only to provider container")
 		}
@@ -228,6 +231,8 @@ func (v *validator) selection(p string, f Fault, names []string) {
 			v.bad(p+".action", "%s needs cluster.network proxy or netns (direct has no hold on the links)", f.Action)
 		case f.Action == "loss" && (nw == "proxy" || set[0] == "client"):
 			v.bad(p+".action", "packet loss is not a TCP proxy's to give (client links always go through the proxy); use cluster.network: netns for loss between members (root, Linux, a kernel with sch_netem)")
+		case nw == "docker" && set[0] != "client" && (f.Action != "partition" || set[0] != "isolate" || len(f.Isolate) != 1):
+			v.bad(p+".action", "network: docker (docker network disconnect) can only isolate one member (partition with isolate: TARGET); use network: netns (root) for anything finer")
 		case f.Action == "reset" && nw == "netns" && set[0] != "client":
 			v.bad(p+".action", "reset closes a link's connections, which only the proxy holds; use cluster.network: proxy, or reset client links")
 		}
