@@ -10,18 +10,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-)
 
-// needRoot skips without root, unless REQUIRE_ROOT=1 (CI), where a skip would hide a missing test.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("REQUIRE_ROOT") == "1" {
-			t.Fatal("REQUIRE_ROOT=1 but not running as root")
-		}
-		t.Skip("network namespaces need root")
-	}
-}
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
+)
 
 // listenIn starts an echo server inside a member's namespace.
 func listenIn(t *testing.T, n *Netns, member string) string {
@@ -48,7 +39,7 @@ func dialFrom(n *Netns, member, addr string) (net.Conn, error) {
 }
 
 func TestNetnsBlackholeAndShaping(t *testing.T) {
-	needRoot(t)
+	testbin.NeedRoot(t)
 	prefix := fmt.Sprintf("chaos-t%d", os.Getpid())
 	n, err := NewNetns(prefix, "198.18.0.0/15", []string{"a", "b", "c"})
 	if err != nil {

@@ -12,27 +12,9 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
-)
 
-// needDocker skips without a Docker engine, unless REQUIRE_DOCKER=1 (CI), where a skip would hide
-// a missing test.
-func needDocker(t *testing.T) *testcontainers.DockerClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err == nil {
-		if _, err = dc.Ping(ctx, client.PingOptions{}); err == nil {
-			t.Cleanup(func() { _ = dc.Close() })
-			return dc
-		}
-	}
-	if os.Getenv("REQUIRE_DOCKER") == "1" {
-		t.Fatalf("REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-	}
-	t.Skipf("no Docker engine: %v", err)
-	return nil
-}
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
+)
 
 // assertNoContainerLeftovers checks that nothing labelled with the run's prefix is left.
 func assertNoContainerLeftovers(t *testing.T, dc *testcontainers.DockerClient, dir string) {
@@ -54,7 +36,7 @@ func assertNoContainerLeftovers(t *testing.T, dc *testcontainers.DockerClient, d
 // TestContainerLeaderKill runs the kill-then-stop scenario of TestLeaderFailover in containers: the
 // same bounds must hold, and etcd's own log (collected from the container) must agree.
 func TestContainerLeaderKill(t *testing.T) {
-	dc := needDocker(t)
+	dc := testbin.NeedDocker(t)
 	start := time.Now()
 	res, out := runScenario(t, killThenStop, "cluster.provider=container", "cluster.network=direct")
 	t.Logf("whole run %v (image %s)", time.Since(start).Round(time.Millisecond), readClusterFile(t, out).Image)
@@ -87,11 +69,11 @@ func TestContainerLeaderKill(t *testing.T) {
 // the containers' own network namespaces (entered by their PIDs; root), and with docker network
 // disconnect (no root). result.json says which served the fault.
 func TestContainerPartitionLeader(t *testing.T) {
-	dc := needDocker(t)
+	dc := testbin.NeedDocker(t)
 	for _, nw := range []string{"netns", "docker"} {
 		t.Run(nw, func(t *testing.T) {
 			if nw == "netns" {
-				needRoot(t)
+				testbin.NeedRoot(t)
 			}
 			res, out := runScenario(t, `
 cluster:
@@ -126,7 +108,7 @@ thresholds:
 }
 
 func TestNodeImageIsCached(t *testing.T) {
-	dc := needDocker(t)
+	dc := testbin.NeedDocker(t)
 	ctx := context.Background()
 	start := time.Now()
 	tag, cached, err := buildNodeImage(ctx, dc, chaosBin)
@@ -166,7 +148,7 @@ func readClusterFile(t *testing.T, dir string) ClusterFile {
 // /usr/local/bin/etcd, no shell): built here from the etcd server module, since no registry is
 // reachable. cluster.image with its default entrypoint must start it with the harness's flags.
 func TestContainerUserImage(t *testing.T) {
-	dc := needDocker(t)
+	dc := testbin.NeedDocker(t)
 	if testing.Short() {
 		t.Skip("builds etcd from the module proxy")
 	}

@@ -175,14 +175,7 @@ func etcdElectedAt(t *testing.T, logPath string, term uint64) time.Time {
 // assertNoLeftovers checks that no member process of the run is alive or stopped.
 func assertNoLeftovers(t *testing.T, dir string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf ClusterFile
-	if err := json.Unmarshal(b, &cf); err != nil {
-		t.Fatal(err)
-	}
+	cf := readClusterFile(t, dir)
 	for _, m := range cf.Members {
 		if alive(m.PID) && strings.Contains(cmdline(m.PID), m.DataDir) {
 			st, _ := procState(m.PID)

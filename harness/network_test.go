@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -423,20 +424,9 @@ thresholds:
 	assertNoLeftovers(t, out)
 }
 
-// needRoot skips without root, unless REQUIRE_ROOT=1 (CI), where a skip would hide a missing test.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("REQUIRE_ROOT") == "1" {
-			t.Fatal("REQUIRE_ROOT=1 but not running as root")
-		}
-		t.Skip("network namespaces need root")
-	}
-}
-
 // TestIsolateLeaderNetns isolates the leader with blackhole routes in the members' namespaces.
 func TestIsolateLeaderNetns(t *testing.T) {
-	needRoot(t)
+	testbin.NeedRoot(t)
 	c := startCluster(t, 3, "netns")
 	ctx := context.Background()
 	n := c.Netns()
@@ -515,7 +505,7 @@ func TestIsolateLeaderNetns(t *testing.T) {
 // TestNetnsNeedsNetemForDelay: on a kernel without sch_netem, a delay between members in netns mode
 // stops the run before the load with an error that says so and points to the proxy.
 func TestNetnsNeedsNetemForDelay(t *testing.T) {
-	needRoot(t)
+	testbin.NeedRoot(t)
 	sc, err := scenarios.Parse("test.yaml", []byte(`
 cluster: {size: 3, network: netns}
 workload: {duration: 6s, warmup: 1s, rate: 50, mix: [{op: put, keys: 10}]}

@@ -108,14 +108,10 @@ func (e *electionLoad) candidate(ctx context.Context, c *clientv3.Client, i int)
 	}()
 	for ctx.Err() == nil {
 		if sess == nil {
-			s, err := concurrency.NewSession(c, concurrency.WithTTL(int(e.b.SessionTTL.D().Seconds())), concurrency.WithContext(ctx))
-			if err != nil {
-				if !sleepCtx(ctx, 100*time.Millisecond) {
-					return
-				}
-				continue
+			var ok bool
+			if sess, ok = newSession(ctx, c, e.b.SessionTTL.D()); !ok {
+				return
 			}
-			sess = s
 		}
 		el := concurrency.NewElection(sess, "chaos/election/"+e.b.Name)
 		called := time.Now()

@@ -90,14 +90,10 @@ func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {
 	}()
 	for ctx.Err() == nil {
 		if sess == nil {
-			s, err := concurrency.NewSession(c, concurrency.WithTTL(int(l.b.SessionTTL.D().Seconds())), concurrency.WithContext(ctx))
-			if err != nil {
-				if !sleepCtx(ctx, 100*time.Millisecond) {
-					return
-				}
-				continue
+			var ok bool
+			if sess, ok = newSession(ctx, c, l.b.SessionTTL.D()); !ok {
+				return
 			}
-			sess = s
 		}
 		name := l.lockName(rng.IntN(l.b.Locks))
 		m := concurrency.NewMutex(sess, "chaos/lock/"+name)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -200,4 +201,19 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// newSession makes a concurrency session of ttl on c, trying again every 100ms (a member may be
+// down) until ctx ends.
+func newSession(ctx context.Context, c *clientv3.Client, ttl time.Duration) (*concurrency.Session, bool) {
+	for ctx.Err() == nil {
+		s, err := concurrency.NewSession(c, concurrency.WithTTL(int(ttl.Seconds())), concurrency.WithContext(ctx))
+		if err == nil {
+			return s, true
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			break
+		}
+	}
+	return nil, false
 }

@@ -330,17 +330,6 @@ func TestClusterThatCannotStartExits3(t *testing.T) {
 	}
 }
 
-// needRoot skips without root, unless REQUIRE_ROOT=1 (CI), where a skip would hide a missing test.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("REQUIRE_ROOT") == "1" {
-			t.Fatal("REQUIRE_ROOT=1 but not running as root")
-		}
-		t.Skip("network namespaces need root")
-	}
-}
-
 const longPartition = `name: long-partition
 cluster:
   size: 3
@@ -361,7 +350,7 @@ func TestInterruptHealsPartition(t *testing.T) {
 	for _, network := range []string{"proxy", "netns"} {
 		t.Run(network, func(t *testing.T) {
 			if network == "netns" {
-				needRoot(t)
+				testbin.NeedRoot(t)
 			}
 			out := filepath.Join(t.TempDir(), "r")
 			cmd := exec.Command(chaosBin, "run", writeScenario(t, strings.Replace(longPartition, "NETWORK", network, 1)), "--out", out)
@@ -401,7 +390,7 @@ func TestInterruptHealsPartition(t *testing.T) {
 // TestHealRemovesNamespacesOfAKilledHarness: a harness killed outright cannot remove its namespaces;
 // chaos heal does.
 func TestHealRemovesNamespacesOfAKilledHarness(t *testing.T) {
-	needRoot(t)
+	testbin.NeedRoot(t)
 	out := filepath.Join(t.TempDir(), "r")
 	cmd := exec.Command(chaosBin, "run", writeScenario(t, strings.Replace(longPartition, "NETWORK", "netns", 1)), "--out", out)
 	if err := cmd.Start(); err != nil {
@@ -502,25 +491,6 @@ func TestReportAndCompare(t *testing.T) {
 	}
 }
 
-// needDocker skips without a Docker engine, unless REQUIRE_DOCKER=1 (CI).
-func needDocker(t *testing.T) *testcontainers.DockerClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err == nil {
-		if _, err = dc.Ping(ctx, client.PingOptions{}); err == nil {
-			t.Cleanup(func() { _ = dc.Close() })
-			return dc
-		}
-	}
-	if os.Getenv("REQUIRE_DOCKER") == "1" {
-		t.Fatalf("REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-	}
-	t.Skipf("no Docker engine: %v", err)
-	return nil
-}
-
 // labelled counts what the Docker engine still holds of a run.
 func labelled(t *testing.T, dc *testcontainers.DockerClient, prefix string) int {
 	t.Helper()
@@ -551,7 +521,7 @@ faults:
 // every container, network and volume; a harness killed outright leaves them, and chaos heal
 // removes them.
 func TestContainersInterruptAndHeal(t *testing.T) {
-	dc := needDocker(t)
+	dc := testbin.NeedDocker(t)
 	for _, how := range []string{"interrupt", "kill"} {
 		t.Run(how, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "r")
