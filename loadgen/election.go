@@ -59,15 +59,7 @@ func (e *electionLoad) HolderMember() (string, bool) {
 
 func (e *electionLoad) Run(ctx context.Context, start time.Time) {
 	e.start = start
-	var wg sync.WaitGroup
-	for i, c := range e.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.candidate(ctx, c, i)
-		}()
-	}
-	wg.Wait()
+	perClient(e.clients, func(c *clientv3.Client, i int) { e.candidate(ctx, c, i) })
 }
 
 // loss records that candidate i stopped leading.

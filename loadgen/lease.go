@@ -53,25 +53,19 @@ func (l *leaseLoad) Close()       { closeAll(l.clients) }
 
 func (l *leaseLoad) Run(ctx context.Context, start time.Time) {
 	l.start = start
-	var wg sync.WaitGroup
-	for i, c := range l.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rngFor(l.env.Seed, l.b.Name, i)
-			timer := time.NewTimer(time.Hour)
-			defer timer.Stop()
-			interval := time.Duration(float64(time.Second) * float64(len(l.clients)) / l.b.Rate)
-			for n := 0; ctx.Err() == nil; n++ {
-				next := time.Now().Add(interval)
-				l.lifecycle(ctx, c, i, n, rng.IntN(2) == 0, timer)
-				if d := time.Until(next); d > 0 && !sleepCtx(ctx, d) {
-					return
-				}
+	perClient(l.clients, func(c *clientv3.Client, i int) {
+		rng := rngFor(l.env.Seed, l.b.Name, i)
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+		interval := time.Duration(float64(time.Second) * float64(len(l.clients)) / l.b.Rate)
+		for n := 0; ctx.Err() == nil; n++ {
+			next := time.Now().Add(interval)
+			l.lifecycle(ctx, c, i, n, rng.IntN(2) == 0, timer)
+			if d := time.Until(next); d > 0 && !sleepCtx(ctx, d) {
+				return
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 }
 
 func (l *leaseLoad) note(list *[]string, n *int, format string, args ...any) {

@@ -66,15 +66,7 @@ func (l *lockLoad) lockName(i int) string { return fmt.Sprintf("%s-%d", l.b.Name
 
 func (l *lockLoad) Run(ctx context.Context, start time.Time) {
 	l.start = start
-	var wg sync.WaitGroup
-	for i, c := range l.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.contend(ctx, c, i)
-		}()
-	}
-	wg.Wait()
+	perClient(l.clients, func(c *clientv3.Client, i int) { l.contend(ctx, c, i) })
 }
 
 func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {

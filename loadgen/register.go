@@ -170,46 +170,40 @@ func (r *registerLoad) Run(ctx context.Context, start time.Time) {
 	interval := time.Duration(float64(time.Second) / r.cfg.Rate)
 	t0 := time.Now()
 	var tickets atomic.Int64
-	var wg sync.WaitGroup
-	for i, c := range r.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rngFor(r.env.Seed, "register", i)
-			for ctx.Err() == nil && !r.hist.Full() {
-				n := tickets.Add(1) - 1
-				if d := time.Until(t0.Add(time.Duration(n) * interval)); d > 0 && !sleepCtx(ctx, d) {
-					return
-				}
-				key := fmt.Sprintf("chaos/register/%d", rng.IntN(r.cfg.Keys))
-				in := RegisterInput{Put: rng.IntN(2) == 0, Key: key}
-				call := time.Now()
-				actx, cancel := context.WithTimeout(ctx, time.Second)
-				var out RegisterOutput
-				var err error
-				if in.Put {
-					in.Value = fmt.Sprintf("%d", r.seq.Add(1))
-					_, err = c.Put(actx, key, in.Value)
-					out.Unknown = err != nil
-				} else {
-					var resp *clientv3.GetResponse
-					resp, err = c.Get(actx, key)
-					if err == nil && len(resp.Kvs) > 0 {
-						out.Value = string(resp.Kvs[0].Value)
-					}
-				}
-				cancel()
-				ret := time.Now()
-				if ctx.Err() != nil && err != nil && !in.Put {
-					return
-				}
-				if err == nil || in.Put {
-					r.hist.Add(i, in, out, call, ret)
+	perClient(r.clients, func(c *clientv3.Client, i int) {
+		rng := rngFor(r.env.Seed, "register", i)
+		for ctx.Err() == nil && !r.hist.Full() {
+			n := tickets.Add(1) - 1
+			if d := time.Until(t0.Add(time.Duration(n) * interval)); d > 0 && !sleepCtx(ctx, d) {
+				return
+			}
+			key := fmt.Sprintf("chaos/register/%d", rng.IntN(r.cfg.Keys))
+			in := RegisterInput{Put: rng.IntN(2) == 0, Key: key}
+			call := time.Now()
+			actx, cancel := context.WithTimeout(ctx, time.Second)
+			var out RegisterOutput
+			var err error
+			if in.Put {
+				in.Value = fmt.Sprintf("%d", r.seq.Add(1))
+				_, err = c.Put(actx, key, in.Value)
+				out.Unknown = err != nil
+			} else {
+				var resp *clientv3.GetResponse
+				resp, err = c.Get(actx, key)
+				if err == nil && len(resp.Kvs) > 0 {
+					out.Value = string(resp.Kvs[0].Value)
 				}
 			}
-		}()
-	}
-	wg.Wait()
+			cancel()
+			ret := time.Now()
+			if ctx.Err() != nil && err != nil && !in.Put {
+				return
+			}
+			if err == nil || in.Put {
+				r.hist.Add(i, in, out, call, ret)
+			}
+		}
+	})
 }
 
 func (r *registerLoad) Finish(ctx context.Context) Outcome {

@@ -108,6 +108,19 @@ func pinnedClients(env Env, n int) ([]*clientv3.Client, []string, error) {
 	return cs, members, nil
 }
 
+// perClient runs f for every client, each in its own goroutine, and waits for them all.
+func perClient(cs []*clientv3.Client, f func(c *clientv3.Client, i int)) {
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(c, i)
+		}()
+	}
+	wg.Wait()
+}
+
 func closeAll(cs []*clientv3.Client) {
 	for _, c := range cs {
 		_ = c.Close()
