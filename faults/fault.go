@@ -91,12 +91,31 @@ var ErrNotPlanned = errors.New("fault was already injected")
 
 // effect is what an injection does: to member processes (a Kind) or to network links.
 type effect interface {
-	// apply applies the fault, remembering what it hit so far, and proves it took effect.
-	apply(ctx context.Context) error
-	// heal undoes whatever apply hit and proves it healed.
-	heal(ctx context.Context) error
+	// apply applies the fault, remembering what it hit so far, and proves it took effect. It calls
+	// st.call around the first call that acts (the signal, the route change, the API call).
+	apply(ctx context.Context, st *Stamp) error
+	// heal undoes whatever apply hit and proves it healed, stamping its first acting call likewise.
+	heal(ctx context.Context, st *Stamp) error
 	// entry fills the ledger fields that say what the fault touches.
 	entry(e *LedgerEntry, onlyHit bool)
+}
+
+// Stamp is when a fault's first acting call (a signal, a route change, a Docker API call) began and
+// returned: the fault took effect between the two. The ledger's fsync, which comes before it, and
+// the proof that it took effect, which comes after, are outside it.
+type Stamp struct {
+	Start, End time.Time
+}
+
+// call runs f and stamps it, the first time only.
+func (s *Stamp) call(f func() error) error {
+	if !s.Start.IsZero() {
+		return f()
+	}
+	s.Start = time.Now()
+	err := f()
+	s.End = time.Now()
+	return err
 }
 
 // Injection is one fault applied to resolved members or links, with its ledger. It is safe for
@@ -107,10 +126,26 @@ type Injection struct {
 	Target string
 	ledger *Ledger
 
-	mu     sync.Mutex
-	state  State
-	effect effect
-	names  []string
+	mu       sync.Mutex
+	state    State
+	effect   effect
+	names    []string
+	injected Stamp
+	healed   Stamp
+}
+
+// Injected is when the fault's first acting call ran (zero if it never did).
+func (in *Injection) Injected() Stamp {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.injected
+}
+
+// HealedStamp is when the heal's first acting call ran (zero if it never did).
+func (in *Injection) HealedStamp() Stamp {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.healed
 }
 
 // NewInjection plans a process fault on members.
@@ -162,7 +197,7 @@ func (in *Injection) Inject(ctx context.Context) error {
 	if err := in.ledger.Append(in.entry(StepInject, false)); err != nil {
 		return fmt.Errorf("fault #%d: writing the ledger before injecting: %w", in.Index, err)
 	}
-	if err := in.effect.apply(ctx); err != nil {
+	if err := in.effect.apply(ctx, &in.injected); err != nil {
 		return fmt.Errorf("fault #%d: %w", in.Index, err)
 	}
 	return in.ledger.Append(in.entry(StepApplied, true))
@@ -179,7 +214,7 @@ func (in *Injection) Heal(ctx context.Context, by string) error {
 	in.state = Healed
 	e := in.entry(StepHealed, true)
 	e.By = by
-	if err := in.effect.heal(ctx); err != nil {
+	if err := in.effect.heal(ctx, &in.healed); err != nil {
 		e.Step, e.Error = StepHealFailed, err.Error()
 		_ = in.ledger.Append(e)
 		return err
@@ -193,10 +228,10 @@ type memberEffect struct {
 	hit     []Member // members the fault was applied to (so far)
 }
 
-func (me *memberEffect) apply(ctx context.Context) error {
+func (me *memberEffect) apply(ctx context.Context, st *Stamp) error {
 	for _, m := range me.members {
 		me.hit = append(me.hit, m)
-		if err := me.kind.Inject(ctx, m); err != nil {
+		if err := st.call(func() error { return me.kind.Inject(ctx, m) }); err != nil {
 			return fmt.Errorf("%s %s: %w", me.kind.Name(), m.Name(), err)
 		}
 		if err := me.kind.VerifyInjected(ctx, m); err != nil {
@@ -206,10 +241,10 @@ func (me *memberEffect) apply(ctx context.Context) error {
 	return nil
 }
 
-func (me *memberEffect) heal(ctx context.Context) error {
+func (me *memberEffect) heal(ctx context.Context, st *Stamp) error {
 	var errs []error
 	for _, m := range me.hit {
-		if err := me.kind.Heal(ctx, m); err != nil {
+		if err := st.call(func() error { return me.kind.Heal(ctx, m) }); err != nil {
 			errs = append(errs, fmt.Errorf("healing %s on %s: %w", me.kind.Name(), m.Name(), err))
 			continue
 		}
@@ -244,12 +279,12 @@ type netEffect struct {
 	applied bool
 }
 
-func (ne *netEffect) apply(ctx context.Context) error {
+func (ne *netEffect) apply(ctx context.Context, st *Stamp) error {
 	if ne.reset {
-		return ne.nw.Reset(ctx, ne.links)
+		return st.call(func() error { return ne.nw.Reset(ctx, ne.links) })
 	}
 	ne.applied = true // a part-way Apply is healed in full
-	if err := ne.nw.Apply(ctx, ne.links, ne.shape); err != nil {
+	if err := st.call(func() error { return ne.nw.Apply(ctx, ne.links, ne.shape) }); err != nil {
 		return fmt.Errorf("%s on %d links through %s: %w", ne.shape, len(ne.links), ne.nw.Name(), err)
 	}
 	if err := ne.nw.Verify(ctx, ne.links, ne.shape); err != nil {
@@ -258,11 +293,11 @@ func (ne *netEffect) apply(ctx context.Context) error {
 	return nil
 }
 
-func (ne *netEffect) heal(ctx context.Context) error {
+func (ne *netEffect) heal(ctx context.Context, st *Stamp) error {
 	if !ne.applied {
 		return nil
 	}
-	if err := ne.nw.Heal(ctx, ne.links); err != nil {
+	if err := st.call(func() error { return ne.nw.Heal(ctx, ne.links) }); err != nil {
 		return fmt.Errorf("healing %d links through %s: %w", len(ne.links), ne.nw.Name(), err)
 	}
 	if err := ne.nw.VerifyHealed(ctx, ne.links); err != nil {

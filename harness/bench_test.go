@@ -26,7 +26,8 @@ func cpuTime() time.Duration {
 // benchCluster starts a local 3-member cluster for a benchmark and stops it after.
 func benchCluster(b *testing.B, network string) *LocalCluster {
 	ctx := context.Background()
-	cl, err := NewLocal(LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network})
+	cl, err := NewLocal(LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
+		ClientProxy: network == "proxy", PeerProxy: network == "proxy"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -48,6 +49,9 @@ type docker struct {
 	volumes []string
 	built   time.Duration // image build time ("" when cached)
 	cached  bool
+	// published: the harness reaches the members through their published ports (docker-proxy),
+	// because the platform cannot route to the containers' own addresses.
+	published bool
 }
 
 // containerRunner runs one member as a container: the same data volume across restarts, its client
@@ -112,9 +116,7 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*LocalCluster, error
 		}
 		m := &localMember{cl: c, name: name, dataDir: "/data/" + name, logPath: filepath.Join(dir, "etcd.log"),
 			realURL: fmt.Sprintf("http://127.0.0.1:%d", ports[i]), peerURL: "http://" + name + ":2380"}
-		pp, _ := freePorts(1)
-		m.proxyAt = fmt.Sprintf("127.0.0.1:%d", pp[0])
-		m.clientURL = "http://" + m.proxyAt
+		m.clientURL = m.realURL // routeContainers sets both once the containers run
 		args := append([]string{"--name=" + name, "--data-dir=" + m.dataDir,
 			"--listen-client-urls=http://0.0.0.0:2379", "--advertise-client-urls=http://" + name + ":2379",
 			"--listen-peer-urls=http://0.0.0.0:2380", "--initial-advertise-peer-urls=" + m.peerURL,
@@ -174,12 +176,68 @@ func (c *LocalCluster) startDocker(ctx context.Context) error {
 	if c.opts.Network == "netns" {
 		c.netns = faults.NetnsOfPIDs(c.containerAddr)
 	}
+	return c.writeClusterFile()
+}
+
+// routeContainers points the harness at the members once their containers run: their own
+// addresses on the run's network where this machine routes to them (Linux), so that no
+// docker-proxy hop sits in the measured path; their published ports where it does not. The client
+// proxy goes in front only when a fault of the scenario acts on the client links.
+func (c *LocalCluster) routeContainers(ctx context.Context) error {
+	direct := map[string]string{}
 	for _, m := range c.members {
-		if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
+		_, ip, err := c.containerAddr(m.name)
+		if err != nil {
 			return err
 		}
+		if !routable(ctx, ip+":2379") {
+			direct = nil
+			break
+		}
+		direct[m.name] = "http://" + ip + ":2379"
 	}
+	c.docker.published = direct == nil
+	for _, m := range c.members {
+		if direct != nil {
+			m.realURL = direct[m.name]
+		}
+		m.clientURL = m.realURL
+		if c.opts.ClientProxy {
+			pp, err := freePorts(1)
+			if err != nil {
+				return err
+			}
+			m.proxyAt = fmt.Sprintf("127.0.0.1:%d", pp[0])
+			if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
+				return err
+			}
+			m.clientURL = "http://" + m.proxyAt
+		}
+	}
+	c.opts.Logger.Info("reaching the containers", "direct", direct != nil)
 	return c.writeClusterFile()
+}
+
+// routable tells whether this machine has a route to addr: a connection accepted, or refused (the
+// member is not listening yet, but the address answered), within a second.
+func routable(ctx context.Context, addr string) bool {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		d := net.Dialer{Timeout: 300 * time.Millisecond}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.Close()
+			return true
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 // containerAddr names a member container's process and address on the run's network.

@@ -42,6 +42,10 @@ type LocalOptions struct {
 	Network string
 	Subnet  string // netns addresses
 	Seed    int64  // the proxy's jitter draws
+	// ClientProxy and PeerProxy put the harness's proxy on the client links and on the peer links
+	// (network: proxy): only when a fault of the scenario acts on them, so that no proxy sits in a
+	// path no fault needs. network: netns always reaches the members through the client proxy.
+	ClientProxy, PeerProxy bool
 }
 
 // LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports.
@@ -142,8 +146,13 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			m.clientURL, m.peerURL = m.realURL, m.peerReal
 		case "proxy":
 			m.realURL, m.peerReal = url(pt[0]), url(pt[1])
-			m.clientURL, m.peerURL = url(pt[2]), url(pt[3])
-			m.proxyAt, m.peerAt = fmt.Sprintf("127.0.0.1:%d", pt[2]), fmt.Sprintf("127.0.0.1:%d", pt[3])
+			m.clientURL, m.peerURL = m.realURL, m.peerReal
+			if opts.ClientProxy {
+				m.clientURL, m.proxyAt = url(pt[2]), fmt.Sprintf("127.0.0.1:%d", pt[2])
+			}
+			if opts.PeerProxy {
+				m.peerURL, m.peerAt = url(pt[3]), fmt.Sprintf("127.0.0.1:%d", pt[3])
+			}
 		case "netns":
 			if m.ip, err = faults.NetnsAddr(opts.Subnet, i+1); err != nil {
 				return nil, err
@@ -218,7 +227,7 @@ func (c *LocalCluster) Start(ctx context.Context) error {
 				return err
 			}
 		}
-		return nil
+		return c.routeContainers(ctx)
 	}
 	if c.opts.Network == "netns" {
 		var names []string
@@ -238,8 +247,10 @@ func (c *LocalCluster) Start(ctx context.Context) error {
 	if c.proxy != nil {
 		c.proxy.Owner = faults.SocketOwner(c.pids)
 		for _, m := range c.members {
-			if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
-				return err
+			if m.proxyAt != "" {
+				if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
+					return err
+				}
 			}
 			if m.peerAt != "" {
 				c.proxy.SetPeerURL(m.peerURL, m.name)
@@ -267,17 +278,45 @@ func (c *LocalCluster) pids() map[string]int {
 	return out
 }
 
-// PeerNetwork is the backend of faults between members: the proxy, the namespaces, or nil (direct).
+// PeerNetwork is the backend of faults between members: the proxy (when it carries the peer
+// links), the namespaces, Docker's network, or nil.
 func (c *LocalCluster) PeerNetwork() faults.Network {
 	switch {
 	case c.docker != nil && c.opts.Network == "docker":
 		return dockerNet{c}
 	case c.netns != nil:
 		return c.netns
-	case c.proxy != nil:
+	case c.proxy != nil && c.opts.PeerProxy:
 		return c.proxy
 	}
 	return nil
+}
+
+// Paths says what sits on the client links (load to members) and on the peer links: "direct",
+// "proxy" (the harness's), "netns", "docker-proxy" (Docker's published port), "docker".
+func (c *LocalCluster) Paths() (client, peer string) {
+	client, peer = "direct", "direct"
+	for _, m := range c.members {
+		if m.clientURL != m.realURL {
+			client = "proxy"
+		}
+		if m.peerAt != "" {
+			peer = "proxy"
+		}
+	}
+	if c.docker != nil {
+		if client == "direct" && c.docker.published {
+			client = "docker-proxy"
+		}
+		peer = "docker"
+		if c.opts.Network == "netns" {
+			peer = "netns"
+		}
+	}
+	if c.opts.Network == "netns" && c.docker == nil {
+		peer = "netns"
+	}
+	return client, peer
 }
 
 // Proxy is the client proxies' (and with network: proxy, the peer proxies') backend; nil if direct.

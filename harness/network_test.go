@@ -27,7 +27,7 @@ func startCluster(t *testing.T, size int, network string) *LocalCluster {
 	t.Helper()
 	dir := t.TempDir()
 	c, err := NewLocal(LocalOptions{Dir: dir, Size: size, Etcd: fastElections, NodeCommand: []string{chaosBin, "node"},
-		Token: "t-" + filepath.Base(dir), Network: network, Subnet: "198.18.0.0/15", Seed: 1})
+		Token: "t-" + filepath.Base(dir), Network: network, Subnet: "198.18.0.0/15", Seed: 1, ClientProxy: true, PeerProxy: true})
 	if err != nil {
 		t.Fatal(err)
 	}

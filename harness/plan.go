@@ -12,14 +12,13 @@ import (
 
 // plan is one fault resolved against the live cluster when it fires.
 type plan struct {
-	inj        *faults.Injection
-	members    []string // whom the fault is about: recovery is measured on them
-	leader     string   // the leader when the fault fired
-	term       uint64
-	hitsLeader bool          // the fault takes the leader away (failover is measured)
-	links      []faults.Link // network faults
-	proxy      *faults.Proxy // set when the links pass through the proxy, which counts their bytes
-	blackhole  bool
+	inj       *faults.Injection
+	members   []string // whom the fault is about: recovery is measured on them
+	leader    string   // the leader when the fault fired
+	term      uint64
+	links     []faults.Link // network faults
+	proxy     *faults.Proxy // set when the links pass through the proxy, which counts their bytes
+	blackhole bool
 }
 
 // plan resolves fault i: its members or links, and its injection.
@@ -47,7 +46,7 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 			return nil, fmt.Errorf("fault #%d: resolving target %s: %w", i, f.Target, err)
 		}
 		inj := faults.NewInjection(i, kind, f.Target.String(), res.Members, r.ledger)
-		return &plan{inj: inj, members: inj.MemberNames(), leader: res.Leader, term: res.LeaderTerm, hitsLeader: res.HitsLeader}, nil
+		return &plan{inj: inj, members: inj.MemberNames(), leader: res.Leader, term: res.LeaderTerm}, nil
 	}
 
 	all := r.cl.Members()
@@ -103,16 +102,12 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 			}
 		}
 		p.links = faults.Both(p.members, rest)
-		p.hitsLeader = slices.Contains(p.members, leader) && len(p.members) < majority
 	case len(f.Groups) > 0:
 		what = "groups"
 		p.links = faults.Groups(f.Groups)
 		for _, g := range f.Groups {
 			if len(g) < majority {
 				p.members = append(p.members, g...)
-				if slices.Contains(g, leader) {
-					p.hitsLeader = true
-				}
 			}
 		}
 		sort.Strings(p.members)
@@ -127,7 +122,6 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 			}
 		}
 		p.links = faults.OneWay(p.members, to)
-		p.hitsLeader = slices.Contains(p.members, leader)
 	case f.MajoritiesRing:
 		what = "majorities-ring"
 		ring := append([]string(nil), names...)

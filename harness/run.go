@@ -38,8 +38,9 @@ type faultRun struct {
 	spec     scenarios.Fault
 	inj      *faults.Injection
 	record   reports.FaultRecord
-	failover *loadgen.Failover
-	foMember string
+	failover *loadgen.Failover // fed for every fault: what it cost is decided from what was seen
+	injAt    time.Time         // when the fault's acting call began (zero: it never ran)
+	healAt   time.Time         // when the heal's acting call began
 	recov    []reports.Recovery
 }
 
@@ -101,6 +102,16 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 	lopts := LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
 		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
 		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed}
+	// A proxy only where a fault of the scenario needs one: the harness stays out of the path it measures.
+	for _, f := range sc.Faults {
+		if slices.Contains(scenarios.NetworkActions, f.Action) {
+			if f.Client.Kind != "" {
+				lopts.ClientProxy = true
+			} else {
+				lopts.PeerProxy = true
+			}
+		}
+	}
 	if sc.Cluster.Provider == "container" {
 		r.cl, err = NewContainers(lopts, ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint})
 	} else {
@@ -153,7 +164,9 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
-	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names(), "network", sc.Cluster.Network)
+	res.Cluster.ClientPath, res.Cluster.PeerPath = r.cl.Paths()
+	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names(), "network", sc.Cluster.Network,
+		"client_path", res.Cluster.ClientPath, "peer_path", res.Cluster.PeerPath)
 	if err := r.checkNetem(); err != nil {
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
@@ -181,7 +194,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		return failInfra(res, err)
 	}
 	defer r.watcher.Close()
-	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon); err != nil {
+	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon, w.Prober.Interval.D(), w.Prober.Timeout.D()); err != nil {
 		return failInfra(res, err)
 	}
 	defer r.prober.Close()
@@ -239,8 +252,9 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	go func() { defer loadWG.Done(); r.tick(loadCtx, loadEnd) }()
 	go func() { defer loadWG.Done(); r.schedule(loadCtx, ctx) }()
 	loadWG.Wait()
-	r.rec.Flush(time.Now())
 	end := time.Now()
+	r.rec.Flush(end)
+	r.prober.StopCounting()
 	r.events.Log(end, "load_ended")
 
 	// Recovery measurements may still be running: give them workload.recovery at most.
@@ -368,31 +382,44 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	fr.inj = inj
 	fr.record.Target = inj.Target
 	fr.record.Members = inj.MemberNames()
-	fr.record.WasLeader = p.hitsLeader
+	fr.record.WasLeader = slices.Contains(fr.record.Members, p.leader)
 	if p.links != nil {
 		fr.record.Network = p.inj.Network()
 		for _, l := range p.links {
 			fr.record.Links = append(fr.record.Links, l.String())
 		}
 	}
-	if p.hitsLeader {
-		fr.failover = &loadgen.Failover{OldLeader: p.leader, OldTerm: p.term}
-		fr.foMember = p.leader
-	}
+	// Every fault is watched for what it costs, from before its injection: an election and the
+	// write outage are what was seen, never what the fault's shape suggests.
+	fr.failover = &loadgen.Failover{OldLeader: p.leader, OldTerm: p.term}
+	r.mon.Track(fr.failover)
 	label := fmt.Sprintf("#%d %s %s", i, f.Action, strings.Join(fr.record.Members, ","))
-	now := time.Now()
-	if fr.failover != nil {
-		fr.failover.FaultAt = now
-		r.mon.Track(fr.failover)
-	}
-	r.setRecPhase(fmt.Sprintf("during #%d", i), now)
+	r.setRecPhase(fmt.Sprintf("during #%d", i), time.Now())
 	r.mu.Lock()
 	r.phase, r.active = fmt.Sprintf("during #%d", i), label
+	r.mu.Unlock()
+	injErr := inj.Inject(ctx)
+	// The fault's time is its acting call's (the signal, route change or API call), not the
+	// ledger's fsync before it nor the proof after it.
+	st := inj.Injected()
+	now := st.Start
+	if now.IsZero() {
+		now = time.Now()
+	} else {
+		fr.record.CallMs = reports.Ms(st.End.Sub(st.Start))
+	}
+	fr.injAt = now
+	fr.failover.Injected(now)
+	r.mu.Lock()
+	for _, prev := range r.faults {
+		if prev != fr && prev.failover != nil {
+			prev.failover.Close(now) // the next fault ends the previous one's window
+		}
+	}
 	r.mu.Unlock()
 	fr.record.AtS = r.sinceStart(now)
 	r.events.Log(now, "fault_injected", "fault", i, "action", f.Action, "target", inj.Target, "members", fr.record.Members,
 		"leader", p.leader, "term", p.term, "links", fr.record.Links)
-	injErr := inj.Inject(ctx)
 	var bytesAt map[string]int64
 	if injErr != nil {
 		fail(injErr)
@@ -426,18 +453,22 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	}
 	healCtx := context.WithoutCancel(ctx)
 	target := r.leaderApplied()
-	healAt := time.Now()
+	herr := inj.Heal(healCtx, by)
+	healAt := inj.HealedStamp().Start
+	if healAt.IsZero() {
+		healAt = time.Now()
+	}
 	if f.Action == "restart" {
 		healAt = now // restarted within Inject: recovery counts from the signal
 	}
-	herr := inj.Heal(healCtx, by)
-	if fr.failover != nil {
-		// Writes sent from here on count as restored even under the old leader (a resumed pause).
-		fr.failover.Healed(time.Now())
-	}
-	healed := r.sinceStart(time.Now())
+	// Writes sent from here on count as restored even under the old leader (a resumed pause).
+	fr.failover.Healed(healAt)
+	healed := r.sinceStart(healAt)
+	r.mu.Lock()
+	fr.healAt = healAt
 	fr.record.HealedAtS = &healed
-	r.setRecPhase(fmt.Sprintf("after #%d", i), time.Now())
+	r.mu.Unlock()
+	r.setRecPhase(fmt.Sprintf("after #%d", i), healAt)
 	r.mu.Lock()
 	r.phase, r.active = fmt.Sprintf("after #%d", i), ""
 	r.mu.Unlock()
@@ -445,7 +476,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		fail(herr)
 		return
 	}
-	r.events.Log(time.Now(), "fault_healed", "fault", i, "by", by)
+	r.events.Log(healAt, "fault_healed", "fault", i, "by", by)
 	if injErr != nil {
 		return
 	}
@@ -486,7 +517,7 @@ func (r *run) waitMeasurements(ctx context.Context, d time.Duration) {
 		pending := false
 		r.mu.Lock()
 		for _, fr := range r.faults {
-			if fr.failover != nil && !fr.failover.Done() {
+			if fr.failover != nil && fr.failover.Pending() {
 				pending = true
 			}
 		}
@@ -535,6 +566,8 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 		r.log.Warn("writing latency.hlog", "err", sum.HlogErr)
 	}
 	res.Latency, res.Phases, res.Ops, res.FailedOps = sum.Latency, sum.Phases, sum.Ops, sum.Failed
+	res.Load = r.kv.Load(end)
+	res.Load.AchievedRate = sum.AchievedRate
 	res.Errors, res.Attempts, res.Retries, res.AttemptCodes = sum.Errors, sum.Attempts, sum.Retries, sum.Codes
 	tp := reports.Samples(sum.PerSecond)
 	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond, Timeline: sum.Timeline}
@@ -566,7 +599,7 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	for k, v := range sum.Dists {
 		trends[k] = v
 	}
-	var elected, restored, caught, read reports.Samples
+	var elected, restored, outage, caught, read reports.Samples
 	sample := func(s *reports.Samples, d time.Duration) {
 		if d < 0 {
 			*s = append(*s, math.Inf(1))
@@ -577,26 +610,43 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	r.mu.Lock()
 	frs := append([]*faultRun(nil), r.faults...)
 	r.mu.Unlock()
-	for _, fr := range frs {
-		res.Faults = append(res.Faults, fr.record)
-		if fr.failover != nil {
-			fo := fr.failover.Result()
-			f := reports.Failover{Fault: fr.index, Action: fr.spec.Action, Target: fr.spec.Target.String(), Member: fr.foMember,
-				OldTerm: fr.failover.OldTerm, NewLeader: fo.NewLeader, NewTerm: fo.NewTerm,
-				LeaderElectedMs: reports.Ms(fo.LeaderElected), LeaderElectedBy: fo.ElectedBy, WriteRestoredMs: reports.Ms(fo.WriteRestored)}
-			if fo.SameLeaderAfterHeal && fo.LeaderElected < 0 {
-				f.Note = "no new leader: writes resumed under the old leader after the heal"
+	for k, fr := range frs {
+		if fr.failover != nil && fr.inj != nil && fr.record.Error == "" {
+			// The fault's window: until the next fault, its heal plus workload.recovery, or the load's end.
+			windowEnd := end
+			if k+1 < len(frs) && !frs[k+1].injAt.IsZero() && frs[k+1].injAt.Before(windowEnd) {
+				windowEnd = frs[k+1].injAt
 			}
-			res.Failovers = append(res.Failovers, f)
-			sample(&elected, fo.LeaderElected)
-			sample(&restored, fo.WriteRestored)
+			if !fr.healAt.IsZero() {
+				if w := fr.healAt.Add(r.sc.Workload.Recovery.D()); w.Before(windowEnd) {
+					windowEnd = w
+				}
+			}
+			fo := fr.failover.Result(windowEnd)
+			r.mon.Untrack(fr.failover)
+			fr.record.Election = fo.Election
+			fr.record.OutageWriteMs = reports.Ms(fo.WriteOutage)
+			from, we := r.sinceStart(fo.OutageFrom), r.sinceStart(windowEnd)
+			fr.record.OutageFromS, fr.record.WindowEndS = &from, &we
+			fr.record.ProbesAcked = fo.Acked
+			fr.record.SlowestProbeMs = reports.Ms(fo.SlowestAck)
+			sample(&outage, fo.WriteOutage)
+			if fo.Election {
+				res.Failovers = append(res.Failovers, reports.Failover{Fault: fr.index, Action: fr.spec.Action, Target: fr.spec.Target.String(),
+					Member: fr.failover.OldLeader, OldTerm: fr.failover.OldTerm, NewLeader: fo.NewLeader, NewTerm: fo.NewTerm,
+					LeaderElectedMs: reports.Ms(fo.LeaderElected), LeaderElectedBy: fo.ElectedBy, WriteRestoredMs: reports.Ms(fo.WriteRestored)})
+				sample(&elected, fo.LeaderElected)
+				sample(&restored, fo.WriteRestored)
+			}
 		}
+		res.Faults = append(res.Faults, fr.record)
 		for _, rc := range fr.recov {
 			res.Recoveries = append(res.Recoveries, rc)
 			sample(&caught, msDur(rc.CaughtUpMs))
 			sample(&read, msDur(rc.ReadRestoredMs))
 		}
 	}
+	trends["outage.write"] = outage
 	trends["failover.leader_elected"] = elected
 	trends["failover.write_restored"] = restored
 	trends["recovery.caught_up"] = caught
@@ -608,11 +658,12 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 		}
 	}
 	res.Thresholds = reports.Evaluate(r.sc.Thresholds, reports.Metrics{Trends: trends, Ops: sum.Ops, Failed: sum.Failed,
-		LeaderChanges: res.Leader.Changes, Throughput: sum.PerSecond, Retries: sum.Retries, ProbesSent: sent, ProbesAcked: acked})
+		LeaderChanges: res.Leader.Changes, Throughput: sum.PerSecond, Retries: sum.Retries, ProbesSent: sent, ProbesAcked: acked,
+		FaultsMeasured: len(outage)})
 
 	var failed []string
 	for _, t := range res.Thresholds {
-		if !t.Passed {
+		if t.Status == reports.ThresholdFail {
 			failed = append(failed, fmt.Sprintf("%s %s (observed %s)", t.Metric, t.Condition, t.Observed))
 		}
 	}

@@ -19,10 +19,12 @@ func (r *run) startWorkloads() error {
 		}
 	}
 	env := loadgen.Env{Endpoints: r.cl.Endpoints(), Members: r.cl.Names(), Rec: r.rec, Seed: uint64(r.sc.Seed), Dir: r.opts.Out,
-		Event:    func(kind string, kv ...any) { r.events.Log(time.Now(), kind, kv...) },
-		Leaders:  r.leaderChangeTimes,
-		Election: time.Duration(et) * time.Millisecond,
-		Log:      func(msg string, kv ...any) { r.log.Warn(msg, kv...) }}
+		Event:     func(kind string, kv ...any) { r.events.Log(time.Now(), kind, kv...) },
+		Leaders:   r.leaderChangeTimes,
+		Election:  time.Duration(et) * time.Millisecond,
+		Log:       func(msg string, kv ...any) { r.log.Warn(msg, kv...) },
+		FaultsEnd: r.faultsEnd,
+		Start:     r.loadStart}
 	for i, b := range r.sc.Workloads {
 		wl, err := loadgen.NewWorkload(b, env)
 		if err != nil {
@@ -41,6 +43,19 @@ func (r *run) startWorkloads() error {
 		r.workloads = append(r.workloads, wl)
 	}
 	return nil
+}
+
+// faultsEnd is when the last fault fired so far was healed (zero: none yet, or never healed).
+func (r *run) faultsEnd() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last time.Time
+	for _, fr := range r.faults {
+		if fr.healAt.After(last) {
+			last = fr.healAt
+		}
+	}
+	return last
 }
 
 func (r *run) leaderChangeTimes() []time.Time {

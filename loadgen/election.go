@@ -130,7 +130,7 @@ func (e *electionLoad) candidate(ctx context.Context, c *clientv3.Client, i int)
 			continue
 		}
 		won := time.Now()
-		e.env.Rec.Record(OpCampaign, won.Sub(called), 1, 0, ClassNone)
+		e.env.Rec.Record(OpCampaign, called, won.Sub(called), 1, 0, ClassNone)
 		e.mu.Lock()
 		e.leader = i
 		e.elections++

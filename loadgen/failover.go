@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -10,27 +11,48 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Failover measures one fault that took the leader away:
-//   - leader elected: the earliest evidence of a new leader after the fault: a surviving member's
-//     Status naming a leader in a newer term, or a prober write acknowledged in a newer term (only a
-//     new leader can commit in a newer term);
-//   - write restored: the first prober write acknowledged that was sent after the fault and committed
-//     in a newer term, or sent after the heal (a paused leader may keep its leadership on resume).
+// Failover records what one fault cost, whatever the fault was, and decides only afterwards from
+// what it saw, never from what the fault was expected to do:
+//   - an election: the first sighting after the fault of a newer term with a leader, by a member's
+//     Status or by a prober write committed in a newer term (only a new leader commits in one);
+//   - writes restored, when there was an election: the first prober write acknowledged that was
+//     sent after the fault and committed in a newer term, or sent after the heal (a paused leader
+//     may keep its leadership on resume);
+//   - the write outage: the longest span, from the fault to the end of its window, in which no
+//     prober write sent in that span was acknowledged.
 //
-// Requiring a newer term keeps out a write the old leader committed in the instant before it died.
+// It is fed from before the injection (Track), so nothing is missed while the fault's own call runs;
+// Injected sets the fault's time, and sightings before it are ignored.
 type Failover struct {
-	FaultAt   time.Time
 	OldLeader string
 	OldTerm   uint64
 
-	mu           sync.Mutex
-	healAt       time.Time
-	electedAt    time.Time
-	electedBy    string
-	newLeader    string
-	newTerm      uint64
-	restoredAt   time.Time
-	restoredTerm uint64
+	mu        sync.Mutex
+	faultAt   time.Time
+	healAt    time.Time
+	closedAt  time.Time // acknowledgements of writes sent after this are not kept
+	elections []sighting
+	sends     []time.Time     // send times of acknowledged prober writes, from the fault on
+	lats      []time.Duration // and how long each took
+	restored  time.Time       // ack time of the first write that counts as restored
+	restTerm  uint64
+}
+
+type sighting struct {
+	at     time.Time
+	term   uint64
+	leader string
+	by     string
+}
+
+// maxSightings bounds the elections one fault keeps (the first of each newer term).
+const maxSightings = 16
+
+// Injected tells the tracker when the fault took effect.
+func (f *Failover) Injected(t time.Time) {
+	f.mu.Lock()
+	f.faultAt = t
+	f.mu.Unlock()
 }
 
 // Healed tells the tracker that the fault was healed at t.
@@ -40,38 +62,71 @@ func (f *Failover) Healed(t time.Time) {
 	f.mu.Unlock()
 }
 
+// Close ends what the tracker keeps at t (the next fault's injection, or the load's end).
+func (f *Failover) Close(t time.Time) {
+	f.mu.Lock()
+	if f.closedAt.IsZero() || t.Before(f.closedAt) {
+		f.closedAt = t
+	}
+	f.mu.Unlock()
+}
+
+func (f *Failover) sight(at time.Time, term uint64, leader, by string) {
+	for i := range f.elections {
+		if f.elections[i].term == term {
+			if at.Before(f.elections[i].at) {
+				f.elections[i].at, f.elections[i].by = at, by
+			}
+			if f.elections[i].leader == "" {
+				f.elections[i].leader = leader
+			}
+			return
+		}
+	}
+	if len(f.elections) < maxSightings {
+		f.elections = append(f.elections, sighting{at: at, term: term, leader: leader, by: by})
+	}
+}
+
 func (f *Failover) status(st MemberStatus, nameOf func(uint64) string) {
-	if st.At.Before(f.FaultAt) || st.Leader == 0 || st.Term <= f.OldTerm {
+	if st.Leader == 0 || st.Term <= f.OldTerm {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.electedAt.IsZero() || st.At.Before(f.electedAt) {
-		f.electedAt, f.electedBy, f.newTerm = st.At, "status", st.Term
-		f.newLeader = nameOf(st.Leader)
-	} else if f.newLeader == "" && st.Term == f.newTerm {
-		f.newLeader = nameOf(st.Leader)
+	if !f.closedAt.IsZero() && st.At.After(f.closedAt) {
+		return
 	}
+	f.sight(st.At, st.Term, nameOf(st.Leader), "status")
 }
 
 func (f *Failover) ack(sent, acked time.Time, term uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	newer := !sent.Before(f.FaultAt) && term > f.OldTerm
-	afterHeal := !f.healAt.IsZero() && !sent.Before(f.healAt)
-	if !newer && !afterHeal {
+	if !f.closedAt.IsZero() && sent.After(f.closedAt) {
 		return
 	}
-	if newer && (f.electedAt.IsZero() || acked.Before(f.electedAt)) {
-		f.electedAt, f.electedBy, f.newTerm = acked, "write", term
+	if term > f.OldTerm {
+		f.sight(acked, term, "", "write")
 	}
-	if f.restoredAt.IsZero() || acked.Before(f.restoredAt) {
-		f.restoredAt, f.restoredTerm = acked, term
+	if !f.faultAt.IsZero() && sent.Before(f.faultAt) {
+		return
+	}
+	f.sends = append(f.sends, sent)
+	f.lats = append(f.lats, acked.Sub(sent))
+	if f.faultAt.IsZero() {
+		return // before the injection's own call ended: kept, decided once the fault's time is known
+	}
+	afterHeal := !f.healAt.IsZero() && !sent.Before(f.healAt)
+	if (term > f.OldTerm || afterHeal) && (f.restored.IsZero() || acked.Before(f.restored)) {
+		f.restored, f.restTerm = acked, term
 	}
 }
 
-// FailoverResult is what a Failover measured; a negative duration means not seen.
+// FailoverResult is what a Failover measured. Election false: no leader change was seen in the
+// window, and the fault adds no failover sample. A negative duration means not seen.
 type FailoverResult struct {
+	Election      bool
 	LeaderElected time.Duration
 	ElectedBy     string
 	NewLeader     string
@@ -79,28 +134,84 @@ type FailoverResult struct {
 	WriteRestored time.Duration
 	// SameLeaderAfterHeal: writes resumed under the old leader in its old term after the heal.
 	SameLeaderAfterHeal bool
+	// WriteOutage is the longest span of the window in which no prober write sent in it was
+	// acknowledged; OutageFrom is when it began.
+	WriteOutage time.Duration
+	OutageFrom  time.Time
+	// Acked is how many prober writes sent in the window were acknowledged; SlowestAck the longest
+	// any of them took (a stall shorter than the prober's timeout shows here, not as an outage).
+	Acked      int
+	SlowestAck time.Duration
 }
 
-// Result returns the measurements so far.
-func (f *Failover) Result() FailoverResult {
+// Result decides what the fault cost in the window from its injection to windowEnd.
+func (f *Failover) Result(windowEnd time.Time) FailoverResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := FailoverResult{LeaderElected: -1, WriteRestored: -1, ElectedBy: f.electedBy, NewLeader: f.newLeader, NewTerm: f.newTerm}
-	if !f.electedAt.IsZero() {
-		r.LeaderElected = f.electedAt.Sub(f.FaultAt)
+	r := FailoverResult{LeaderElected: -1, WriteRestored: -1}
+	if f.faultAt.IsZero() {
+		return r
 	}
-	if !f.restoredAt.IsZero() {
-		r.WriteRestored = f.restoredAt.Sub(f.FaultAt)
-		r.SameLeaderAfterHeal = f.restoredTerm <= f.OldTerm
+	var first *sighting
+	for i := range f.elections {
+		e := &f.elections[i]
+		if e.at.Before(f.faultAt) || e.at.After(windowEnd) {
+			continue
+		}
+		if first == nil || e.at.Before(first.at) {
+			first = e
+		}
+	}
+	if first != nil {
+		r.Election = true
+		r.LeaderElected, r.ElectedBy, r.NewTerm, r.NewLeader = first.at.Sub(f.faultAt), first.by, first.term, first.leader
+		if r.NewLeader == "" { // seen first by a write: a member's Status may name it
+			for _, e := range f.elections {
+				if e.term == first.term && e.leader != "" {
+					r.NewLeader = e.leader
+				}
+			}
+		}
+		if !f.restored.IsZero() {
+			r.WriteRestored = f.restored.Sub(f.faultAt)
+			r.SameLeaderAfterHeal = f.restTerm <= f.OldTerm
+		}
+	}
+	// The outage: the longest gap between the fault, the send times of acknowledged writes in the
+	// window, and the window's end.
+	sends := make([]time.Time, 0, len(f.sends))
+	for i, t := range f.sends {
+		if !t.Before(f.faultAt) && !t.After(windowEnd) {
+			sends = append(sends, t)
+			r.SlowestAck = max(r.SlowestAck, f.lats[i])
+		}
+	}
+	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
+	r.Acked = len(sends)
+	prev := f.faultAt
+	for _, t := range append(sends, windowEnd) {
+		if gap := t.Sub(prev); gap > r.WriteOutage {
+			r.WriteOutage, r.OutageFrom = gap, prev
+		}
+		prev = t
 	}
 	return r
 }
 
-// Done tells whether both measurements are in.
-func (f *Failover) Done() bool {
+// Pending tells whether a measurement is still open: a leader change was seen and writes are not
+// restored yet.
+func (f *Failover) Pending() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !f.electedAt.IsZero() && !f.restoredAt.IsZero()
+	if f.faultAt.IsZero() || !f.restored.IsZero() {
+		return false
+	}
+	for _, e := range f.elections {
+		if !e.at.Before(f.faultAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // Monitor fans watcher answers and prober acknowledgements out to the failovers being measured.
@@ -113,6 +224,13 @@ type Monitor struct {
 func (m *Monitor) Track(f *Failover) {
 	m.mu.Lock()
 	m.failovers = append(m.failovers, f)
+	m.mu.Unlock()
+}
+
+// Untrack stops feeding f.
+func (m *Monitor) Untrack(f *Failover) {
+	m.mu.Lock()
+	m.failovers = slices.DeleteFunc(slices.Clone(m.failovers), func(x *Failover) bool { return x == f })
 	m.mu.Unlock()
 }
 
@@ -137,9 +255,10 @@ func (m *Monitor) ack(sent, acked time.Time, term uint64) {
 // ProbeKey is the key the failover prober writes.
 const ProbeKey = "chaos/probe"
 
-// Prober writes ProbeKey every Interval (10ms) with a short Timeout (100ms), open loop: a probe is
-// sent on time even while earlier ones hang, so the first write after an outage is seen within one
-// interval. It runs beside the load and is not part of it.
+// Prober writes ProbeKey every Interval (10ms) with a Timeout per write (the workload's timeout by
+// default: a slow cluster that still answers is not an outage), open loop: a probe is sent on time
+// even while earlier ones hang, so the first write after an outage is seen within one interval. It
+// runs beside the load and is not part of it. Its counts (availability) cover the load only.
 type Prober struct {
 	Interval time.Duration
 	Timeout  time.Duration
@@ -148,15 +267,22 @@ type Prober struct {
 	sent     atomic.Int64
 	acked    atomic.Int64
 	from     atomic.Int64 // probes sent before this (unix ns) are not counted
+	until    atomic.Int64 // nor those sent after this (0: no end yet)
 }
 
-// NewProber connects to all endpoints.
-func NewProber(endpoints []string, mon *Monitor) (*Prober, error) {
+// NewProber connects to all endpoints; timeout is each write's (0: 1s).
+func NewProber(endpoints []string, mon *Monitor, interval, timeout time.Duration) (*Prober, error) {
 	c, err := MeasureClient(endpoints)
 	if err != nil {
 		return nil, err
 	}
-	return &Prober{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, client: c, mon: mon}, nil
+	if interval <= 0 {
+		interval = 10 * time.Millisecond
+	}
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	return &Prober{Interval: interval, Timeout: timeout, client: c, mon: mon}, nil
 }
 
 // Close closes the client.
@@ -173,11 +299,23 @@ func (p *Prober) ResetCounts() {
 	p.acked.Store(0)
 }
 
+// StopCounting ends the counts at now (the load's end): probes sent after it still feed the
+// failover measurements, but not availability.
+func (p *Prober) StopCounting() { p.until.Store(time.Now().UnixNano()) }
+
+func (p *Prober) counted(sent time.Time) bool {
+	ns := sent.UnixNano()
+	until := p.until.Load()
+	return ns >= p.from.Load() && (until == 0 || ns <= until)
+}
+
 // Run probes until ctx ends.
 func (p *Prober) Run(ctx context.Context) {
 	tick := time.NewTicker(p.Interval)
 	defer tick.Stop()
-	sem := make(chan struct{}, 64)
+	// Enough room for every probe of one timeout in flight (and then some): a probe skipped for
+	// lack of room would hide the first write after an outage.
+	sem := make(chan struct{}, max(64, 2*int(p.Timeout/p.Interval)+1))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var seq int64
@@ -190,7 +328,7 @@ func (p *Prober) Run(ctx context.Context) {
 		select {
 		case sem <- struct{}{}:
 		default:
-			continue // 64 probes in flight: the cluster is not answering; skip this one
+			continue
 		}
 		seq++
 		wg.Add(1)
@@ -198,7 +336,7 @@ func (p *Prober) Run(ctx context.Context) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			sent := time.Now()
-			counted := sent.UnixNano() >= p.from.Load()
+			counted := p.counted(sent)
 			if counted {
 				p.sent.Add(1)
 			}
@@ -209,7 +347,7 @@ func (p *Prober) Run(ctx context.Context) {
 				return
 			}
 			acked := time.Now()
-			if counted && sent.UnixNano() >= p.from.Load() {
+			if counted && p.counted(sent) { // ResetCounts may have come in between
 				p.acked.Add(1)
 			}
 			p.mon.ack(sent, acked, resp.Header.RaftTerm)

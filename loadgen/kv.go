@@ -6,12 +6,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
@@ -70,13 +70,13 @@ func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time
 		}
 		class := Classify(err)
 		if class == ClassNone {
-			rec.Record(op, time.Since(due), attempt, waited, ClassNone)
+			rec.Record(op, due, time.Since(due), attempt, waited, ClassNone)
 			return nil, false
 		}
-		rec.RecordAttemptError(class, err)
+		rec.RecordAttemptError(op, due, class, err)
 		wait := p.Wait(attempt, rng)
 		if !p.retries(class) || attempt >= p.Attempts || (p.Deadline > 0 && time.Since(first)+wait >= p.Deadline) {
-			rec.Record(op, time.Since(due), attempt, waited, class)
+			rec.Record(op, due, time.Since(due), attempt, waited, class)
 			return err, false
 		}
 		waited += wait
@@ -139,7 +139,7 @@ type KV struct {
 	total   int
 	keys    []string
 	clients []*clientv3.Client
-	tickets atomic.Int64
+	pacer   *Pacer
 }
 
 // NewKV connects Connections clients to the endpoints. Each attempt is exactly one RPC: the client's
@@ -206,6 +206,7 @@ func (k *KV) Close() {
 // Run drives the load from start until ctx ends (or MaxOps ops). Ops still in flight when ctx ends are
 // not counted: the run's end cut them, not the cluster.
 func (k *KV) Run(ctx context.Context, start time.Time) {
+	k.pacer = NewPacer(start, k.cfg.Rate, k.cfg.MaxOps, k.cfg.Timeout)
 	var wg sync.WaitGroup
 	for w := 0; w < k.cfg.Clients; w++ {
 		wg.Add(1)
@@ -235,39 +236,26 @@ func (k *KV) worker(ctx context.Context, w int, start time.Time) {
 		st.seq[i] = w
 	}
 	kv := k.clients[w%len(k.clients)].KV
-	open := k.cfg.Rate > 0
-	var interval time.Duration
-	if open {
-		interval = time.Duration(float64(time.Second) / k.cfg.Rate)
-	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for ctx.Err() == nil {
-		var due time.Time
-		if open || k.cfg.MaxOps > 0 {
-			n := k.tickets.Add(1) - 1
-			if k.cfg.MaxOps > 0 && n >= k.cfg.MaxOps {
-				return
-			}
-			if open {
-				due = start.Add(time.Duration(n) * interval)
-				if d := time.Until(due); d > 0 {
-					timer.Reset(d)
-					select {
-					case <-ctx.Done():
-						return
-					case <-timer.C:
-					}
-				}
-			}
+	for {
+		due, ok := k.pacer.Next(ctx, timer)
+		if !ok {
+			return
 		}
-		if !open {
-			due = time.Now()
-		}
+		k.pacer.Sent(due)
 		si := k.pick(st)
 		ki := k.key(st, si)
 		k.do(ctx, kv, &k.specs[si], k.keys[ki], ki, due, st, timer)
 	}
+}
+
+// Load says how the load kept to its schedule up to end (the load's end).
+func (k *KV) Load(end time.Time) reports.LoadStats {
+	if k.pacer == nil {
+		return reports.LoadStats{TargetRate: k.cfg.Rate}
+	}
+	return k.pacer.Stats(end)
 }
 
 func (k *KV) pick(st *workerState) int {
@@ -308,36 +296,53 @@ func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, ki i
 		k.cfg.Safety.Begin(ki, id, s.op == OpDelete)
 	}
 	attempts := 0
+	var rev int64
 	err, ended := k.cfg.Retry.Do(ctx, k.rec, s.op, due, k.cfg.Timeout, st.rng, timer, func(ctx context.Context) error {
 		attempts++
-		return exec(ctx, kv, s, key, value)
+		var err error
+		rev, err = exec(ctx, kv, s, key, value)
+		return err
 	})
 	if write && k.cfg.Safety != nil {
 		// An op the run's end cut, or one that failed, may still have been applied: its outcome is
 		// unknown. One acknowledged after failed attempts may be applied again by a late attempt.
-		k.cfg.Safety.End(ki, id, err == nil && !ended, attempts > 1)
+		k.cfg.Safety.End(ki, id, err == nil && !ended, rev, attempts > 1)
 	}
 }
 
-func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key, value string) error {
-	var err error
+// exec runs one attempt and returns the revision of the response.
+func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key, value string) (int64, error) {
 	switch s.op {
 	case OpPut:
-		_, err = kv.Put(ctx, key, value)
+		r, err := kv.Put(ctx, key, value)
+		if err != nil {
+			return 0, err
+		}
+		return r.Header.Revision, nil
 	case OpGet:
+		var err error
 		if s.serializable {
 			_, err = kv.Get(ctx, key, clientv3.WithSerializable())
 		} else {
 			_, err = kv.Get(ctx, key)
 		}
+		return 0, err
 	case OpDelete:
-		_, err = kv.Delete(ctx, key)
+		r, err := kv.Delete(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		return r.Header.Revision, nil
 	case OpTxn:
-		_, err = kv.Txn(ctx).
+		r, err := kv.Txn(ctx).
 			If(clientv3.Compare(clientv3.Version(key), ">", 0)).
 			Then(clientv3.OpPut(key, value)).
 			Else(clientv3.OpPut(key, value), clientv3.OpGet(key)).
 			Commit()
+		if err != nil {
+			return 0, err
+		}
+		return r.Header.Revision, nil
 	}
-	return err
+	return 0, nil
 }

@@ -94,7 +94,12 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 	rng := rngFor(l.env.Seed, l.b.Name, client*100000+n)
 	var id clientv3.LeaseID
 	var ttl time.Duration
+	// renewed is the send time of the attempt that last renewed the lease (its grant, then each
+	// acknowledged keep-alive): the leader renews it after that, so it cannot expire before
+	// renewed + TTL. lastAck, when the renewal was acknowledged, bounds it from above.
+	var renewed, attemptSent time.Time
 	if err, ended := l.policy.Do(ctx, l.env.Rec, OpLeaseGrant, time.Now(), l.b.Timeout.D(), rng, timer, func(actx context.Context) error {
+		attemptSent = time.Now()
 		resp, err := c.Grant(actx, int64(l.b.TTL.D().Seconds()))
 		if err == nil {
 			id, ttl = resp.ID, time.Duration(resp.TTL)*time.Second
@@ -103,6 +108,7 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 	}); err != nil || ended {
 		return
 	}
+	renewed = attemptSent
 	l.mu.Lock()
 	l.granted++
 	l.mu.Unlock()
@@ -125,6 +131,7 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 		}
 		sent := time.Now()
 		err, ended := l.policy.Do(ctx, l.env.Rec, OpLeaseKeepAlive, sent, l.b.Timeout.D(), rng, timer, func(actx context.Context) error {
+			attemptSent = time.Now()
 			_, err := c.KeepAliveOnce(actx, id)
 			return err
 		})
@@ -133,15 +140,15 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 		}
 		switch {
 		case err == nil:
-			lastAck = time.Now()
+			lastAck, renewed = time.Now(), attemptSent
 			l.mu.Lock()
 			l.keepalives++
 			l.mu.Unlock()
 		case errors.Is(rpctypes.Error(err), rpctypes.ErrLeaseNotFound):
 			// Gone: a violation only if it was gone before its TTL ran out from the last acknowledged
 			// keep-alive (keep-alives that failed, as through a dead member, let it expire rightly).
-			if got := time.Now(); expiredEarly(lastAck, ttl, got) {
-				l.note(&l.keptFail, &l.keptN, "lease %x was gone at %.3fs although a keep-alive was acknowledged at %.3fs (TTL %s)", int64(id), l.since(got), l.since(lastAck), ttl)
+			if got := time.Now(); expiredEarly(renewed, ttl, got) {
+				l.note(&l.keptFail, &l.keptN, "lease %x was gone at %.3fs although a keep-alive sent at %.3fs was acknowledged at %.3fs (TTL %s)", int64(id), l.since(got), l.since(renewed), l.since(lastAck), ttl)
 			}
 			return
 		}
@@ -181,8 +188,8 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 			l.expired++
 			l.maxExpiryOverTTL = max(l.maxExpiryOverTTL, over)
 			l.mu.Unlock()
-			if expiredEarly(lastAck, ttl, now) {
-				l.note(&l.keptFail, &l.keptN, "lease %x expired by %.3fs, before its TTL %s from the last acknowledged keep-alive at %.3fs", int64(id), l.since(now), ttl, l.since(lastAck))
+			if expiredEarly(renewed, ttl, now) {
+				l.note(&l.keptFail, &l.keptN, "lease %x expired by %.3fs, before its TTL %s from the send time %.3fs of its last acknowledged keep-alive", int64(id), l.since(now), ttl, l.since(renewed))
 			}
 			return
 		}
@@ -217,30 +224,35 @@ func expiryBound(lastAck time.Time, ttl, election time.Duration, leaders []time.
 	return bound
 }
 
-// expiredEarly says a lease seen gone at gone went before its TTL from the last acknowledged
-// keep-alive (100ms of slack for the keep-alive's own round trip).
-func expiredEarly(lastAck time.Time, ttl time.Duration, gone time.Time) bool {
-	return gone.Before(lastAck.Add(ttl - 100*time.Millisecond))
+// expiredEarly says a lease seen gone at gone went before its TTL from renewed, the send time of
+// the attempt that last renewed it (the leader renewed it after that instant, so no slack is due).
+func expiredEarly(renewed time.Time, ttl time.Duration, gone time.Time) bool {
+	return gone.Before(renewed.Add(ttl))
 }
 
 func (l *leaseLoad) Finish(ctx context.Context) Outcome {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	mk := func(name string, n int, ex []string, summary, note string) reports.Check {
+	// exercised is how many times the property was put to the test: none makes the check unknown.
+	mk := func(name string, n int, ex []string, exercised int, summary, note string) reports.Check {
 		c := reports.Check{Name: name, Workload: l.b.Name, Status: reports.CheckPass, Violations: n, Examples: ex, Summary: summary, Note: note}
-		if n > 0 {
+		switch {
+		case n > 0:
 			c.Status = reports.CheckFail
+		case exercised == 0:
+			c.Status = reports.CheckUnknown
+			c.Summary += "; not exercised"
 		}
 		return c
 	}
 	tol := time.Second + l.env.Election
 	return Outcome{
 		Checks: []reports.Check{
-			mk("lease-revoke", l.revokeN, l.revokeFail, fmt.Sprintf("%d leases revoked, %d left keys behind", l.revoked, l.revokeN),
+			mk("lease-revoke", l.revokeN, l.revokeFail, l.revoked, fmt.Sprintf("%d leases revoked, %d left keys behind", l.revoked, l.revokeN),
 				"after an acknowledged revoke, the lease's keys are gone"),
-			mk("lease-kept-alive", l.keptN, l.keptFail, fmt.Sprintf("%d keep-alives acknowledged; %d leases kept alive across a leader change; %d expired while kept alive", l.keepalives, l.keptAcrossLeaderChange, l.keptN),
+			mk("lease-kept-alive", l.keptN, l.keptFail, l.keepalives, fmt.Sprintf("%d keep-alives acknowledged; %d leases kept alive across a leader change; %d expired while kept alive", l.keepalives, l.keptAcrossLeaderChange, l.keptN),
 				"no lease expires while its keep-alives are acknowledged within its TTL"),
-			mk("lease-expiry", l.lateN, l.lateFail, fmt.Sprintf("%d leases expired, at most %s after their TTL; %d late", l.expired, l.maxExpiryOverTTL.Round(time.Millisecond), l.lateN),
+			mk("lease-expiry", l.lateN, l.lateFail, l.expired+l.lateExpiry, fmt.Sprintf("%d leases expired, at most %s after their TTL; %d late", l.expired, l.maxExpiryOverTTL.Round(time.Millisecond), l.lateN),
 				fmt.Sprintf("keys under an expired lease are gone within TTL + %s of its last keep-alive (or of a later leader change, which renews leases)", tol)),
 		},
 		Result: reports.WorkloadResult{Name: l.b.Name, Kind: "lease", Stats: map[string]float64{

@@ -70,7 +70,12 @@ type phase struct {
 	start, end time.Time
 	warmup     bool
 	h          [NumOps]*hdrhistogram.Histogram
+	failed     [NumOps]int64 // ops due in the phase that failed (not in h)
 }
+
+// kvOp tells the KV load's ops (put, get, delete, txn) from the other workloads': the run's totals
+// (ops, errors, throughput, latency.all) are the KV load's; each other op keeps its own counters.
+func kvOp(op Op) bool { return op <= OpTxn }
 
 type opCounters struct {
 	ops, failed, attempts, retried, maxAttempts int64
@@ -78,26 +83,33 @@ type opCounters struct {
 }
 
 // Recorder keeps every latency in HDR histograms: per op for the whole run (warm-up excluded), per op
-// and phase, and per op and second (streamed to an HdrHistogram interval log). One mutex guards it:
-// Record is a handful of array increments, so the lock is held for well under a microsecond.
-// Record allocates nothing.
+// and phase, and per op and second (streamed to an HdrHistogram interval log). An op belongs to the
+// phase in which it was due (its latency counts from then), not the one in which it completed, so a
+// stall's ops are in the phase that caused it. Failed ops are kept apart (latency.failed): they are
+// left out of the percentiles, and every table says how many. One mutex guards it: Record is a
+// handful of array increments, so the lock is held for well under a microsecond. Record allocates
+// nothing.
 type Recorder struct {
 	mu       sync.Mutex
 	zero     time.Time
 	phases   []*phase
 	cur      *phase
 	total    [NumOps]*hdrhistogram.Histogram
+	failedH  [NumOps]*hdrhistogram.Histogram // latency of the ops that failed, warm-up excluded
 	interval [NumOps]*hdrhistogram.Histogram
 	counters [NumOps]opCounters
-	errs     [numClasses]int64 // failed ops by final error class
-	attErrs  [numClasses]int64 // failed attempts by class
-	codes    map[string]int64  // failed attempts by gRPC code or etcd error
+	// warmEnd is when the warm-up ended (zero while it lasts): throughput counts whole seconds after it.
+	warmEnd time.Time
+	errs    [numClasses]int64 // failed ops by final error class
+	attErrs [numClasses]int64 // failed attempts by class
+	codes   map[string]int64  // failed attempts by gRPC code or etcd error
 	// per second
 	intervalStart  time.Time
 	intervalOps    int64 // completed ops after the warm-up, for throughput
 	intervalAll    int64 // completed ops, warm-up too, for the timeline
 	intervalFailed int64
 	perSecond      []float64
+	lastRate       float64 // the last interval's KV ops/s, for the progress line
 	timeline       []reports.Second
 	hlog           *hdrhistogram.HistogramLogWriter
 	hlogErr        error
@@ -108,6 +120,7 @@ func NewRecorder(zero time.Time, hlog io.Writer) *Recorder {
 	r := &Recorder{zero: zero, intervalStart: zero}
 	for i := range r.total {
 		r.total[i] = NewHistogram()
+		r.failedH[i] = NewHistogram()
 		r.interval[i] = NewHistogram()
 	}
 	r.cur = r.newPhase("warmup", zero, true)
@@ -147,16 +160,37 @@ func (r *Recorder) newPhase(name string, at time.Time, warmup bool) *phase {
 func (r *Recorder) SetPhase(name string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.cur.warmup && r.warmEnd.IsZero() {
+		r.warmEnd = at
+	}
 	r.cur.end = at
 	r.cur = r.newPhase(name, at, false)
 }
 
-// Record records one completed operation: its latency (successful ops only go into histograms), the
-// attempts it took, the time it spent backing off, and its final error class (ClassNone on success).
-func (r *Recorder) Record(op Op, latency time.Duration, attempts int, backoff time.Duration, class ErrClass) {
+// phaseAt is the phase in which time t falls (the latest that started at or before t).
+func (r *Recorder) phaseAt(t time.Time) *phase {
+	for i := len(r.phases) - 1; i > 0; i-- {
+		if !t.Before(r.phases[i].start) {
+			return r.phases[i]
+		}
+	}
+	return r.phases[0]
+}
+
+// Record records one completed operation due at due (its latency counts from then): the attempts
+// it took, the time it spent backing off, and its final error class (ClassNone on success). It
+// belongs to the phase in which it was due; one due in the warm-up is left out of the totals.
+func (r *Recorder) Record(op Op, due time.Time, latency time.Duration, attempts int, backoff time.Duration, class ErrClass) {
 	v := clamp(int64(latency))
+	kv := kvOp(op)
 	r.mu.Lock()
-	p := r.cur
+	p := r.phaseAt(due)
+	if kv {
+		r.intervalAll++
+		if class != ClassNone {
+			r.intervalFailed++
+		}
+	}
 	if !p.warmup {
 		c := &r.counters[op]
 		c.ops++
@@ -168,32 +202,35 @@ func (r *Recorder) Record(op Op, latency time.Duration, attempts int, backoff ti
 		if int64(attempts) > c.maxAttempts {
 			c.maxAttempts = int64(attempts)
 		}
-		r.intervalOps++
+		if kv {
+			r.intervalOps++
+		}
 		if class != ClassNone {
-			r.intervalFailed++
 			c.failed++
 			r.errs[class]++
+			_ = r.failedH[op].RecordValue(v)
 		} else {
 			_ = r.total[op].RecordValue(v)
 		}
 	}
-	r.intervalAll++
 	if class == ClassNone {
 		_ = p.h[op].RecordValue(v)
 		_ = r.interval[op].RecordValue(v)
-	} else if p.warmup {
-		r.intervalFailed++
+	} else {
+		p.failed[op]++
 	}
 	r.mu.Unlock()
 }
 
-// RecordAttemptError counts one failed attempt (retried or not) by class, and by its gRPC code or
-// etcd error.
-func (r *Recorder) RecordAttemptError(class ErrClass, err error) {
+// RecordAttemptError counts one failed attempt (retried or not) of an op due at due by class, and
+// by its gRPC code or etcd error. The classes count the KV load's attempts; the codes every op's.
+func (r *Recorder) RecordAttemptError(op Op, due time.Time, class ErrClass, err error) {
 	code := ErrorCode(err)
 	r.mu.Lock()
-	if !r.cur.warmup {
-		r.attErrs[class]++
+	if !r.phaseAt(due).warmup {
+		if kvOp(op) {
+			r.attErrs[class]++
+		}
 		if r.codes == nil {
 			r.codes = map[string]int64{}
 		}
@@ -203,7 +240,9 @@ func (r *Recorder) RecordAttemptError(class ErrClass, err error) {
 }
 
 // Flush closes the current one-second interval at now: it writes each op's interval histogram to
-// the log and notes the interval's throughput. The harness calls it once a second and at the end.
+// the log and notes the interval's throughput (KV ops). Only whole seconds that began after the
+// warm-up count towards throughput's min, avg and max; the timeline keeps every interval. The
+// harness calls it once a second and at the end.
 func (r *Recorder) Flush(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -211,11 +250,14 @@ func (r *Recorder) Flush(now time.Time) {
 	if secs <= 0 {
 		return
 	}
-	if !r.cur.warmup || r.intervalOps > 0 {
+	// The ticker and the warm-up timer fire at about the same instant: allow them 50ms.
+	afterWarmup := !r.warmEnd.IsZero() && r.intervalStart.After(r.warmEnd.Add(-50*time.Millisecond))
+	if afterWarmup && secs >= 0.95 {
 		r.perSecond = append(r.perSecond, float64(r.intervalOps)/secs)
 	}
+	r.lastRate = float64(r.intervalAll) / secs
 	r.timeline = append(r.timeline, reports.Second{T: round3(r.intervalStart.Sub(r.zero).Seconds()), Ops: round3(float64(r.intervalAll) / secs),
-		Failed: r.intervalFailed, Warmup: r.cur.warmup})
+		Failed: r.intervalFailed, Warmup: !afterWarmup})
 	r.intervalOps, r.intervalAll, r.intervalFailed = 0, 0, 0
 	for i, h := range r.interval {
 		if r.hlog != nil && h.TotalCount() > 0 && r.hlogErr == nil {
@@ -234,19 +276,20 @@ func (r *Recorder) OpsPerSecondLast() (float64, int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var failed int64
-	for _, c := range r.counters {
-		failed += c.failed
+	for op, c := range r.counters {
+		if kvOp(Op(op)) {
+			failed += c.failed
+		}
 	}
-	if len(r.perSecond) == 0 {
-		return 0, failed
-	}
-	return r.perSecond[len(r.perSecond)-1], failed
+	return r.lastRate, failed
 }
 
-// Summary is what the recorder measured, ready for the result and thresholds.
+// Summary is what the recorder measured, ready for the result and thresholds. Ops, Failed, Errors,
+// PerSecond, Timeline and latency.all are the KV load's (put, get, delete, txn); every op, KV or not,
+// has its own latency and counters (Retries[op]).
 type Summary struct {
 	Latency   map[string]reports.LatencyStats
-	Dists     map[string]reports.Dist // latency.<op> and latency.all
+	Dists     map[string]reports.Dist // latency.<op>, latency.all and latency.failed
 	Phases    []reports.Phase
 	Ops       int64
 	Failed    int64
@@ -256,7 +299,9 @@ type Summary struct {
 	Retries   map[string]reports.RetryStats
 	PerSecond []float64
 	Timeline  []reports.Second
-	HlogErr   error
+	// AchievedRate is the KV ops due after the warm-up that completed, per second of load after it.
+	AchievedRate float64
+	HlogErr      error
 }
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
@@ -313,17 +358,23 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 	r.cur.end = end
 	s := Summary{Latency: map[string]reports.LatencyStats{}, Dists: map[string]reports.Dist{},
 		Errors: map[string]int64{}, Attempts: map[string]int64{}, Retries: map[string]reports.RetryStats{}, HlogErr: r.hlogErr}
-	all := NewHistogram()
+	all, failed := NewHistogram(), NewHistogram()
 	var allC opCounters
 	for i := Op(0); i < NumOps; i++ {
 		c := r.counters[i]
 		if c.ops == 0 {
 			continue
 		}
-		all.Merge(r.total[i])
-		s.Latency[i.String()] = reports.StatsOf(reports.HDR{H: r.total[i]})
+		st := reports.StatsOf(reports.HDR{H: r.total[i]})
+		st.Failed = c.failed
+		s.Latency[i.String()] = st
 		s.Dists["latency."+i.String()] = reports.HDR{H: r.total[i]}
 		s.Retries[i.String()] = retryStats(c)
+		if !kvOp(i) {
+			continue
+		}
+		all.Merge(r.total[i])
+		failed.Merge(r.failedH[i])
 		allC.ops += c.ops
 		allC.failed += c.failed
 		allC.attempts += c.attempts
@@ -331,10 +382,19 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 		allC.retryWait += c.retryWait
 		allC.maxAttempts = max(allC.maxAttempts, c.maxAttempts)
 	}
-	s.Latency["all"] = reports.StatsOf(reports.HDR{H: all})
+	st := reports.StatsOf(reports.HDR{H: all})
+	st.Failed = allC.failed
+	s.Latency["all"] = st
 	s.Dists["latency.all"] = reports.HDR{H: all}
+	if failed.TotalCount() > 0 {
+		s.Latency["failed"] = reports.StatsOf(reports.HDR{H: failed})
+	}
+	s.Dists["latency.failed"] = reports.HDR{H: failed}
 	s.Retries["all"] = retryStats(allC)
 	s.Ops, s.Failed = allC.ops, allC.failed
+	if !r.warmEnd.IsZero() && end.After(r.warmEnd) {
+		s.AchievedRate = round3(float64(allC.ops-allC.failed) / end.Sub(r.warmEnd).Seconds())
+	}
 	for cl := ErrClass(1); cl < numClasses; cl++ {
 		if r.errs[cl] > 0 {
 			s.Errors[cl.String()] = r.errs[cl]
@@ -346,13 +406,21 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 	for _, p := range r.phases {
 		ph := reports.Phase{Name: p.name, StartS: p.start.Sub(r.zero).Seconds(), EndS: p.end.Sub(r.zero).Seconds(), Latency: map[string]reports.LatencyStats{}}
 		pall := NewHistogram()
+		var pfailed int64
 		for i := Op(0); i < NumOps; i++ {
-			if p.h[i].TotalCount() > 0 {
-				ph.Latency[i.String()] = reports.StatsOf(reports.HDR{H: p.h[i]})
-				pall.Merge(p.h[i])
+			if p.h[i].TotalCount() > 0 || p.failed[i] > 0 {
+				st := reports.StatsOf(reports.HDR{H: p.h[i]})
+				st.Failed = p.failed[i]
+				ph.Latency[i.String()] = st
+				if kvOp(i) {
+					pall.Merge(p.h[i])
+					pfailed += p.failed[i]
+				}
 			}
 		}
-		ph.Latency["all"] = reports.StatsOf(reports.HDR{H: pall})
+		st := reports.StatsOf(reports.HDR{H: pall})
+		st.Failed = pfailed
+		ph.Latency["all"] = st
 		s.Phases = append(s.Phases, ph)
 	}
 	s.Codes = map[string]int64{}

@@ -145,6 +145,8 @@ type registerLoad struct {
 	clients []*clientv3.Client
 	hist    *History
 	seq     atomic.Int64
+	mu      sync.Mutex
+	fullAt  time.Time // when the history reached max-ops (zero: it never did)
 }
 
 // NewRegister makes the linearizability register load.
@@ -167,16 +169,25 @@ func (r *registerLoad) Kind() string { return "register" }
 func (r *registerLoad) Close()       { closeAll(r.clients) }
 
 func (r *registerLoad) Run(ctx context.Context, start time.Time) {
-	interval := time.Duration(float64(time.Second) / r.cfg.Rate)
-	t0 := time.Now()
-	var tickets atomic.Int64
+	pacer := NewPacer(time.Now(), r.cfg.Rate, 0, time.Second)
 	perClient(r.clients, func(c *clientv3.Client, i int) {
 		rng := rngFor(r.env.Seed, "register", i)
-		for ctx.Err() == nil && !r.hist.Full() {
-			n := tickets.Add(1) - 1
-			if d := time.Until(t0.Add(time.Duration(n) * interval)); d > 0 && !sleepCtx(ctx, d) {
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+		for ctx.Err() == nil {
+			if r.hist.Full() {
+				r.mu.Lock()
+				if r.fullAt.IsZero() {
+					r.fullAt = time.Now()
+				}
+				r.mu.Unlock()
 				return
 			}
+			due, ok := pacer.Next(ctx, timer)
+			if !ok {
+				return
+			}
+			pacer.Sent(due)
 			key := fmt.Sprintf("chaos/register/%d", rng.IntN(r.cfg.Keys))
 			in := RegisterInput{Put: rng.IntN(2) == 0, Key: key}
 			call := time.Now()
@@ -213,6 +224,19 @@ func (r *registerLoad) Finish(ctx context.Context) Outcome {
 		vis = filepath.Join(r.env.Dir, "linearizability.html")
 	}
 	c := CheckLinearizable(ops, r.cfg.Timeout.D(), vis)
+	r.mu.Lock()
+	fullAt := r.fullAt
+	r.mu.Unlock()
+	// A history that stopped before the faults ended did not see them: it proves nothing about them.
+	if last := r.env.FaultsEnd(); !fullAt.IsZero() && fullAt.Before(last) && c.Status == reports.CheckPass {
+		c.Status = reports.CheckUnknown
+		c.Summary += fmt.Sprintf("; but the history reached max-ops (%d) at %.3fs, before the last fault ended at %.3fs: raise checks.linearizability.max-ops",
+			r.cfg.MaxOps, fullAt.Sub(r.env.Start).Seconds(), last.Sub(r.env.Start).Seconds())
+	}
+	if len(ops) == 0 {
+		c.Status = reports.CheckUnknown
+		c.Summary += "; no operation was recorded"
+	}
 	return Outcome{Checks: []reports.Check{c}, Result: reports.WorkloadResult{Name: "linearizability", Kind: "register",
 		Stats: map[string]float64{"operations": float64(len(ops)), "keys": float64(r.cfg.Keys)}}}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,165 +35,163 @@ func valueID(v []byte) (uint64, bool) {
 }
 
 // write is one write to a key: a put (or txn, which puts) or a delete, with its invocation and,
-// when acknowledged, its response time. A write whose outcome is unknown (it failed or timed out:
-// it may have been applied) has no response: it may take effect at any time after its invocation.
+// when acknowledged, its response time and the revision etcd gave it. A write whose outcome is
+// unknown (it failed or timed out: it may have been applied) may take effect at any time after its
+// invocation. A write acknowledged after failed attempts (retried) is known at its acknowledged
+// revision, and any earlier attempt of it may still land later, at a higher revision.
 type write struct {
 	id       uint64
 	del      bool
-	inv, ret time.Time // ret zero: not yet returned, or unknown
+	inv, ret time.Time
+	rev      int64 // acknowledged: the revision of the response
 	acked    bool
-	done     bool
-	// retried: acknowledged after attempts whose fate is unknown (they timed out or failed): an
-	// earlier attempt may still take effect after the acknowledged one, at any time.
-	retried bool
+	retried  bool
 }
 
-// SafetyLog keeps, per key, the writes that could still be the last one: a write is dropped only
-// once an acknowledged write to the same key began after it was acknowledged, so memory stays
-// bounded by the writes in flight. At the end, each key's value must come from one of them.
+// keyLog is what one key's final state is held against: the acknowledged write with the highest
+// revision (nothing acknowledged may be newer than it, and the final state may not be older), and
+// the writes whose attempts may still land (unknown outcome, or retried) or are in flight.
+type keyLog struct {
+	last    write // the acknowledged write with the highest revision; id 0: none yet
+	maybe   []write
+	pending []write
+}
+
+// SafetyLog keeps, per key, what the final state can be held against: the acknowledged write with
+// the highest revision, and the writes that may still land. Memory is bounded by the keys and the
+// writes whose fate is open (failed, timed out or retried), not by the writes acknowledged.
 type SafetyLog struct {
 	mu   sync.Mutex
 	t0   time.Time
-	keys map[int][]write
-	// done remembers, for the report, when pruned writes were invoked and acknowledged.
-	pruned map[uint64][2]time.Time
+	keys map[int]*keyLog
+	// superseded remembers, for the report, acknowledged writes that a newer one replaced.
+	superseded map[uint64]write
 	// counts
-	acked, unknown int64
+	acked, unknown, retried int64
 }
 
 // NewSafetyLog makes an empty log.
 func NewSafetyLog() *SafetyLog {
-	return &SafetyLog{t0: time.Now(), keys: map[int][]write{}, pruned: map[uint64][2]time.Time{}}
+	return &SafetyLog{t0: time.Now(), keys: map[int]*keyLog{}, superseded: map[uint64]write{}}
 }
 
 // Begin records a write's invocation.
 func (s *SafetyLog) Begin(key int, id uint64, del bool) {
 	s.mu.Lock()
-	s.keys[key] = append(s.keys[key], write{id: id, del: del, inv: time.Now()})
+	k := s.keys[key]
+	if k == nil {
+		k = &keyLog{}
+		s.keys[key] = k
+	}
+	k.pending = append(k.pending, write{id: id, del: del, inv: time.Now()})
 	s.mu.Unlock()
 }
 
-// End records a write's outcome: acknowledged, or unknown; retried says earlier attempts of it
-// failed with an unknown fate.
-func (s *SafetyLog) End(key int, id uint64, acked, retried bool) {
+// End records a write's outcome: acknowledged at revision rev, or unknown (acked false); retried
+// says earlier attempts of it failed with an unknown fate.
+func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ws := s.keys[key]
-	for i := range ws {
-		if ws[i].id == id {
-			ws[i].done, ws[i].acked, ws[i].retried = true, acked, retried
-			if acked {
-				ws[i].ret = now
-				s.acked++
-			} else {
-				s.unknown++
-			}
-		}
+	k := s.keys[key]
+	if k == nil {
+		return
 	}
-	kept := prune(append([]write(nil), ws...))
-	if len(s.pruned) < 1<<20 {
-		for _, w := range ws {
-			if !containsID(kept, w.id) {
-				s.pruned[w.id] = [2]time.Time{w.inv, w.ret}
-			}
-		}
+	i := slices.IndexFunc(k.pending, func(w write) bool { return w.id == id })
+	if i < 0 {
+		return
 	}
-	s.keys[key] = kept
+	w := k.pending[i]
+	k.pending = slices.Delete(k.pending, i, i+1)
+	w.acked, w.retried = acked, retried
+	if !acked {
+		s.unknown++
+		k.maybe = append(k.maybe, w)
+		return
+	}
+	s.acked++
+	w.ret, w.rev = now, rev
+	if retried {
+		s.retried++
+		k.maybe = append(k.maybe, w) // an earlier attempt may land later
+	}
+	if k.last.id == 0 || w.rev > k.last.rev {
+		if k.last.id != 0 && len(s.superseded) < 1<<20 {
+			s.superseded[k.last.id] = k.last
+		}
+		k.last = w
+	} else if len(s.superseded) < 1<<20 {
+		s.superseded[w.id] = w
+	}
 }
 
-func containsID(ws []write, id uint64) bool {
-	for _, w := range ws {
-		if w.id == id {
-			return true
-		}
-	}
-	return false
-}
-
-// prune drops the writes an acknowledged write superseded: acknowledged before it was invoked.
-func prune(ws []write) []write {
-	var latestAckedInv time.Time
-	for _, w := range ws {
-		if w.acked && w.inv.After(latestAckedInv) {
-			latestAckedInv = w.inv
-		}
-	}
-	out := ws[:0]
-	for _, w := range ws {
-		if w.acked && !w.retried && w.ret.Before(latestAckedInv) {
-			continue // an acknowledged write began after this one was acknowledged
-		}
-		out = append(out, w)
-	}
-	return out
-}
-
-// Final is a key's state at the end: absent, or present with the write id its value carries.
+// Final is a key's state at the end: absent, or present with the write id its value carries and
+// the revision of its last modification.
 type Final struct {
-	Present bool
-	ID      uint64
-	Foreign bool // the value is not one this load wrote
+	Present     bool
+	ID          uint64
+	ModRevision int64
+	Foreign     bool // the value is not one this load wrote
 }
 
-// Check holds the final state of every key against the log: a key's value must come from a write
-// that could be last, and a key may be absent only if a delete could be last or no write to it
-// was acknowledged. keyName names a key index for the report.
+// Check holds the final state of every key against the log, by revision:
+//   - nothing acknowledged is lost: a present key's ModRevision is at least the highest revision an
+//     acknowledged write to it got, and an absent key's last acknowledged write is a delete, or a
+//     delete whose fate is open may have come after it;
+//   - a key at exactly that revision holds that write's value;
+//   - a key past it holds a write whose fate was open (failed, timed out, cut by the load's end) or
+//     a late attempt of a retried write: the client's retry, not etcd, wrote it again (reported).
+//
+// keyName names a key index for the report.
 func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) reports.Check {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := reports.Check{Name: "kv-safety", Status: reports.CheckPass,
-		Note: "every acknowledged write is in the final state or was overwritten by a later acknowledged write; writes that failed or timed out may or may not have been applied"}
-	checked, late := 0, 0
+		Note: "every acknowledged write is in the final state or was overwritten by a later write (by revision); writes that failed or timed out may or may not have been applied"}
+	keys := make([]int, 0, len(s.keys))
+	for key := range s.keys {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	late := 0
 	var lateEx []string
-	for key, ws := range s.keys {
-		checked++
+	for _, key := range keys {
+		k := s.keys[key]
 		f := final(key)
+		open := append(append([]write(nil), k.maybe...), k.pending...)
 		var problem string
 		switch {
 		case f.Foreign:
 			problem = "holds a value this load never wrote"
-		case f.Present:
-			found := false
-			for _, w := range ws {
-				if w.id == f.ID && !w.del {
-					found = true
-				}
+		case f.Present && k.last.id != 0 && f.ModRevision < k.last.rev:
+			problem = fmt.Sprintf("is at revision %d, older than acknowledged %s: that write is lost", f.ModRevision, s.describe(k.last))
+		case f.Present && k.last.id != 0 && f.ModRevision == k.last.rev:
+			if f.ID != k.last.id || k.last.del {
+				problem = fmt.Sprintf("holds write %016x at revision %d, where etcd acknowledged %s", f.ID, f.ModRevision, s.describe(k.last))
 			}
-			if !found {
-				when := ""
-				if p, ok := s.pruned[f.ID]; ok {
-					when = fmt.Sprintf(" (invoked %.3fs, acknowledged %.3fs)", p[0].Sub(s.t0).Seconds(), p[1].Sub(s.t0).Seconds())
+		case f.Present:
+			// Past the newest acknowledged revision: only a write whose fate was open can be there.
+			i := slices.IndexFunc(open, func(w write) bool { return w.id == f.ID && !w.del })
+			switch {
+			case i < 0:
+				what := "a write that was acknowledged earlier and overwritten"
+				if w, ok := s.superseded[f.ID]; ok {
+					what = s.describe(w)
+				} else if f.ID == k.last.id {
+					what = "the newest acknowledged write, applied a second time although it was sent once"
 				}
-				problem = fmt.Sprintf("holds write %016x%s, which a later acknowledged write overwrote (candidates: %s)", f.ID, when, s.describe(ws))
+				problem = fmt.Sprintf("holds write %016x at revision %d, after acknowledged %s; it is %s", f.ID, f.ModRevision, orNone(k.last, s), what)
+			case open[i].acked:
+				late++
+				if len(lateEx) < 10 {
+					lateEx = append(lateEx, fmt.Sprintf("%s: a late attempt of retried write %016x (acknowledged at revision %d, %.3fs) landed again at revision %d, after %s",
+						keyName(key), f.ID, open[i].rev, open[i].ret.Sub(s.t0).Seconds(), f.ModRevision, orNone(k.last, s)))
+				}
 			}
 		default:
-			deleteCould, ackedPut := false, false
-			for _, w := range ws {
-				deleteCould = deleteCould || w.del
-				ackedPut = ackedPut || (w.acked && !w.del)
-			}
-			if !deleteCould && ackedPut {
-				problem = fmt.Sprintf("is absent, but an acknowledged put could be last and no delete could (candidates: %s)", s.describe(ws))
-			}
-		}
-		if f.Present && !f.Foreign {
-			// A retried write whose value is last although an acknowledged write began after its own
-			// acknowledgement: one of its earlier attempts took effect late. etcd broke nothing (that
-			// attempt's fate was unknown), but the client's retry overwrote a later write.
-			var latestAckedInv time.Time
-			for _, w := range ws {
-				if w.acked && w.inv.After(latestAckedInv) {
-					latestAckedInv = w.inv
-				}
-			}
-			for _, w := range ws {
-				if w.id == f.ID && w.retried && w.acked && w.ret.Before(latestAckedInv) {
-					late++
-					if len(lateEx) < 10 {
-						lateEx = append(lateEx, fmt.Sprintf("%s: a late attempt of retried write %016x (acknowledged %.3fs) overwrote a write acknowledged later", keyName(key), w.id, w.ret.Sub(s.t0).Seconds()))
-					}
-				}
+			deleteCould := slices.ContainsFunc(open, func(w write) bool { return w.del })
+			if k.last.id != 0 && !k.last.del && !deleteCould {
+				problem = fmt.Sprintf("is absent, but acknowledged %s was the newest write and no delete could follow it", s.describe(k.last))
 			}
 		}
 		if problem != "" {
@@ -202,34 +201,37 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 			}
 		}
 	}
-	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes, %d with unknown outcome; %d lost or stale", checked, s.acked, s.unknown, c.Violations)
+	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes (%d after retries), %d with unknown outcome; %d lost or stale", len(keys), s.acked, s.retried, s.unknown, c.Violations)
 	if late > 0 {
 		c.Summary += fmt.Sprintf("; %d keys ended with a late duplicate of a retried write (client retries, not an etcd fault)", late)
 		c.Examples = append(c.Examples, lateEx...)
 	}
-	if c.Violations > 0 {
+	switch {
+	case c.Violations > 0:
 		c.Status = reports.CheckFail
+	case s.acked == 0:
+		c.Status = reports.CheckUnknown
+		c.Summary += "; no write was acknowledged: nothing could be lost, so nothing was checked"
 	}
 	return c
 }
 
-func (s *SafetyLog) describe(ws []write) string {
-	var parts []string
-	for _, w := range ws {
-		kind := "put"
-		if w.del {
-			kind = "delete"
-		}
-		state := "unknown"
-		if w.acked {
-			state = "acked"
-		}
-		parts = append(parts, fmt.Sprintf("%s %016x %s, invoked %.3fs", kind, w.id, state, w.inv.Sub(s.t0).Seconds()))
-		if w.acked {
-			parts[len(parts)-1] += fmt.Sprintf(", acknowledged %.3fs", w.ret.Sub(s.t0).Seconds())
-		}
+func orNone(w write, s *SafetyLog) string {
+	if w.id == 0 {
+		return "no acknowledged write"
 	}
-	return strings.Join(parts, ", ")
+	return s.describe(w)
+}
+
+func (s *SafetyLog) describe(w write) string {
+	kind := "put"
+	if w.del {
+		kind = "delete"
+	}
+	if !w.acked {
+		return fmt.Sprintf("%s %016x (unknown outcome, invoked %.3fs)", kind, w.id, w.inv.Sub(s.t0).Seconds())
+	}
+	return fmt.Sprintf("%s %016x (revision %d, invoked %.3fs, acknowledged %.3fs)", kind, w.id, w.rev, w.inv.Sub(s.t0).Seconds(), w.ret.Sub(s.t0).Seconds())
 }
 
 // ReadFinal reads every key under prefix (linearizably, in pages) into a lookup for Check.
@@ -250,7 +252,7 @@ func ReadFinal(ctx context.Context, c *clientv3.Client, prefix string, keyIndex 
 				continue
 			}
 			id, ok := valueID(kv.Value)
-			out[ki] = Final{Present: true, ID: id, Foreign: !ok}
+			out[ki] = Final{Present: true, ID: id, ModRevision: kv.ModRevision, Foreign: !ok}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			break

@@ -26,6 +26,9 @@ type Env struct {
 	Leaders   func() []time.Time           // when the leader changed so far
 	Election  time.Duration                // the cluster's election timeout
 	Log       func(msg string, kv ...any)  // warnings
+	// FaultsEnd is when the last fault fired so far was healed (zero: none yet); Start is the load's.
+	FaultsEnd func() time.Time
+	Start     time.Time
 }
 
 // Workload is one block of scenario.workloads (or the linearizability register load).
@@ -84,6 +87,9 @@ func (e *Env) fill() {
 	}
 	if e.Election == 0 {
 		e.Election = time.Second
+	}
+	if e.FaultsEnd == nil {
+		e.FaultsEnd = func() time.Time { return time.Time{} }
 	}
 }
 
@@ -198,9 +204,13 @@ func exclusionCheck(name, workload string, iv []Interval, zero time.Time, note s
 	ov := Overlaps(iv, zero)
 	c := reports.Check{Name: name, Workload: workload, Status: reports.CheckPass, Violations: len(ov), Note: note,
 		Summary: fmt.Sprintf("%d tenures, %d overlapping", len(iv), len(ov))}
-	if len(ov) > 0 {
+	switch {
+	case len(ov) > 0:
 		c.Status = reports.CheckFail
 		c.Examples = ov[:min(len(ov), 20)]
+	case len(iv) < 2:
+		c.Status = reports.CheckUnknown
+		c.Summary += "; fewer than 2 tenures: exclusion was not exercised"
 	}
 	return c
 }

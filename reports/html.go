@@ -47,7 +47,7 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 
 <h2>Thresholds</h2>
 {{if .R.Thresholds}}<table><tr><th></th><th>metric</th><th>condition</th><th>observed</th></tr>
-{{range .R.Thresholds}}<tr><td class="{{if .Passed}}ok{{else}}bad{{end}}">{{if .Passed}}PASS{{else}}FAIL{{end}}</td><td>{{.Metric}}</td><td><code>{{.Condition}}</code></td><td>{{.Observed}}</td></tr>
+{{range .R.Thresholds}}<tr><td class="{{if .Passed}}ok{{else}}bad{{end}}">{{.State}}</td><td>{{.Metric}}</td><td><code>{{.Condition}}</code></td><td>{{.Observed}}</td></tr>
 {{end}}</table>{{else}}<p class="muted">No thresholds in this scenario.</p>{{end}}
 
 <h2>Checks</h2>

@@ -42,6 +42,7 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
+	Skipped   *junitProblem `xml:"skipped,omitempty"`
 }
 
 type junitProblem struct {
@@ -61,7 +62,11 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		{"cluster_size", fmt.Sprint(r.Cluster.Size)}, {"network", r.Cluster.Network}, {"verdict", r.Verdict}}
 	for _, t := range r.Thresholds {
 		c := junitCase{Name: t.Metric + " " + t.Condition, Classname: class + ".thresholds", Time: "0"}
-		if !t.Passed {
+		switch t.State() {
+		case ThresholdUnknown:
+			c.Skipped = &junitProblem{Message: fmt.Sprintf("%s %s: %s", t.Metric, t.Condition, t.Observed), Type: "unknown"}
+			s.Skipped++
+		case ThresholdFail:
 			c.Failure = &junitProblem{Message: fmt.Sprintf("%s %s: observed %s", t.Metric, t.Condition, t.Observed), Type: "threshold",
 				Text: fmt.Sprintf("threshold %s %s failed; observed %s", t.Metric, t.Condition, t.Observed)}
 			s.Failures++

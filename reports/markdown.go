@@ -19,10 +19,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	if len(r.Thresholds) > 0 {
 		b.WriteString("| | threshold | observed |\n|---|---|---|\n")
 		for _, t := range r.Thresholds {
-			m := "✅"
-			if !t.Passed {
-				m = "❌"
-			}
+			m := map[string]string{"pass": "✅", "fail": "❌", "unknown": "❔ unknown"}[t.State()]
 			fmt.Fprintf(&b, "| %s | `%s %s` | %s |\n", m, t.Metric, t.Condition, t.Observed)
 		}
 		b.WriteString("\n")

@@ -55,15 +55,18 @@ func TestEvaluate(t *testing.T) {
 }
 
 func TestWriteText(t *testing.T) {
-	v := 1137.0
-	r := &Result{Scenario: "s", Verdict: VerdictFail, Reason: "threshold failed", Latency: map[string]LatencyStats{"put": {Count: 3, P50: 1.5}},
+	v, o, short := 1137.0, 2500.0, 12.0
+	r := &Result{Scenario: "s", Verdict: VerdictFail, Reason: "threshold failed", Latency: map[string]LatencyStats{"put": {Count: 3, P50: 1.5, Failed: 2}},
+		Faults: []FaultRecord{{Index: 0, Action: "kill", Members: []string{"member-2"}, Election: true, OutageWriteMs: &o},
+			{Index: 1, Action: "pause", Members: []string{"member-1"}, OutageWriteMs: &short}},
 		Failovers:  []Failover{{Fault: 0, Action: "kill", Member: "member-2", LeaderElectedMs: &v, LeaderElectedBy: "status"}},
 		Thresholds: []ThresholdResult{{Metric: "failover.write_restored", Condition: "max < 3s", Observed: "not seen (never completed)"}}}
 	var b strings.Builder
 	if err := WriteText(&b, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"leader elected 1.137s (status)", "writes restored not seen", "FAIL  failover.write_restored", "verdict: FAIL (threshold failed)"} {
+	for _, want := range []string{"leader elected 1.137s (status)", "writes restored not seen", "write outage 2.500s", "#1 pause member-1  no election", "write outage 12.0ms",
+		"put  3      2", "FAIL  failover.write_restored", "verdict: FAIL (threshold failed)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())
 		}

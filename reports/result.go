@@ -51,6 +51,7 @@ type Result struct {
 	AttemptCodes map[string]int64      `json:"attempt_codes,omitempty"`
 	Retries      map[string]RetryStats `json:"retries"`
 	Throughput   Throughput            `json:"throughput"`
+	Load         LoadStats             `json:"load"`
 	Leader       LeaderStats           `json:"leader"`
 	Prober       ProberStats           `json:"prober"`
 	// Checks are the safety checks: each passes, fails, or is unknown (never a pass).
@@ -100,6 +101,11 @@ type Cluster struct {
 	EtcdBinary  string            `json:"etcd_binary,omitempty"`
 	Etcd        map[string]string `json:"etcd,omitempty"`
 	Network     string            `json:"network"`
+	// ClientPath and PeerPath say what sits between the load and the members, and between members:
+	// "direct", "proxy" (the harness's userspace proxy, only where a fault of the scenario needs
+	// it), "netns", "docker-proxy" (a published port); latency read beside a proxy includes it.
+	ClientPath string `json:"client_path,omitempty"`
+	PeerPath   string `json:"peer_path,omitempty"`
 }
 
 // ThresholdResult is one threshold with what was observed.
@@ -109,6 +115,10 @@ type ThresholdResult struct {
 	Observed  string   `json:"observed"`
 	Value     *float64 `json:"value"` // ms for durations; nil when not seen
 	Passed    bool     `json:"passed"`
+	// Status is pass, fail or unknown: unknown when nothing exercised the metric (a failover
+	// threshold where no fault cost an election). Unknown is never a pass, but it does not fail the
+	// run: the summary says what was not exercised.
+	Status string `json:"status"`
 }
 
 // FaultRecord is one fault as it happened.
@@ -117,10 +127,22 @@ type FaultRecord struct {
 	Action    string   `json:"action"`
 	Target    string   `json:"target"`
 	Members   []string `json:"members"`
-	WasLeader bool     `json:"was_leader"`
-	AtS       float64  `json:"at_s"`        // injected, seconds from load start
-	HealedAtS *float64 `json:"healed_at_s"` // nil if never healed by the run
-	Error     string   `json:"error,omitempty"`
+	WasLeader bool     `json:"was_leader"`  // the leader when it fired was among the members
+	AtS       float64  `json:"at_s"`        // its acting call began, seconds from load start
+	HealedAtS *float64 `json:"healed_at_s"` // the heal's acting call began; nil if never healed by the run
+	// CallMs is how long the acting call took (a signal: microseconds; a Docker API call: more): the
+	// fault took effect within it.
+	CallMs *float64 `json:"call_ms,omitempty"`
+	Error  string   `json:"error,omitempty"`
+	// What the fault cost, as seen from its injection to WindowEndS (the next fault, its heal plus
+	// workload.recovery, or the load's end): whether a leader change was seen (Election), and the
+	// longest span in which no prober write sent in it was acknowledged (OutageWriteMs).
+	Election       bool     `json:"election"`
+	OutageWriteMs  *float64 `json:"outage_write_ms"`
+	OutageFromS    *float64 `json:"outage_from_s,omitempty"`
+	WindowEndS     *float64 `json:"window_end_s,omitempty"`
+	ProbesAcked    int      `json:"probes_acked"`
+	SlowestProbeMs *float64 `json:"slowest_probe_ms,omitempty"`
 	// Network faults: the backend, the links as from->to, and, where the proxy carries them, the
 	// bytes each link delivered between the fault taking effect and its heal.
 	Network   string           `json:"network,omitempty"`
@@ -128,7 +150,8 @@ type FaultRecord struct {
 	LinkBytes map[string]int64 `json:"link_bytes,omitempty"`
 }
 
-// Failover is measured for a fault that took the leader away.
+// Failover is measured for a fault after which a leader change was seen (an election in a newer
+// term): a fault that cost no election has none, and adds no failover sample.
 type Failover struct {
 	Fault           int      `json:"fault"`
 	Action          string   `json:"action"`
@@ -151,16 +174,18 @@ type Recovery struct {
 	ReadRestoredMs *float64 `json:"read_restored_ms"`
 }
 
-// LatencyStats summarises one histogram, in milliseconds.
+// LatencyStats summarises one histogram of successful ops, in milliseconds; Failed counts the ops
+// left out of it because they failed (their latencies are in latency.failed).
 type LatencyStats struct {
-	Count int64   `json:"count"`
-	Min   float64 `json:"min_ms"`
-	Mean  float64 `json:"mean_ms"`
-	P50   float64 `json:"p50_ms"`
-	P90   float64 `json:"p90_ms"`
-	P99   float64 `json:"p99_ms"`
-	P999  float64 `json:"p999_ms"`
-	Max   float64 `json:"max_ms"`
+	Count  int64   `json:"count"`
+	Failed int64   `json:"failed,omitempty"`
+	Min    float64 `json:"min_ms"`
+	Mean   float64 `json:"mean_ms"`
+	P50    float64 `json:"p50_ms"`
+	P90    float64 `json:"p90_ms"`
+	P99    float64 `json:"p99_ms"`
+	P999   float64 `json:"p999_ms"`
+	Max    float64 `json:"max_ms"`
 }
 
 // Phase is a stretch of the run: warm-up, before, during and after each fault.
@@ -181,6 +206,21 @@ type RetryStats struct {
 	// PerSuccess is retry amplification: attempts per op that succeeded.
 	PerSuccess  float64 `json:"attempts_per_success"`
 	RetryTimeMs float64 `json:"retry_time_ms"`
+}
+
+// LoadStats is how the KV load kept to its schedule. TargetRate is 0 for a closed loop. An op is
+// late when it was sent more than LateAfterMs (the op timeout) after its due time; dropped when it
+// was due before the load ended but never sent; MaxBacklog is the most ops due and not yet sent at
+// once. AchievedRate counts the ops due after the warm-up that succeeded, per second after it.
+type LoadStats struct {
+	TargetRate   float64 `json:"target_rate"`
+	AchievedRate float64 `json:"achieved_rate"`
+	Late         int64   `json:"late"`
+	Dropped      int64   `json:"dropped"`
+	MaxBacklog   int64   `json:"max_backlog"`
+	Due          int64   `json:"due,omitempty"`
+	Sent         int64   `json:"sent"`
+	LateAfterMs  float64 `json:"late_after_ms,omitempty"`
 }
 
 // Throughput is completed ops per second of load (warm-up excluded).
@@ -214,6 +254,17 @@ type ProberStats struct {
 	Sent         int64   `json:"sent"`
 	Acked        int64   `json:"acked"`
 	Availability float64 `json:"availability"`
+}
+
+// State is the threshold's status; a result written before status existed has only Passed.
+func (t ThresholdResult) State() string {
+	switch {
+	case t.Status != "":
+		return t.Status
+	case t.Passed:
+		return "pass"
+	}
+	return "fail"
 }
 
 // Ms turns a duration into a pointer to milliseconds (nil for a negative duration: "not seen").

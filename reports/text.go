@@ -53,13 +53,22 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		tw.Flush()
 	}
-	if len(r.Failovers) > 0 {
-		fmt.Fprintln(&b, "\nfailover")
-		for _, f := range r.Failovers {
-			fmt.Fprintf(tw, "  #%d %s %s\tleader elected %s (%s)\twrites restored %s\tnew leader %s\n", f.Fault, f.Action, f.Member,
-				msText(f.LeaderElectedMs), orText(f.LeaderElectedBy, "-"), msText(f.WriteRestoredMs), orText(f.NewLeader, "none"))
-			if f.Note != "" {
-				fmt.Fprintf(tw, "  \t%s\n", f.Note)
+	if len(r.Faults) > 0 {
+		fmt.Fprintln(&b, "\nwhat each fault cost (measured, not predicted)")
+		for _, f := range r.Faults {
+			fo := FailoverOf(r, f.Index)
+			outage := ""
+			if f.OutageWriteMs != nil { // results written before outages were measured have none
+				outage = "write outage " + msText(f.OutageWriteMs)
+			}
+			switch {
+			case f.Error != "":
+				fmt.Fprintf(tw, "  #%d %s\tnot measured: the fault failed\n", f.Index, f.Action)
+			case fo == nil:
+				fmt.Fprintf(tw, "  #%d %s %s\tno election\t%s\t\n", f.Index, f.Action, strings.Join(f.Members, ","), outage)
+			default:
+				fmt.Fprintf(tw, "  #%d %s %s\tleader elected %s (%s)\twrites restored %s\t%s\tnew leader %s (term %d)\n", f.Index, f.Action, strings.Join(f.Members, ","),
+					msText(fo.LeaderElectedMs), orText(fo.LeaderElectedBy, "-"), msText(fo.WriteRestoredMs), outage, orText(fo.NewLeader, "none"), fo.NewTerm)
 			}
 		}
 		tw.Flush()
@@ -71,21 +80,27 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(&b, "\nlatency (ms, successful ops, warm-up excluded)")
-	fmt.Fprintln(tw, "  op\tcount\tp50\tp90\tp99\tp99.9\tmax")
+	fmt.Fprintf(&b, "\nlatency (ms, from the due time, successful ops, warm-up excluded; failed ops are left out and counted)%s\n", PathNote(r))
+	fmt.Fprintln(tw, "  op\tcount\tfailed\tp50\tp90\tp99\tp99.9\tmax")
 	for _, op := range sortedKeys(r.Latency) {
+		if op == "failed" {
+			continue
+		}
 		s := r.Latency[op]
-		fmt.Fprintf(tw, "  %s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", op, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max)
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", op, s.Count, s.Failed, s.P50, s.P90, s.P99, s.P999, s.Max)
+	}
+	if s, ok := r.Latency["failed"]; ok {
+		fmt.Fprintf(tw, "  (failed)\t%d\t\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", s.Count, s.P50, s.P90, s.P99, s.P999, s.Max)
 	}
 	tw.Flush()
 	if len(r.Phases) > 1 {
-		fmt.Fprintln(&b, "\np99 by phase (ms, all ops)")
+		fmt.Fprintln(&b, "\np99 by phase (ms, KV ops, each in the phase it was due)")
 		for _, p := range r.Phases {
 			if p.Name == "warmup" {
 				continue
 			}
 			s := p.Latency["all"]
-			fmt.Fprintf(tw, "  %s\t%.1fs-%.1fs\tcount %d\tp50 %.2f\tp99 %.2f\tmax %.2f\n", p.Name, p.StartS, p.EndS, s.Count, s.P50, s.P99, s.Max)
+			fmt.Fprintf(tw, "  %s\t%.1fs-%.1fs\tcount %d\tfailed %d\tp50 %.2f\tp99 %.2f\tmax %.2f\n", p.Name, p.StartS, p.EndS, s.Count, s.Failed, s.P50, s.P99, s.Max)
 		}
 		tw.Flush()
 	}
@@ -105,8 +120,9 @@ func WriteText(w io.Writer, r *Result) error {
 	if all, ok := r.Retries["all"]; ok {
 		fmt.Fprintf(&b, "retries: %.4f attempts/op, %d ops retried, max %d attempts, %.0fms spent backing off\n", all.PerOp, all.RetriedOps, all.MaxAttempts, all.RetryTimeMs)
 	}
-	fmt.Fprintf(&b, "throughput: avg %.0f ops/s, min %.0f, max %.0f; leader changes %d; prober availability %.4f\n",
-		r.Throughput.Avg, r.Throughput.Min, r.Throughput.Max, r.Leader.Changes, r.Prober.Availability)
+	fmt.Fprintf(&b, "throughput: avg %.0f ops/s, min %.0f, max %.0f (whole seconds after the warm-up); leader changes %d; prober availability %.4f (%d of %d writes during the load)\n",
+		r.Throughput.Avg, r.Throughput.Min, r.Throughput.Max, r.Leader.Changes, r.Prober.Availability, r.Prober.Acked, r.Prober.Sent)
+	fmt.Fprintf(&b, "load: %s\n", LoadText(r.Load))
 	for _, w := range r.Workloads {
 		fmt.Fprintf(&b, "workload %s (%s):", w.Name, w.Kind)
 		for _, k := range sortedKeys(w.Stats) {
@@ -140,11 +156,7 @@ func WriteText(w io.Writer, r *Result) error {
 	if len(r.Thresholds) > 0 {
 		fmt.Fprintln(&b, "\nthresholds")
 		for _, t := range r.Thresholds {
-			mark := "PASS"
-			if !t.Passed {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\tobserved %s\n", mark, t.Metric, t.Condition, t.Observed)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\tobserved %s\n", strings.ToUpper(t.State()), t.Metric, t.Condition, t.Observed)
 		}
 		tw.Flush()
 	}
@@ -155,6 +167,40 @@ func WriteText(w io.Writer, r *Result) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// FailoverOf returns the failover measured for fault i, or nil when the fault cost no election.
+func FailoverOf(r *Result, i int) *Failover {
+	for k := range r.Failovers {
+		if r.Failovers[k].Fault == i {
+			return &r.Failovers[k]
+		}
+	}
+	return nil
+}
+
+// LoadText says how the load kept to its schedule, in one line.
+func LoadText(l LoadStats) string {
+	if l.TargetRate == 0 {
+		return fmt.Sprintf("closed loop, achieved %.1f ops/s", l.AchievedRate)
+	}
+	return fmt.Sprintf("target %.0f ops/s, achieved %.1f; %d late (sent over %.0fms after due), %d dropped (due, never sent), max backlog %d",
+		l.TargetRate, l.AchievedRate, l.Late, l.LateAfterMs, l.Dropped, l.MaxBacklog)
+}
+
+// PathNote names the harness's proxies that sat in the measured paths (empty when none did).
+func PathNote(r *Result) string {
+	var in []string
+	if r.Cluster.ClientPath != "" && r.Cluster.ClientPath != "direct" {
+		in = append(in, "client links through the "+r.Cluster.ClientPath)
+	}
+	if r.Cluster.PeerPath != "" && r.Cluster.PeerPath != "direct" {
+		in = append(in, "peer links through the "+r.Cluster.PeerPath)
+	}
+	if len(in) == 0 {
+		return ""
+	}
+	return "\n  note: " + strings.Join(in, ", ") + " (the harness is in the measured path)"
 }
 
 func orText(s, def string) string {

@@ -18,17 +18,34 @@ type Metrics struct {
 	Retries       map[string]RetryStats
 	ProbesSent    int64
 	ProbesAcked   int64
+	// FaultsMeasured is how many faults were watched for what they cost (elections, outages).
+	FaultsMeasured int
 }
 
+// Threshold statuses.
+const (
+	ThresholdPass    = "pass"
+	ThresholdFail    = "fail"
+	ThresholdUnknown = "unknown"
+)
+
 // Evaluate holds every threshold against the metrics. A metric with no samples fails its threshold
-// ("no samples"): a threshold that cannot be checked must not pass silently.
+// ("no samples"): a threshold that cannot be checked must not pass silently. The one exception is a
+// failover metric when faults ran and none cost an election: the threshold is unknown (not
+// exercised), which is not a pass; the outage.write metric holds what those faults cost.
 func Evaluate(ths scenarios.Thresholds, m Metrics) []ThresholdResult {
 	out := make([]ThresholdResult, 0, len(ths))
 	for _, th := range ths {
 		v, text, ok := observe(th, m)
-		r := ThresholdResult{Metric: th.Metric, Condition: th.Expr, Observed: text}
+		r := ThresholdResult{Metric: th.Metric, Condition: th.Expr, Observed: text, Status: ThresholdFail}
+		if !ok && strings.HasPrefix(th.Metric, "failover.") && th.Metric != "failover.election_handover" && m.FaultsMeasured > 0 {
+			r.Status, r.Observed = ThresholdUnknown, fmt.Sprintf("not exercised: none of the %d faults cost an election (see outage.write)", m.FaultsMeasured)
+		}
 		if ok {
 			r.Passed = th.Holds(v)
+			if r.Passed {
+				r.Status = ThresholdPass
+			}
 			if !math.IsInf(v, 0) {
 				if th.IsDuration {
 					v /= float64(time.Millisecond)

@@ -228,6 +228,8 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("workload.connections", func() { w.Connections = min(w.Clients, 8) })
 	def("workload.timeout", func() { w.Timeout = Duration(time.Second) })
 	def("workload.recovery", func() { w.Recovery = Duration(15 * time.Second) })
+	def("workload.prober.interval", func() { w.Prober.Interval = Duration(10 * time.Millisecond) })
+	def("workload.prober.timeout", func() { w.Prober.Timeout = w.Timeout })
 	retryDefaults(def, "workload.retry", &w.Retry)
 	def("workload.mix", func() {
 		w.Mix = []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}}

@@ -53,8 +53,18 @@ type Workload struct {
 	Timeout     Duration `yaml:"timeout"`
 	Retry       Retry    `yaml:"retry"`
 	Mix         []Op     `yaml:"mix"`
-	// Recovery bounds how long after the load ends the harness waits for recovery measurements.
+	// Recovery bounds how long after the load ends the harness waits for recovery measurements, and
+	// how long after its heal a fault's window lasts (the next fault ends it sooner).
 	Recovery Duration `yaml:"recovery"`
+	// Prober is the failover prober: a linearizable put every interval, each with its own timeout.
+	Prober Prober `yaml:"prober"`
+}
+
+// Prober configures the failover prober. Its timeout defaults to the workload's: a write slower than
+// a short probe timeout is slow, not lost, and must not read as an outage.
+type Prober struct {
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
 }
 
 // Retry is a client retry policy.

@@ -36,7 +36,7 @@ var aggregations = map[MetricKind][]string{
 func MetricKindOf(name string) MetricKind {
 	switch name {
 	case "failover.leader_elected", "failover.write_restored", "recovery.caught_up", "recovery.read_restored",
-		"failover.election_handover", "lock_hold":
+		"failover.election_handover", "lock_hold", "outage.write", "latency.failed":
 		return Trend
 	case "errors", "availability":
 		return Rate
@@ -56,8 +56,9 @@ func MetricKindOf(name string) MetricKind {
 
 // MetricNames lists the threshold metric names, for error messages.
 func MetricNames() []string {
-	names := []string{"failover.leader_elected", "failover.write_restored", "recovery.caught_up",
-		"recovery.read_restored", "failover.election_handover", "lock_hold", "errors", "availability", "leader_changes", "throughput"}
+	names := []string{"failover.leader_elected", "failover.write_restored", "outage.write", "recovery.caught_up",
+		"recovery.read_restored", "failover.election_handover", "lock_hold", "errors", "availability", "leader_changes", "throughput",
+		"latency.failed"}
 	for _, op := range append(append([]string{}, MetricOps...), "all") {
 		names = append(names, "latency."+op)
 	}

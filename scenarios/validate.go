@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"sort"
@@ -130,6 +131,12 @@ func (v *validator) validate() {
 	}
 	if w.Timeout <= 0 {
 		v.bad("workload.timeout", "must be more than 0")
+	}
+	if w.Prober.Interval < Duration(time.Millisecond) || w.Prober.Interval > Duration(time.Second) {
+		v.bad("workload.prober.interval", "%s: valid: 1ms to 1s (the resolution of failover and outage times)", w.Prober.Interval)
+	}
+	if w.Prober.Timeout <= 0 {
+		v.bad("workload.prober.timeout", "must be more than 0 (default: workload.timeout)")
 	}
 	v.retry("workload.retry", w.Retry)
 	v.mix("workload.mix", w.Mix)
@@ -500,6 +507,17 @@ func (v *validator) checks() {
 	}
 	if l.Timeout <= 0 {
 		v.bad(p+".timeout", "must be more than 0")
+	}
+	// A history that fills before the faults end proves nothing about them.
+	if l.Enabled && l.Rate > 0 && l.MaxOps > 0 {
+		var last time.Duration
+		for _, f := range v.sc.Faults {
+			last = max(last, f.At.D()+f.Duration.D())
+		}
+		if covers := time.Duration(float64(l.MaxOps) / l.Rate * float64(time.Second)); last > 0 && covers < last {
+			v.bad(p+".max-ops", "%d ops at %g ops/s cover the first %s of the load, but the faults last until %s: raise max-ops to at least %d or lower the rate",
+				l.MaxOps, l.Rate, covers.Round(time.Millisecond), last, int(math.Ceil(last.Seconds()*l.Rate*1.2)))
+		}
 	}
 }
 
