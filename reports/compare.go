@@ -1,49 +1,54 @@
 package reports
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-// Delta is one metric compared between a baseline run and a new one.
+// Delta is one metric compared between baseline runs and new runs (one or more of each: the runs of
+// a --repeat folder). Base and New are the medians; +Inf stands for a measurement that never
+// completed (a failover not seen).
 type Delta struct {
-	Metric      string
-	Unit        string
-	Base, New   float64 // +Inf: not seen (a failover that never completed)
-	Change      float64 // (New-Base)/Base; NaN when Base is 0
-	LowerBetter bool
-	Regression  bool
-	Info        bool // shown, never a regression
+	Metric       string
+	Unit         string
+	Base, New    float64
+	BaseN, NewN  int     // samples on each side
+	Change       float64 // (New-Base)/Base; NaN when Base is 0
+	LowerBetter  bool
+	Regression   bool
+	Info         bool    // shown, never a regression
+	P            float64 // one-sided rank test p-value that the new runs are worse (NaN: not computed)
+	Allowed      float64 // how much worse the new median may be before it counts (the noise judged)
+	Why          string  // the reason for the verdict, in words
+	Disappeared  bool    // the baseline had the metric, the new runs do not
+	BaseSpread   float64 // max-min of the baseline samples
+	singleSample bool
 }
 
-// Compare lines up the metrics two runs share and flags a regression where the new run is worse
-// than the baseline by more than tol (0.1 = 10%) and by more than the metric's noise floor (1 ms,
-// 1 op/s, 0.1% of ops), so that a 0.2 ms p99 becoming 0.3 ms is not a failed night.
-func Compare(base, cur *Result, tol float64) []Delta {
-	var out []Delta
-	add := func(metric, unit string, b, n float64, lowerBetter bool, floor float64) {
-		d := Delta{Metric: metric, Unit: unit, Base: b, New: n, LowerBetter: lowerBetter, Change: math.NaN()}
-		if b != 0 && !math.IsInf(b, 0) && !math.IsInf(n, 0) {
-			d.Change = (n - b) / math.Abs(b)
-		}
-		worse := n - b
-		if !lowerBetter {
-			worse = b - n
-		}
-		switch {
-		case math.IsInf(n, 1) && !math.IsInf(b, 1) && lowerBetter:
-			d.Regression = true
-		case math.IsInf(b, 1) || math.IsInf(n, 1):
-		default:
-			d.Regression = worse > floor && worse > tol*math.Abs(b)
-		}
-		out = append(out, d)
-	}
-	maxOf := func(r *Result, pick func(*Result) []*float64) (float64, bool) {
-		vs := pick(r)
+// metric is one number a run yields for comparison.
+type metric struct {
+	unit        string
+	lowerBetter bool
+	floor       float64 // the noise floor: smaller changes never count
+	// electionNoise: a value that one election's randomized timeout can move by up to the election
+	// timeout (etcd draws it from [ET, 2ET)): failovers, and tails that span a failover.
+	electionNoise bool
+	info          bool
+}
+
+// runMetrics extracts the compared metrics of one run.
+func runMetrics(r *Result) (map[string]float64, map[string]metric) {
+	vals, kinds := map[string]float64{}, map[string]metric{}
+	put := func(name string, v float64, m metric) { vals[name], kinds[name] = v, m }
+	maxOf := func(vs []*float64) (float64, bool) {
 		if len(vs) == 0 {
 			return 0, false
 		}
@@ -56,51 +61,294 @@ func Compare(base, cur *Result, tol float64) []Delta {
 		}
 		return m, true
 	}
+	var elected, restored, outage, caught, read []*float64
+	for _, f := range r.Failovers {
+		elected, restored = append(elected, f.LeaderElectedMs), append(restored, f.WriteRestoredMs)
+	}
+	for _, f := range r.Faults {
+		if f.OutageWriteMs != nil {
+			outage = append(outage, f.OutageWriteMs)
+		}
+	}
+	for _, x := range r.Recoveries {
+		caught, read = append(caught, x.CaughtUpMs), append(read, x.ReadRestoredMs)
+	}
+	elections := len(r.Failovers) > 0
 	for _, m := range []struct {
-		name string
-		pick func(*Result) []*float64
+		name  string
+		vs    []*float64
+		noise bool
+		floor float64
 	}{
-		{"failover.leader_elected max", func(r *Result) (o []*float64) {
-			for _, f := range r.Failovers {
-				o = append(o, f.LeaderElectedMs)
-			}
-			return
-		}},
-		{"failover.write_restored max", func(r *Result) (o []*float64) {
-			for _, f := range r.Failovers {
-				o = append(o, f.WriteRestoredMs)
-			}
-			return
-		}},
-		{"recovery.caught_up max", func(r *Result) (o []*float64) {
-			for _, x := range r.Recoveries {
-				o = append(o, x.CaughtUpMs)
-			}
-			return
-		}},
-		{"recovery.read_restored max", func(r *Result) (o []*float64) {
-			for _, x := range r.Recoveries {
-				o = append(o, x.ReadRestoredMs)
-			}
-			return
-		}},
+		{"failover.leader_elected max", elected, true, 1}, {"failover.write_restored max", restored, true, 1},
+		{"outage.write max", outage, elections, 1}, {"recovery.caught_up max", caught, false, 50}, {"recovery.read_restored max", read, false, 50},
 	} {
-		b, okb := maxOf(base, m.pick)
-		n, okn := maxOf(cur, m.pick)
-		if okb && okn {
-			add(m.name, "ms", b, n, true, 1)
+		if v, ok := maxOf(m.vs); ok {
+			put(m.name, v, metric{unit: "ms", lowerBetter: true, floor: m.floor, electionNoise: m.noise})
 		}
 	}
-	for _, op := range sortedKeys(base.Latency) {
-		if n, ok := cur.Latency[op]; ok {
-			add("latency."+op+" p99", "ms", base.Latency[op].P99, n.P99, true, 1)
+	for op, s := range r.Latency {
+		if op == "failed" || s.Count == 0 {
+			continue
+		}
+		put("latency."+op+" p99", s.P99, metric{unit: "ms", lowerBetter: true, floor: 1, electionNoise: elections})
+	}
+	put("throughput avg", r.Throughput.Avg, metric{unit: "ops/s", floor: 1})
+	put("errors rate", rate(r.FailedOps, r.Ops), metric{lowerBetter: true, floor: 0.001})
+	if r.Prober.Sent > 0 {
+		put("availability", r.Prober.Availability, metric{floor: 0.001, electionNoise: elections})
+	}
+	put("leader_changes", float64(r.Leader.Changes), metric{unit: "count", info: true})
+	return vals, kinds
+}
+
+// electionTimeout is the run's election timeout (etcd's default when the scenario left it).
+func electionTimeout(r *Result) float64 {
+	if v, ok := r.Cluster.Etcd["election-timeout"]; ok {
+		if ms, err := scenarios.EtcdMillis(v); err == nil {
+			return float64(ms)
 		}
 	}
-	add("throughput avg", "ops/s", base.Throughput.Avg, cur.Throughput.Avg, false, 1)
-	add("errors rate", "", rate(base.FailedOps, base.Ops), rate(cur.FailedOps, cur.Ops), true, 0.001)
-	add("availability", "", base.Prober.Availability, cur.Prober.Availability, false, 0.001)
-	out = append(out, Delta{Metric: "leader_changes", Unit: "count", Base: float64(base.Leader.Changes), New: float64(cur.Leader.Changes), Info: true, Change: math.NaN()})
-	return out
+	return 1000
+}
+
+// ErrDifferentScenarios is returned by Compare when the runs are not of one scenario.
+var ErrDifferentScenarios = errors.New("the runs are of different scenarios")
+
+// Compare judges the new runs against the baseline runs, metric by metric, knowing each metric's
+// noise, so that one unlucky election is not a failed night:
+//   - with at least 2 runs on each side, a metric regresses when a one-sided rank test (Mann-Whitney)
+//     says the new runs are worse (p <= 0.05; with fewer than 3 a side, every new run worse than every
+//     baseline run), and the median is worse by more than the tolerance, the noise floor and the
+//     baseline's own spread (max - min);
+//   - with one run on a side there is no spread to learn from: a metric that one election's
+//     randomized timeout moves (failovers; tails and availability in a run with elections) must be
+//     worse by more than the election timeout too; others by more than the tolerance and floor;
+//   - a metric the baseline had and the new runs lack (a failover no longer seen) is a regression,
+//     and so is a failover that never completed in a new run.
+//
+// Runs of different scenarios are refused (ErrDifferentScenarios).
+func Compare(base, cur []*Result, tol float64) ([]Delta, error) {
+	if len(base) == 0 || len(cur) == 0 {
+		return nil, errors.New("nothing to compare: no runs on one side")
+	}
+	for _, r := range append(append([]*Result(nil), base...), cur...) {
+		if r.Scenario != base[0].Scenario {
+			return nil, fmt.Errorf("%w: %q and %q; compare runs of one scenario", ErrDifferentScenarios, base[0].Scenario, r.Scenario)
+		}
+	}
+	et := electionTimeout(base[0])
+	collect := func(rs []*Result) (map[string][]float64, map[string]metric) {
+		out, kinds := map[string][]float64{}, map[string]metric{}
+		for _, r := range rs {
+			vals, ks := runMetrics(r)
+			for k, v := range vals {
+				out[k] = append(out[k], v)
+				kinds[k] = ks[k]
+			}
+		}
+		return out, kinds
+	}
+	bv, bk := collect(base)
+	nv, _ := collect(cur)
+	names := make([]string, 0, len(bv))
+	for k := range bv {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(metricOrder(a), metricOrder(b)) })
+	var out []Delta
+	for _, name := range names {
+		k := bk[name]
+		b, n := bv[name], nv[name]
+		d := Delta{Metric: name, Unit: k.unit, LowerBetter: k.lowerBetter, Info: k.info, Change: math.NaN(), P: math.NaN(),
+			BaseN: len(b), NewN: len(n), Base: median(b), BaseSpread: spread(b)}
+		if len(n) == 0 {
+			d.New = math.NaN()
+			if !k.info {
+				d.Regression, d.Disappeared = true, true
+				d.Why = "the baseline has it, the new runs do not"
+			}
+			out = append(out, d)
+			continue
+		}
+		d.New = median(n)
+		if d.Base != 0 && !math.IsInf(d.Base, 0) && !math.IsInf(d.New, 0) {
+			d.Change = (d.New - d.Base) / math.Abs(d.Base)
+		}
+		if !k.info {
+			judge(&d, k, b, n, tol, et)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
+	worse := func(x, y float64) float64 { // how much worse y is than x
+		if k.lowerBetter {
+			return y - x
+		}
+		return x - y
+	}
+	if k.lowerBetter && slices.ContainsFunc(n, func(v float64) bool { return math.IsInf(v, 1) }) && !slices.ContainsFunc(b, func(v float64) bool { return math.IsInf(v, 1) }) {
+		d.Regression, d.Why = true, "never completed in a new run"
+		return
+	}
+	if math.IsInf(d.Base, 0) || math.IsInf(d.New, 0) {
+		d.Why = "not comparable: never completed in the baseline"
+		return
+	}
+	shift := worse(d.Base, d.New)
+	allowed := math.Max(tol*math.Abs(d.Base), k.floor)
+	if len(b) >= 2 && len(n) >= 2 {
+		allowed = math.Max(allowed, d.BaseSpread)
+		d.Allowed = allowed
+		if len(b) >= 3 && len(n) >= 3 {
+			d.P = rankTestWorse(b, n, k.lowerBetter)
+		} else {
+			d.P = math.NaN()
+		}
+		separated := d.P <= 0.05
+		if math.IsNaN(d.P) {
+			separated = allWorse(b, n, k.lowerBetter)
+		}
+		switch {
+		case shift > allowed && separated:
+			d.Regression = true
+			d.Why = fmt.Sprintf("worse by %s, beyond the tolerance and the baseline's spread (%s)", fmtVal(shift, d.Unit), fmtVal(d.BaseSpread, d.Unit))
+			if !math.IsNaN(d.P) {
+				d.Why += fmt.Sprintf("; rank test p=%.3f", d.P)
+			}
+		case shift > allowed:
+			d.Why = "worse, but the runs overlap: within the noise"
+		}
+		return
+	}
+	d.singleSample = true
+	if k.electionNoise {
+		allowed = math.Max(allowed, et)
+	}
+	d.Allowed = allowed
+	if shift > allowed {
+		d.Regression = true
+		d.Why = fmt.Sprintf("worse by %s, more than allowed (%s) for one run a side", fmtVal(shift, d.Unit), fmtVal(allowed, d.Unit))
+	} else if shift > math.Max(tol*math.Abs(d.Base), k.floor) {
+		d.Why = fmt.Sprintf("worse, but within one election timeout (%s): one run a side cannot tell; use --repeat", fmtVal(et, "ms"))
+	}
+}
+
+// metricOrder keeps failovers first, then outages, recoveries, latency, the rest.
+func metricOrder(name string) string {
+	for i, p := range []string{"failover.", "outage.", "recovery.", "latency.", "throughput", "errors", "availability"} {
+		if strings.HasPrefix(name, p) {
+			return fmt.Sprintf("%d%s", i, name)
+		}
+	}
+	return "9" + name
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	c := slices.Clone(v)
+	slices.Sort(c)
+	if len(c)%2 == 1 {
+		return c[len(c)/2]
+	}
+	a, b := c[len(c)/2-1], c[len(c)/2]
+	if math.IsInf(a, 0) || math.IsInf(b, 0) {
+		return b
+	}
+	return (a + b) / 2
+}
+
+func spread(v []float64) float64 {
+	if len(v) < 2 {
+		return 0
+	}
+	lo, hi := slices.Min(v), slices.Max(v)
+	if math.IsInf(hi, 0) {
+		return 0
+	}
+	return hi - lo
+}
+
+func allWorse(b, n []float64, lowerBetter bool) bool {
+	for _, x := range n {
+		for _, y := range b {
+			if (lowerBetter && x <= y) || (!lowerBetter && x >= y) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rankTestWorse is the one-sided Mann-Whitney U test that the new samples are worse than the
+// baseline's: the chance, were both drawn from one distribution, of a U at least as large. Exact by
+// enumeration for small samples, by the normal approximation for large ones.
+func rankTestWorse(b, n []float64, lowerBetter bool) float64 {
+	u := func(base, cur []float64) float64 {
+		var s float64
+		for _, x := range cur {
+			for _, y := range base {
+				switch {
+				case (lowerBetter && x > y) || (!lowerBetter && x < y):
+					s++
+				case x == y:
+					s += 0.5
+				}
+			}
+		}
+		return s
+	}
+	obs := u(b, n)
+	all := append(slices.Clone(b), n...)
+	nn := len(n)
+	if binom(len(all), nn) <= 200_000 {
+		var total, atLeast float64
+		idx := make([]int, nn)
+		var rec func(start, depth int)
+		rec = func(start, depth int) {
+			if depth == nn {
+				cur := make([]float64, 0, nn)
+				base := make([]float64, 0, len(b))
+				k := 0
+				for i, v := range all {
+					if k < nn && idx[k] == i {
+						cur = append(cur, v)
+						k++
+					} else {
+						base = append(base, v)
+					}
+				}
+				total++
+				if u(base, cur) >= obs-1e-9 {
+					atLeast++
+				}
+				return
+			}
+			for i := start; i <= len(all)-(nn-depth); i++ {
+				idx[depth] = i
+				rec(i+1, depth+1)
+			}
+		}
+		rec(0, 0)
+		return atLeast / total
+	}
+	n1, n2 := float64(len(b)), float64(nn)
+	mu, sigma := n1*n2/2, math.Sqrt(n1*n2*(n1+n2+1)/12)
+	z := (obs - mu - 0.5) / sigma
+	return 0.5 * math.Erfc(z/math.Sqrt2)
+}
+
+func binom(n, k int) float64 {
+	r := 1.0
+	for i := 1; i <= k; i++ {
+		r = r * float64(n-k+i) / float64(i)
+	}
+	return r
 }
 
 func rate(n, of int64) float64 {
@@ -122,9 +370,14 @@ func Regressed(ds []Delta) bool {
 
 func fmtVal(v float64, unit string) string {
 	switch {
+	case math.IsNaN(v):
+		return "-"
 	case math.IsInf(v, 1):
 		return "not seen"
 	case unit == "ms":
+		if v >= 1000 {
+			return FormatDuration(time.Duration(v * float64(time.Millisecond)))
+		}
 		return fmt.Sprintf("%.2fms", v)
 	case unit == "":
 		return fmt.Sprintf("%.4f", v)
@@ -135,28 +388,45 @@ func fmtVal(v float64, unit string) string {
 }
 
 // WriteCompare prints the deltas as a table and a last line saying whether anything regressed.
-func WriteCompare(w io.Writer, base, cur *Result, ds []Delta, tol float64) error {
+func WriteCompare(w io.Writer, base, cur []*Result, ds []Delta, tol float64) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "baseline %s (seed %d, %s) vs new %s (seed %d, %s), tolerance %.0f%%\n\n", base.Scenario, base.Seed, base.StartedAt.Format("2006-01-02 15:04"),
-		cur.Scenario, cur.Seed, cur.StartedAt.Format("2006-01-02 15:04"), tol*100)
+	side := func(rs []*Result) string {
+		if len(rs) == 1 {
+			return fmt.Sprintf("%s (seed %d, %s)", rs[0].Scenario, rs[0].Seed, rs[0].StartedAt.Format("2006-01-02 15:04"))
+		}
+		return fmt.Sprintf("%s (%d runs, medians)", rs[0].Scenario, len(rs))
+	}
+	fmt.Fprintf(&b, "baseline %s vs new %s, tolerance %.0f%%\n", side(base), side(cur), tol*100)
+	if len(base) < 3 || len(cur) < 3 {
+		fmt.Fprintf(&b, "note: %d baseline and %d new runs: with fewer than 3 a side, noisy metrics are judged against the election timeout, not a distribution (chaos run --repeat 3 gives one)\n",
+			len(base), len(cur))
+	}
+	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "metric\tbaseline\tnew\tchange\t")
+	fmt.Fprintln(tw, "metric\tbaseline\tnew\tchange\tverdict\t")
 	for _, d := range ds {
 		ch := "-"
 		if !math.IsNaN(d.Change) {
 			ch = fmt.Sprintf("%+.1f%%", d.Change*100)
 		}
-		verdict := ""
-		if d.Regression {
-			verdict = "REGRESSION"
+		verdict := d.Why
+		switch {
+		case d.Info:
+			verdict = "information only"
+		case d.Regression:
+			verdict = "REGRESSION: " + d.Why
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Metric, fmtVal(d.Base, d.Unit), fmtVal(d.New, d.Unit), ch, verdict)
+		newText := fmtVal(d.New, d.Unit)
+		if d.Disappeared {
+			newText = "missing"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", d.Metric, fmtVal(d.Base, d.Unit), newText, ch, verdict)
 	}
 	tw.Flush()
 	if Regressed(ds) {
-		b.WriteString("\nregressed beyond the tolerance\n")
+		b.WriteString("\nregressed beyond the noise and the tolerance\n")
 	} else {
-		b.WriteString("\nno regression beyond the tolerance\n")
+		b.WriteString("\nno regression beyond the noise and the tolerance\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

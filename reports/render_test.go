@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"io"
 	"math"
@@ -98,40 +99,81 @@ func TestCompareFlagsRegressions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	same := Compare(base, base, 0.1)
-	if Regressed(same) {
-		t.Fatalf("a run regressed against itself: %+v", same)
+	one := func(r *Result) []*Result { return []*Result{r} }
+	cmp := func(b, n []*Result, tol float64) []Delta {
+		t.Helper()
+		ds, err := Compare(b, n, tol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
 	}
-	worse := *base
-	worse.Failovers = append([]Failover(nil), base.Failovers...)
-	slow := *base.Failovers[0].WriteRestoredMs * 1.5
-	worse.Failovers[0].WriteRestoredMs = &slow
-	worse.Throughput.Avg = base.Throughput.Avg * 0.95 // within 10%
-	ds := Compare(base, &worse, 0.1)
-	var flagged []string
+	flagged := func(ds []Delta) string {
+		var out []string
+		for _, d := range ds {
+			if d.Regression {
+				out = append(out, d.Metric)
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	if ds := cmp(one(base), one(base), 0.1); Regressed(ds) {
+		t.Fatalf("a run regressed against itself: %+v", ds)
+	}
+	withFailover := func(ms float64) *Result {
+		r := *base
+		r.Failovers = append([]Failover(nil), base.Failovers...)
+		e, w := ms-2, ms
+		r.Failovers[0].LeaderElectedMs, r.Failovers[0].WriteRestoredMs = &e, &w
+		return &r
+	}
+	restored := *base.Failovers[0].WriteRestoredMs // 1449ms, election timeout 1000ms
+	// One run a side: a failover 50% slower is within one election's randomness (ET); 2.5x is not.
+	if f := flagged(cmp(one(base), one(withFailover(restored*1.5)), 0.1)); f != "" {
+		t.Errorf("one run a side, failover 1.5x: flagged %s, want nothing (within one election timeout)", f)
+	}
+	if f := flagged(cmp(one(base), one(withFailover(restored*2.5)), 0.1)); f != "failover.leader_elected max,failover.write_restored max" {
+		t.Errorf("one run a side, failover 2.5x: flagged %q", f)
+	}
+	// Three runs a side: the same distribution reordered passes; the same doctored 2x regresses,
+	// with the rank test's smallest possible p for 3 against 3 (1/20).
+	b3 := []*Result{withFailover(1200), withFailover(1449), withFailover(1900)}
+	same3 := []*Result{withFailover(1900), withFailover(1200), withFailover(1449)}
+	if f := flagged(cmp(b3, same3, 0.1)); f != "" {
+		t.Errorf("3 runs against the same 3 reordered: flagged %s", f)
+	}
+	ds := cmp(b3, []*Result{withFailover(2400), withFailover(2898), withFailover(3800)}, 0.1)
+	if f := flagged(ds); f != "failover.leader_elected max,failover.write_restored max" {
+		t.Errorf("doctored 2x over 3 runs: flagged %q", f)
+	}
 	for _, d := range ds {
-		if d.Regression {
-			flagged = append(flagged, d.Metric)
+		if d.Metric == "failover.write_restored max" && math.Abs(d.P-0.05) > 1e-9 {
+			t.Errorf("rank test p = %v, want 0.05", d.P)
 		}
 	}
-	if strings.Join(flagged, ",") != "failover.write_restored max" {
-		t.Fatalf("regressions = %v, want only failover.write_restored max", flagged)
+	// A shift inside the baseline's own spread is noise even when every new run is worse.
+	if f := flagged(cmp(b3, []*Result{withFailover(1500), withFailover(1600), withFailover(1950)}, 0.1)); f != "" {
+		t.Errorf("a shift within the baseline's spread flagged %s", f)
 	}
-	// Tolerance 60% lets the 50% slower failover pass.
-	if Regressed(Compare(base, &worse, 0.6)) {
-		t.Error("a 50% change regressed at a 60% tolerance")
+	// A failover that disappeared (no election in the new run) is a regression; so is one that
+	// never restored writes, whatever the tolerance.
+	gone := *base
+	gone.Failovers = nil
+	if f := flagged(cmp(one(base), one(&gone), 10)); !strings.Contains(f, "failover.write_restored max") {
+		t.Errorf("a disappeared failover: flagged %q", f)
 	}
-	// A failover that never restored writes is a regression whatever the tolerance.
-	never := worse
-	never.Failovers = []Failover{{Fault: 0, LeaderElectedMs: base.Failovers[0].LeaderElectedMs}}
-	for _, d := range Compare(base, &never, 10) {
-		if d.Metric == "failover.write_restored max" && (!d.Regression || !math.IsInf(d.New, 1)) {
-			t.Errorf("a never-restored failover: %+v", d)
-		}
+	never := *withFailover(restored)
+	never.Failovers[0].WriteRestoredMs = nil
+	if f := flagged(cmp(one(base), one(&never), 10)); f != "failover.write_restored max" {
+		t.Errorf("a never-restored failover: flagged %q", f)
 	}
 	// Below the noise floor a large relative change is not a regression: 0.2ms -> 0.3ms.
-	tiny := Compare(&Result{Latency: map[string]LatencyStats{"get": {P99: 0.2}}}, &Result{Latency: map[string]LatencyStats{"get": {P99: 0.3}}}, 0.1)
-	if Regressed(tiny) {
+	if Regressed(cmp(one(&Result{Latency: map[string]LatencyStats{"get": {P99: 0.2, Count: 1}}}), one(&Result{Latency: map[string]LatencyStats{"get": {P99: 0.3, Count: 1}}}), 0.1)) {
 		t.Errorf("0.2ms -> 0.3ms p99 counted as a regression")
+	}
+	other := *base
+	other.Scenario = "leader-kill"
+	if _, err := Compare(one(base), one(&other), 0.1); !errors.Is(err, ErrDifferentScenarios) {
+		t.Errorf("different scenarios: err %v, want ErrDifferentScenarios", err)
 	}
 }

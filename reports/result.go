@@ -58,6 +58,10 @@ type Result struct {
 	Checks []Check `json:"checks"`
 	// Workloads are the workloads beside the main KV load, with what each measured.
 	Workloads []WorkloadResult `json:"workloads,omitempty"`
+	// Repeats and Aggregate are set on the top result.json of a chaos run --repeat folder: its runs,
+	// and each compared metric over them.
+	Repeats   []RepeatRun          `json:"repeats,omitempty"`
+	Aggregate map[string]Aggregate `json:"aggregate,omitempty"`
 }
 
 // Check statuses.

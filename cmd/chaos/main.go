@@ -119,6 +119,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 		verbose      bool
 		noProgress   bool
 		cpuProfile   string
+		repeat       int
 	)
 	c := &cobra.Command{
 		Use:   "run FILE.yaml|NAME",
@@ -161,26 +162,28 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			fmt.Fprintf(stderr, "chaos: running %s (seed %d) into %s\n", sc.Name, sc.Seed, out)
-			res, runErr := harness.Run(ctx, sc, harness.Options{Out: out, NodeCommand: nodeCommand, KeepData: keepData, Progress: progress, Logger: logger})
-			if res != nil && res.Verdict != "" {
-				var b strings.Builder
-				_ = reports.WriteText(&b, res)
-				fmt.Fprint(stdout, b.String())
-				if err := reports.WriteReports(out); err != nil {
-					fmt.Fprintln(stderr, "chaos: writing the reports:", err)
+			one := func(sc *scenarios.Scenario, out string) (*reports.Result, error) {
+				fmt.Fprintf(stderr, "chaos: running %s (seed %d) into %s\n", sc.Name, sc.Seed, out)
+				res, runErr := harness.Run(ctx, sc, harness.Options{Out: out, NodeCommand: nodeCommand, KeepData: keepData, Progress: progress, Logger: logger})
+				if res != nil && res.Verdict != "" {
+					var b strings.Builder
+					_ = reports.WriteText(&b, res)
+					fmt.Fprint(stdout, b.String())
+					if err := reports.WriteReports(out); err != nil {
+						fmt.Fprintln(stderr, "chaos: writing the reports:", err)
+					}
+					fmt.Fprintf(stderr, "chaos: results in %s (report: %s)\n", out, filepath.Join(out, "report.html"))
 				}
-				fmt.Fprintf(stderr, "chaos: results in %s (report: %s)\n", out, filepath.Join(out, "report.html"))
+				return res, runErr
 			}
-			switch {
-			case runErr != nil:
-				return &exitError{exitInfra, runErr}
-			case res.Verdict == reports.VerdictInterrupted:
-				return &exitError{exitInfra, errors.New("interrupted: every fault was healed and the cluster stopped")}
-			case !res.Passed:
-				return &exitError{exitFail, errors.New(res.Reason)}
+			if repeat < 1 {
+				return badInput(fmt.Errorf("--repeat %d: valid: 1 or more runs", repeat))
 			}
-			return nil
+			if repeat == 1 {
+				res, runErr := one(sc, out)
+				return runExit(res, runErr)
+			}
+			return runRepeats(ctx, sc, out, repeat, one, stdout, stderr)
 		},
 	}
 	f := c.Flags()
@@ -193,7 +196,84 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&nodeBin, "node-binary", "", "chaos binary that runs embedded members (default: this one)")
 	_ = f.MarkHidden("node-binary")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write the harness's CPU profile to this file")
+	f.IntVar(&repeat, "repeat", 1, "run the scenario N times (seeds seed..seed+N-1) into repeat-1/..repeat-N/ under --out, with their aggregate at the top")
 	return c
+}
+
+// runExit turns one run's outcome into the command's exit.
+func runExit(res *reports.Result, runErr error) error {
+	switch {
+	case runErr != nil:
+		return &exitError{exitInfra, runErr}
+	case res.Verdict == reports.VerdictInterrupted:
+		return &exitError{exitInfra, errors.New("interrupted: every fault was healed and the cluster stopped")}
+	case !res.Passed:
+		return &exitError{exitFail, errors.New(res.Reason)}
+	}
+	return nil
+}
+
+// runRepeats runs the scenario n times, seeds seed..seed+n-1, one folder each, and writes their
+// aggregate (result.json with each run and each compared metric over them, summary.txt) at the top.
+func runRepeats(ctx context.Context, sc *scenarios.Scenario, out string, n int,
+	one func(*scenarios.Scenario, string) (*reports.Result, error), stdout, stderr io.Writer) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return &exitError{exitInfra, err}
+	}
+	top := &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File, Seed: sc.Seed,
+		StartedAt: time.Now().UTC(), Verdict: reports.VerdictPass, Passed: true}
+	var runs []*reports.Result
+	var exit error
+	for i := 1; i <= n && ctx.Err() == nil; i++ {
+		s := *sc
+		s.Seed = sc.Seed + int64(i-1)
+		dir := fmt.Sprintf("repeat-%d", i)
+		res, runErr := one(&s, filepath.Join(out, dir))
+		if res == nil {
+			res = &reports.Result{Scenario: sc.Name, Seed: s.Seed, Verdict: reports.VerdictError, Reason: fmt.Sprint(runErr)}
+		} else {
+			runs = append(runs, res)
+			if top.Cluster.Provider == "" {
+				top.Cluster = res.Cluster
+			}
+		}
+		top.Repeats = append(top.Repeats, reports.RepeatRun{Dir: dir, Seed: s.Seed, Verdict: res.Verdict, Passed: res.Passed, Reason: res.Reason})
+		if err := runExit(res, runErr); err != nil {
+			var ee *exitError
+			if errors.As(err, &ee) && (exit == nil || ee.code > exit.(*exitError).code) {
+				exit = err
+			}
+			top.Passed = false
+			if ee.code == exitInfra {
+				top.Verdict = reports.VerdictError
+			} else if top.Verdict == reports.VerdictPass {
+				top.Verdict = reports.VerdictFail
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		top.Passed, top.Verdict = false, reports.VerdictInterrupted
+		exit = &exitError{exitInfra, errors.New("interrupted: every fault was healed and the cluster stopped")}
+	}
+	var failed []string
+	for _, rr := range top.Repeats {
+		if !rr.Passed {
+			failed = append(failed, fmt.Sprintf("%s %s", rr.Dir, rr.Verdict))
+		}
+	}
+	if len(failed) > 0 {
+		top.Reason = fmt.Sprintf("%d of %d runs did not pass: %s", len(failed), len(top.Repeats), strings.Join(failed, ", "))
+	}
+	top.Aggregate = reports.AggregateOf(runs)
+	top.EndedAt = time.Now().UTC()
+	if err := reports.WriteRepeat(out, top); err != nil {
+		return &exitError{exitInfra, err}
+	}
+	var b strings.Builder
+	_ = reports.WriteRepeatSummary(&b, top)
+	fmt.Fprint(stdout, "\n"+b.String())
+	fmt.Fprintf(stderr, "chaos: %d runs in %s\n", len(top.Repeats), out)
+	return exit
 }
 
 func isTerminal(w io.Writer) bool {
@@ -326,32 +406,35 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 	var tolerance string
 	c := &cobra.Command{
 		Use:   "compare BASE NEW",
-		Short: "Compare a run with a baseline run; exit 1 on a regression beyond the tolerance",
-		Long: "Compares failover and recovery times, p99 latency per op, throughput, error rate and availability of two run\n" +
-			"folders (or result.json files). A metric regresses when the new run is worse by more than the tolerance\n" +
-			"and by more than its noise floor (1ms, 1 op/s, 0.1%).",
+		Short: "Compare runs with baseline runs; exit 1 on a regression beyond the noise and the tolerance",
+		Long: "Compares failover, outage and recovery times, p99 latency per op, throughput, error rate and availability.\n" +
+			"BASE and NEW are run folders (or their result.json) or chaos run --repeat folders (every run in them).\n" +
+			"With 2 or more runs a side, a metric regresses when a rank test says the new runs are worse (p <= 0.05;\n" +
+			"every new run worse with fewer than 3) and the median is worse by more than the tolerance, the noise floor\n" +
+			"(1ms, 1 op/s, 0.1%) and the baseline's own spread. With one run a side, metrics that one election's\n" +
+			"randomized timeout moves must also be worse by more than the election timeout. A metric that disappeared\n" +
+			"is a regression. Runs of different scenarios are refused (exit 2).",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tol, err := parseTolerance(tolerance)
 			if err != nil {
 				return badInput(err)
 			}
-			var rs [2]*reports.Result
+			var rs [2][]*reports.Result
 			for i, a := range args {
-				dir := a
-				if filepath.Base(a) == "result.json" {
-					dir = filepath.Dir(a)
-				}
-				if rs[i], err = reports.ReadResult(dir); err != nil {
+				if rs[i], err = reports.ReadRuns(a); err != nil {
 					return badInput(fmt.Errorf("%s: %w", a, err))
 				}
 			}
-			ds := reports.Compare(rs[0], rs[1], tol)
+			ds, err := reports.Compare(rs[0], rs[1], tol)
+			if err != nil {
+				return badInput(err)
+			}
 			if err := reports.WriteCompare(stdout, rs[0], rs[1], ds, tol); err != nil {
 				return &exitError{exitInfra, err}
 			}
 			if reports.Regressed(ds) {
-				return &exitError{exitFail, errors.New("regressed beyond the tolerance")}
+				return &exitError{exitFail, errors.New("regressed beyond the noise and the tolerance")}
 			}
 			return nil
 		},
