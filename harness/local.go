@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -785,3 +787,41 @@ func (m *localMember) stop(ctx context.Context, grace time.Duration) error {
 }
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// MemberMetric reads one unlabelled metric from a member's own /metrics (etcd's Prometheus
+// endpoint on its client URL), over the harness's control path.
+func (c *LocalCluster) MemberMetric(ctx context.Context, member, name string) (float64, error) {
+	var m *localMember
+	for _, x := range c.members {
+		if x.name == member {
+			m = x
+		}
+	}
+	if m == nil {
+		return 0, fmt.Errorf("no member %s", member)
+	}
+	tr := &http.Transport{}
+	if d := c.dial(); d != nil {
+		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d(ctx, addr) }
+	}
+	defer tr.CloseIdleConnections()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, m.realURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the metrics of %s: %w", member, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no metric %s", member, name)
+}

@@ -204,6 +204,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	}
 	defer hlog.Close()
 
+	seenAtStart := r.etcdLeaderChanges(ctx)
 	r.loadStart = time.Now()
 	res.LoadStartedAt = r.loadStart.UTC()
 	r.events.SetZero(r.loadStart)
@@ -256,6 +257,16 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.rec.Flush(end)
 	r.prober.StopCounting()
 	r.events.Log(end, "load_ended")
+	// etcd's own count of the leader changes each member saw during the load: a witness for
+	// leader_changes. A member restarted meanwhile counts from its restart, so it is left out.
+	for name, after := range r.etcdLeaderChanges(ctx) {
+		if before, ok := seenAtStart[name]; ok && before.pid == after.pid && after.n >= before.n {
+			if res.Leader.SeenByEtcd == nil {
+				res.Leader.SeenByEtcd = map[string]int{}
+			}
+			res.Leader.SeenByEtcd[name] = int(after.n - before.n)
+		}
+	}
 
 	// Recovery measurements may still be running: give them workload.recovery at most.
 	if ctx.Err() == nil {
@@ -269,6 +280,22 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	stopMeasuring()
 	measWG.Wait()
 	return r.finish(ctx, res, end)
+}
+
+type counterAt struct {
+	n   float64
+	pid int
+}
+
+// etcdLeaderChanges reads etcd_server_leader_changes_seen_total from every member that answers.
+func (r *run) etcdLeaderChanges(ctx context.Context) map[string]counterAt {
+	out := map[string]counterAt{}
+	for _, m := range r.cl.Members() {
+		if v, err := r.cl.MemberMetric(ctx, m.Name(), "etcd_server_leader_changes_seen_total"); err == nil {
+			out[m.Name()] = counterAt{n: v, pid: m.PID()}
+		}
+	}
+	return out
 }
 
 func failInfra(res *reports.Result, err error) (*reports.Result, error) {

@@ -31,7 +31,7 @@ workloads:
   - {kind: kv, name: no-retry, clients: 4, rate: 50, retry: {attempts: 1}, mix: [{op: put, keys: 50}]}
   - {kind: kv, name: patient, clients: 4, rate: 50, retry: {attempts: 8, backoff: 20ms, deadline: 5s, on: [deadline, unavailable, no_leader, leader_changed, server_timeout]}, mix: [{op: put, keys: 50}]}
 checks:
-  linearizability: {enabled: true, keys: 3, clients: 4, rate: 50, max-ops: 500}
+  linearizability: {enabled: true, keys: 3, clients: 4, rate: 50, max-ops: 800}
 faults:
   - {at: 6s, action: kill, target: leader, duration: 4s}
 thresholds:

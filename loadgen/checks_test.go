@@ -180,3 +180,31 @@ func TestLeaseExpiryBounds(t *testing.T) {
 		t.Error("expiredEarly does not hold the TTL")
 	}
 }
+
+// A put whose first attempt timed out but was applied, then applied again by its retry, reaches the
+// watchers twice: a duplicate of the client's making, reported, not a violation. The same second
+// event for a put acknowledged in one attempt is a violation (etcd applied it twice).
+func TestWatchCompleteTellsRetryDuplicates(t *testing.T) {
+	mk := func(retried bool) *watchLoad {
+		key := "chaos/watch/w/0/00000001"
+		l := &watchLoad{b: scenarios.Block{Name: "w"}, acked: map[string]ackedPut{key: {rev: 12, retried: retried}}, unknown: map[string]bool{},
+			sent: map[string]time.Time{}}
+		l.ws = []*watcherState{{prefix: "chaos/watch/w/0/", last: 12, got: map[int64]string{10: key, 12: key}}}
+		return l
+	}
+	o := mk(true).Finish(nil)
+	complete := o.Checks[1]
+	if complete.Status != reports.CheckPass || !strings.Contains(complete.Summary, "duplicates made by client retries") {
+		t.Errorf("a retried put delivered twice: %+v", complete)
+	}
+	if c := mk(false).Finish(nil).Checks[1]; c.Status != reports.CheckFail || c.Violations != 1 {
+		t.Errorf("a single-attempt put delivered at two revisions must fail: %+v", c)
+	}
+	empty := &watchLoad{b: scenarios.Block{Name: "w"}, acked: map[string]ackedPut{}, unknown: map[string]bool{}, sent: map[string]time.Time{},
+		ws: []*watcherState{{prefix: "chaos/watch/w/0/", got: map[int64]string{}}}}
+	for _, c := range empty.Finish(nil).Checks {
+		if c.Status != reports.CheckUnknown {
+			t.Errorf("%s with nothing delivered: %s, want unknown", c.Name, c.Status)
+		}
+	}
+}

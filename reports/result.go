@@ -251,6 +251,9 @@ type LeaderStats struct {
 	Initial string   `json:"initial"`
 	Final   string   `json:"final"`
 	Terms   []uint64 `json:"terms"`
+	// SeenByEtcd is, per member that ran through the whole load, how many leader changes etcd
+	// itself counted meanwhile (etcd_server_leader_changes_seen_total): a witness for Changes.
+	SeenByEtcd map[string]int `json:"seen_by_etcd,omitempty"`
 }
 
 // ProberStats is the failover prober's record.

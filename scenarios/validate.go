@@ -514,7 +514,8 @@ func (v *validator) checks() {
 		for _, f := range v.sc.Faults {
 			last = max(last, f.At.D()+f.Duration.D())
 		}
-		if covers := time.Duration(float64(l.MaxOps) / l.Rate * float64(time.Second)); last > 0 && covers < last {
+		// A margin of a tenth: ops that fail or time out take their time too.
+		if covers := time.Duration(float64(l.MaxOps) / l.Rate * float64(time.Second)); last > 0 && covers < last+last/10 {
 			v.bad(p+".max-ops", "%d ops at %g ops/s cover the first %s of the load, but the faults last until %s: raise max-ops to at least %d or lower the rate",
 				l.MaxOps, l.Rate, covers.Round(time.Millisecond), last, int(math.Ceil(last.Seconds()*l.Rate*1.2)))
 		}

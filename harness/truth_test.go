@@ -1,0 +1,253 @@
+package harness
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// The measurement-truth suite: each headline number held against something the harness did not
+// compute itself (etcd's log and metrics, etcd's revision count, a stall of known length), with a
+// negative control where one makes sense.
+
+// Three faults, and what each cost is what was seen: a pause shorter than the election timeout and a
+// one-way delay from the leader cost no election (no failover sample, never +Inf); a leader kill
+// costs one, timed against the new leader's own log; leader_changes matches etcd's own counter.
+const whatWasSeen = `
+name: what-was-seen
+seed: 3
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms}
+workload:
+  duration: 19s
+  warmup: 2s
+  rate: 200
+  mix: [{op: put, weight: 1, keys: 100}]
+faults:
+  - {at: 3s, action: pause, target: leader, duration: 300ms}
+  - {at: 5s, action: delay, one-way: {from: leader, to: all}, latency: 10ms, duration: 4s}
+  - {at: 11s, action: kill, target: leader, duration: 3s}
+thresholds:
+  failover.write_restored: ["max < 3s"]
+  outage.write: ["max < 5s"]
+`
+
+func TestFaultsCostWhatWasSeen(t *testing.T) {
+	res, out := runScenario(t, whatWasSeen)
+	if len(res.Faults) != 3 {
+		t.Fatalf("faults = %+v", res.Faults)
+	}
+	pause, delay, kill := res.Faults[0], res.Faults[1], res.Faults[2]
+	for _, f := range res.Faults {
+		t.Logf("#%d %s: election %v, write outage %.1fms, slowest probe %.1fms, %d probes acknowledged", f.Index, f.Action, f.Election,
+			deref(f.OutageWriteMs), deref(f.SlowestProbeMs), f.ProbesAcked)
+		if f.OutageWriteMs == nil {
+			t.Fatalf("#%d: no outage measured", f.Index)
+		}
+	}
+	// The pause: no election, and the stall (300ms, injected) is seen in the slowest acknowledged
+	// probe, while no acknowledged write was missing for long (the prober's timeout is 1s).
+	if pause.Election || reports.FailoverOf(res, 0) != nil {
+		t.Errorf("a 300ms pause (election timeout 1s) was reported as an election: %+v", res.Failovers)
+	}
+	if got := *pause.SlowestProbeMs; got < 250 || got > 600 {
+		t.Errorf("slowest probe during the 300ms pause: %.1fms, want about 300ms", got)
+	}
+	if *pause.OutageWriteMs >= 300 {
+		t.Errorf("pause: write outage %.1fms, but writes sent during it were acknowledged", *pause.OutageWriteMs)
+	}
+	// The one-way delay from the leader: writes never stopped.
+	if delay.Election || *delay.OutageWriteMs > 500 {
+		t.Errorf("one-way 10ms delay from the leader: election %v, outage %.1fms; want neither", delay.Election, *delay.OutageWriteMs)
+	}
+	// The kill: one election, against etcd's own log on the new leader.
+	fo := reports.FailoverOf(res, 2)
+	if !kill.Election || fo == nil || fo.LeaderElectedMs == nil || fo.WriteRestoredMs == nil {
+		t.Fatalf("the leader kill: election %v, failover %+v", kill.Election, fo)
+	}
+	if len(res.Failovers) != 1 {
+		t.Errorf("failovers = %+v, want the kill's alone", res.Failovers)
+	}
+	elected := etcdElectedAt(t, filepath.Join(out, "members", fo.NewLeader, "etcd.log"), fo.NewTerm)
+	injected := res.LoadStartedAt.Add(time.Duration(kill.AtS * float64(time.Second)))
+	if diff := ms(fo.LeaderElectedMs) - elected.Sub(injected); diff < -5*time.Millisecond || diff > 40*time.Millisecond {
+		t.Errorf("leader elected %v after the kill by the harness, %v by etcd's log: differ by %v", ms(fo.LeaderElectedMs), elected.Sub(injected), diff)
+	}
+	if *kill.OutageWriteMs < *fo.LeaderElectedMs-20 {
+		t.Errorf("the kill's write outage %.1fms is shorter than the election (%.1fms)", *kill.OutageWriteMs, *fo.LeaderElectedMs)
+	}
+	// leader_changes against etcd's own counter on every member that ran the whole load.
+	if len(res.Leader.SeenByEtcd) < 2 {
+		t.Fatalf("etcd's leader change counters: %v, want the two members that were not killed", res.Leader.SeenByEtcd)
+	}
+	for m, n := range res.Leader.SeenByEtcd {
+		if n != res.Leader.Changes {
+			t.Errorf("leader_changes %d, but %s's etcd_server_leader_changes_seen_total rose by %d", res.Leader.Changes, m, n)
+		}
+	}
+	// The threshold had one sample; the delay needed the peer proxy, nothing needed the client one.
+	if !res.Passed {
+		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	if res.Cluster.ClientPath != "direct" || res.Cluster.PeerPath != "proxy" {
+		t.Errorf("paths: client %s, peer %s; want direct and proxy", res.Cluster.ClientPath, res.Cluster.PeerPath)
+	}
+	// Prober availability covers the load after the warm-up only: one write per 10ms.
+	if want := int64(17 * 100); res.Prober.Sent < want*95/100 || res.Prober.Sent > want*101/100 {
+		t.Errorf("prober sent %d writes during the load, want about %d", res.Prober.Sent, want)
+	}
+	assertNoLeftovers(t, out)
+}
+
+// A failover threshold that no fault exercised is unknown: not a pass, and not etcd's failure.
+func TestFailoverThresholdNotExercised(t *testing.T) {
+	res, _ := runScenario(t, strings.Replace(whatWasSeen, "  - {at: 11s, action: kill, target: leader, duration: 3s}\n", "", 1),
+		"workload.duration=11s")
+	var th *reports.ThresholdResult
+	for i := range res.Thresholds {
+		if res.Thresholds[i].Metric == "failover.write_restored" {
+			th = &res.Thresholds[i]
+		}
+	}
+	if th == nil || th.Status != reports.ThresholdUnknown || th.Passed || !strings.Contains(th.Observed, "not exercised") {
+		t.Fatalf("failover threshold with no election: %+v", th)
+	}
+	if !res.Passed || len(res.Failovers) != 0 {
+		t.Errorf("verdict %s (%s), failovers %+v: want a pass with none", res.Verdict, res.Reason, res.Failovers)
+	}
+}
+
+// Coordinated omission: freezing every member for 2s under an open loop must show in the latency
+// (counted from the due time) and in late, where a closed loop would hide it. The negative control,
+// the same load without the stall, has no late op and reaches its target rate.
+const stallAll = `
+name: stall-all
+seed: 5
+cluster: {size: 3}
+workload:
+  duration: 12s
+  warmup: 2s
+  rate: 200
+  clients: 16
+  timeout: 500ms
+  retry: {attempts: 20, backoff: 20ms, max-backoff: 100ms}
+  mix: [{op: put, weight: 1, keys: 100}]
+faults:
+  - {at: 5s, action: pause, target: all, duration: 2s}
+`
+
+func TestOpenLoopShowsAStall(t *testing.T) {
+	res, _ := runScenario(t, stallAll)
+	put := res.Latency["put"]
+	var during reports.LatencyStats
+	for _, p := range res.Phases {
+		if p.Name == "during #0" {
+			during = p.Latency["put"]
+		}
+	}
+	t.Logf("put p50 %.1fms p99 %.1fms max %.1fms; during the stall p50 %.1fms; load %s", put.P50, put.P99, put.Max, during.P50, reports.LoadText(res.Load))
+	// Ops due at the stall's start waited it out: about 2s, from their due time.
+	if put.Max < 1800 || put.Max > 3500 {
+		t.Errorf("put max %.1fms, want about the 2s stall", put.Max)
+	}
+	if put.P99 < 1000 {
+		t.Errorf("put p99 %.1fms hides a 2s stall of every member (a sixth of the load was due in it)", put.P99)
+	}
+	if during.P50 < 500 {
+		t.Errorf("ops due during the stall: p50 %.1fms, want most of them held", during.P50)
+	}
+	if res.Load.Late < 100 || res.Load.MaxBacklog < 100 {
+		t.Errorf("late %d, max backlog %d: the stall's 400 ops were sent late", res.Load.Late, res.Load.MaxBacklog)
+	}
+	if res.Load.Dropped > 2 {
+		t.Errorf("dropped %d: every op due was sent once the stall ended", res.Load.Dropped)
+	}
+
+	ctl, _ := runScenario(t, stallAll, "faults=[]", "workload.duration=6s")
+	t.Logf("control: put p99 %.1fms; load %s", ctl.Latency["put"].P99, reports.LoadText(ctl.Load))
+	if ctl.Load.Late != 0 || ctl.Load.Dropped > 2 || ctl.Load.MaxBacklog > 16 {
+		t.Errorf("control: late %d, dropped %d, backlog %d; want none", ctl.Load.Late, ctl.Load.Dropped, ctl.Load.MaxBacklog)
+	}
+	if r := ctl.Load.AchievedRate / ctl.Load.TargetRate; r < 0.97 || r > 1.03 {
+		t.Errorf("control: achieved %.1f ops/s of %v", ctl.Load.AchievedRate, ctl.Load.TargetRate)
+	}
+	if ctl.Latency["put"].P99 > 200 {
+		t.Errorf("control: put p99 %.1fms, want a healthy cluster's", ctl.Latency["put"].P99)
+	}
+}
+
+// The load's count of acknowledged puts against etcd's own revision count (each put is one
+// revision), closed and open loop, with nothing else writing; and the open loop's achieved rate
+// against its target.
+func TestAckedPutsMatchEtcdRevisions(t *testing.T) {
+	c := startCluster(t, 3, "direct")
+	ctx := context.Background()
+	cli, err := loadgen.MeasureClient(c.Endpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	rev := func() int64 {
+		t.Helper()
+		r, err := cli.Get(ctx, "chaos/none")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+	mix := []scenarios.Op{{Op: "put", Weight: 1, Keys: 50, Distribution: "uniform", ValueSize: 64}}
+	for _, tc := range []struct {
+		name   string
+		rate   float64
+		maxOps int64
+		dur    time.Duration
+	}{{"closed loop", 0, 1500, 20 * time.Second}, {"open loop", 300, 0, 3 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			rec := loadgen.NewRecorder(start, nil)
+			rec.SetPhase("before", start)
+			kv, err := loadgen.NewKV(loadgen.Config{Endpoints: c.Endpoints(), Clients: 8, Connections: 4, Rate: tc.rate, Timeout: 2 * time.Second,
+				Retry: loadgen.RetryPolicy{Attempts: 1}, Mix: mix, Seed: 1, MaxOps: tc.maxOps}, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kv.Close()
+			before := rev()
+			lctx, cancel := context.WithTimeout(ctx, tc.dur)
+			kv.Run(lctx, start)
+			cancel()
+			end := time.Now()
+			time.Sleep(200 * time.Millisecond) // a put the deadline cut may still be applied
+			delta := rev() - before
+			s := rec.Summarize(end)
+			t.Logf("%s: %d puts acknowledged, %d failed; etcd's revision rose by %d; achieved %.1f ops/s", tc.name, s.Ops-s.Failed, s.Failed, delta,
+				float64(s.Ops-s.Failed)/end.Sub(start).Seconds())
+			if s.Failed != 0 {
+				t.Fatalf("%d puts failed on a healthy cluster", s.Failed)
+			}
+			if tc.maxOps > 0 && s.Ops != tc.maxOps {
+				t.Errorf("recorded %d ops, want %d", s.Ops, tc.maxOps)
+			}
+			// Puts in flight when the deadline cut them are not recorded but may be applied: at most
+			// one per client.
+			if delta < s.Ops || delta > s.Ops+8 {
+				t.Errorf("etcd's revision rose by %d, the load recorded %d acknowledged puts", delta, s.Ops)
+			}
+			if tc.rate > 0 {
+				if got := float64(s.Ops) / end.Sub(start).Seconds(); got < tc.rate*0.97 || got > tc.rate*1.02 {
+					t.Errorf("achieved %.1f ops/s, target %v", got, tc.rate)
+				}
+				if st := kv.Load(end); st.Late != 0 || st.Dropped > 1 {
+					t.Errorf("load %+v: nothing should be late or dropped on a healthy cluster", st)
+				}
+			}
+		})
+	}
+}
