@@ -24,10 +24,16 @@ func cpuTime() time.Duration {
 }
 
 // benchCluster starts a local 3-member cluster for a benchmark and stops it after.
+// network "default" is how chaos run wires a scenario without network faults (network: proxy, but no
+// proxy in any path); "proxy" puts every client and peer link through the proxy, as network faults do.
 func benchCluster(b *testing.B, network string) *LocalCluster {
 	ctx := context.Background()
+	proxied := network == "proxy"
+	if network == "default" {
+		network = "proxy"
+	}
 	cl, err := NewLocal(LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
-		ClientProxy: network == "proxy", PeerProxy: network == "proxy"})
+		ClientProxy: proxied, PeerProxy: proxied})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,8 +51,10 @@ func benchCluster(b *testing.B, network string) *LocalCluster {
 // recorded) against a local 3-member cluster and reports puts/s, p99 and the harness process's own
 // CPU per put (getrusage; the members are other processes). With network proxy every byte between
 // members and from the load passes through the harness: the difference to direct is the proxy's cost.
+// "default" is a scenario without network faults under the default network: it must match direct.
+// Run with -count N, the cases alternate (direct, default, proxy, direct, ...): compare them as ratios.
 func BenchmarkPuts(b *testing.B) {
-	for _, network := range []string{"direct", "proxy"} {
+	for _, network := range []string{"direct", "default", "proxy"} {
 		b.Run(network, func(b *testing.B) { benchPuts(b, network) })
 	}
 }

@@ -564,3 +564,98 @@ func TestContainersInterruptAndHeal(t *testing.T) {
 		})
 	}
 }
+
+// chaos run --repeat 3 writes three runs and their aggregate; compare judges distributions: pairwise
+// compares of runs of one build pass, the same runs with every failover doctored to twice as long
+// regress, and runs of another scenario are refused.
+func TestRepeatAndCompareDistributions(t *testing.T) {
+	sc := writeScenario(t, `name: repeat-kill
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 7s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, weight: 1, keys: 50}]
+faults:
+  - {at: 2s, action: kill, target: leader, duration: 2s}
+thresholds:
+  failover.write_restored: ["max < 3s"]
+`)
+	out := filepath.Join(t.TempDir(), "rep")
+	code, stdout, stderr := chaos(t, "run", sc, "--repeat", "3", "--seed", "11", "--out", out)
+	if code != 0 {
+		t.Fatalf("run --repeat 3: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	top, err := reports.ReadResult(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Repeats) != 3 || top.Repeats[0].Seed != 11 || top.Repeats[2].Seed != 13 || !top.Passed {
+		t.Fatalf("repeats = %+v, passed %v", top.Repeats, top.Passed)
+	}
+	agg, ok := top.Aggregate["failover.write_restored max"]
+	if !ok || len(agg.Values) != 3 {
+		t.Fatalf("aggregate = %+v", top.Aggregate)
+	}
+	t.Logf("failover.write_restored over 3 runs: %v ms (median %.1f)", agg.Values, agg.Median)
+	if _, err := os.Stat(filepath.Join(out, "summary.txt")); err != nil {
+		t.Error(err)
+	}
+	for i := 1; i <= 3; i++ {
+		for j := 1; j <= 3; j++ {
+			if i == j {
+				continue
+			}
+			a, b := filepath.Join(out, fmt.Sprintf("repeat-%d", i)), filepath.Join(out, fmt.Sprintf("repeat-%d", j))
+			if code, stdout, _ := chaos(t, "compare", a, b); code != 0 {
+				t.Errorf("compare repeat-%d repeat-%d (one build): exit %d\n%s", i, j, code, stdout)
+			}
+		}
+	}
+	if code, stdout, _ := chaos(t, "compare", out, out); code != 0 {
+		t.Errorf("a repeat folder against itself: exit %d\n%s", code, stdout)
+	}
+	// Doctor a copy: every failover twice as long.
+	doc := filepath.Join(t.TempDir(), "doctored")
+	if err := os.MkdirAll(doc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := top.WriteJSON(doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, rr := range top.Repeats {
+		r, err := reports.ReadResult(filepath.Join(out, rr.Dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range r.Failovers {
+			for _, p := range []**float64{&r.Failovers[k].LeaderElectedMs, &r.Failovers[k].WriteRestoredMs} {
+				v := **p * 2
+				*p = &v
+			}
+		}
+		dir := filepath.Join(doc, rr.Dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJSON(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, _ = chaos(t, "compare", out, doc)
+	if code != 1 || !strings.Contains(stdout, "REGRESSION") || !strings.Contains(stdout, "failover.write_restored max") {
+		t.Errorf("doctored 2x failovers over 3 runs: exit %d\n%s", code, stdout)
+	}
+	t.Logf("compare against the doctored runs:\n%s", stdout)
+	// Another scenario is refused.
+	other := filepath.Join(t.TempDir(), "other")
+	_ = os.MkdirAll(other, 0o755)
+	r1, _ := reports.ReadResult(filepath.Join(out, "repeat-1"))
+	r1.Scenario = "another"
+	_ = r1.WriteJSON(other)
+	if code, _, stderr := chaos(t, "compare", filepath.Join(out, "repeat-1"), other); code != 2 || !strings.Contains(stderr, "different scenarios") {
+		t.Errorf("different scenarios: exit %d, %s", code, stderr)
+	}
+}
