@@ -191,16 +191,17 @@ func LoadText(l LoadStats) string {
 // PathNote names the harness's proxies that sat in the measured paths (empty when none did).
 func PathNote(r *Result) string {
 	var in []string
-	if r.Cluster.ClientPath != "" && r.Cluster.ClientPath != "direct" {
+	proxied := func(p string) bool { return p == "proxy" || p == "docker-proxy" }
+	if proxied(r.Cluster.ClientPath) {
 		in = append(in, "client links through the "+r.Cluster.ClientPath)
 	}
-	if r.Cluster.PeerPath != "" && r.Cluster.PeerPath != "direct" {
+	if proxied(r.Cluster.PeerPath) {
 		in = append(in, "peer links through the "+r.Cluster.PeerPath)
 	}
 	if len(in) == 0 {
 		return ""
 	}
-	return "\n  note: " + strings.Join(in, ", ") + " (the harness is in the measured path)"
+	return "\n  note: " + strings.Join(in, ", ") + " (a proxy is in the measured path)"
 }
 
 func orText(s, def string) string {
