@@ -20,7 +20,6 @@ type Resolution struct {
 	Members    []Member
 	Leader     string // the leader when the fault fired ("" if none)
 	LeaderTerm uint64
-	HitsLeader bool
 }
 
 // Resolve picks the members a target names, from the cluster as it is now.
@@ -97,11 +96,6 @@ func ResolveAmong(all []Member, leader string, term uint64, lerr error, t scenar
 		res.Members = all
 	default:
 		return res, fmt.Errorf("unknown target kind %q", t.Kind)
-	}
-	for _, m := range res.Members {
-		if m.Name() == leader {
-			res.HitsLeader = true
-		}
 	}
 	return res, nil
 }

@@ -17,20 +17,19 @@ import (
 // a --repeat folder). Base and New are the medians; +Inf stands for a measurement that never
 // completed (a failover not seen).
 type Delta struct {
-	Metric       string
-	Unit         string
-	Base, New    float64
-	BaseN, NewN  int     // samples on each side
-	Change       float64 // (New-Base)/Base; NaN when Base is 0
-	LowerBetter  bool
-	Regression   bool
-	Info         bool    // shown, never a regression
-	P            float64 // one-sided rank test p-value that the new runs are worse (NaN: not computed)
-	Allowed      float64 // how much worse the new median may be before it counts (the noise judged)
-	Why          string  // the reason for the verdict, in words
-	Disappeared  bool    // the baseline had the metric, the new runs do not
-	BaseSpread   float64 // max-min of the baseline samples
-	singleSample bool
+	Metric      string
+	Unit        string
+	Base, New   float64
+	BaseN, NewN int     // samples on each side
+	Change      float64 // (New-Base)/Base; NaN when Base is 0
+	LowerBetter bool
+	Regression  bool
+	Info        bool    // shown, never a regression
+	P           float64 // one-sided rank test p-value that the new runs are worse (NaN: not computed)
+	Allowed     float64 // how much worse the new median may be before it counts (the noise judged)
+	Why         string  // the reason for the verdict, in words
+	Disappeared bool    // the baseline had the metric, the new runs do not
+	BaseSpread  float64 // max-min of the baseline samples
 }
 
 // metric is one number a run yields for comparison.
@@ -205,8 +204,6 @@ func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
 		d.Allowed = allowed
 		if len(b) >= 3 && len(n) >= 3 {
 			d.P = rankTestWorse(b, n, k.lowerBetter)
-		} else {
-			d.P = math.NaN()
 		}
 		separated := d.P <= 0.05
 		if math.IsNaN(d.P) {
@@ -224,7 +221,6 @@ func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
 		}
 		return
 	}
-	d.singleSample = true
 	if k.electionNoise {
 		allowed = math.Max(allowed, et)
 	}

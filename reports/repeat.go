@@ -119,11 +119,7 @@ func WriteRepeatSummary(w io.Writer, top *Result) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", k, show(a.Median), show(a.Min), show(a.Max), strings.Join(vs, " "))
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "\nverdict: %s", strings.ToUpper(top.Verdict))
-	if top.Reason != "" {
-		fmt.Fprintf(&b, " (%s)", top.Reason)
-	}
-	b.WriteString("\n")
+	writeVerdict(&b, top)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -160,13 +160,18 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(&b, "\nverdict: %s", strings.ToUpper(r.Verdict))
-	if r.Reason != "" {
-		fmt.Fprintf(&b, " (%s)", r.Reason)
-	}
-	b.WriteString("\n")
+	writeVerdict(&b, r)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeVerdict writes the last line of a summary: the verdict and why.
+func writeVerdict(b *strings.Builder, r *Result) {
+	fmt.Fprintf(b, "\nverdict: %s", strings.ToUpper(r.Verdict))
+	if r.Reason != "" {
+		fmt.Fprintf(b, " (%s)", r.Reason)
+	}
+	b.WriteString("\n")
 }
 
 // FailoverOf returns the failover measured for fault i, or nil when the fault cost no election.

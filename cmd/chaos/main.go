@@ -180,8 +180,10 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 				return badInput(fmt.Errorf("--repeat %d: valid: 1 or more runs", repeat))
 			}
 			if repeat == 1 {
-				res, runErr := one(sc, out)
-				return runExit(res, runErr)
+				if ee := runExit(one(sc, out)); ee != nil {
+					return ee
+				}
+				return nil
 			}
 			return runRepeats(ctx, sc, out, repeat, one, stdout, stderr)
 		},
@@ -200,8 +202,8 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 	return c
 }
 
-// runExit turns one run's outcome into the command's exit.
-func runExit(res *reports.Result, runErr error) error {
+// runExit turns one run's outcome into the command's exit (nil: it passed).
+func runExit(res *reports.Result, runErr error) *exitError {
 	switch {
 	case runErr != nil:
 		return &exitError{exitInfra, runErr}
@@ -223,7 +225,7 @@ func runRepeats(ctx context.Context, sc *scenarios.Scenario, out string, n int,
 	top := &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File, Seed: sc.Seed,
 		StartedAt: time.Now().UTC(), Verdict: reports.VerdictPass, Passed: true}
 	var runs []*reports.Result
-	var exit error
+	var exit *exitError
 	for i := 1; i <= n && ctx.Err() == nil; i++ {
 		s := *sc
 		s.Seed = sc.Seed + int64(i-1)
@@ -238,10 +240,9 @@ func runRepeats(ctx context.Context, sc *scenarios.Scenario, out string, n int,
 			}
 		}
 		top.Repeats = append(top.Repeats, reports.RepeatRun{Dir: dir, Seed: s.Seed, Verdict: res.Verdict, Passed: res.Passed, Reason: res.Reason})
-		if err := runExit(res, runErr); err != nil {
-			var ee *exitError
-			if errors.As(err, &ee) && (exit == nil || ee.code > exit.(*exitError).code) {
-				exit = err
+		if ee := runExit(res, runErr); ee != nil {
+			if exit == nil || ee.code > exit.code {
+				exit = ee
 			}
 			top.Passed = false
 			if ee.code == exitInfra {
@@ -273,7 +274,10 @@ func runRepeats(ctx context.Context, sc *scenarios.Scenario, out string, n int,
 	_ = reports.WriteRepeatSummary(&b, top)
 	fmt.Fprint(stdout, "\n"+b.String())
 	fmt.Fprintf(stderr, "chaos: %d runs in %s\n", len(top.Repeats), out)
-	return exit
+	if exit != nil {
+		return exit
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {
