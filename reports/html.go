@@ -22,6 +22,8 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return fmt.Sprintf("%.3fs", *v)
 	},
+	"loadText": LoadText,
+	"pathNote": func(r *Result) string { return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(PathNote(r)), "note:")) },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{{.R.Scenario}}: {{upper .R.Verdict}}</title>
@@ -31,7 +33,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 .verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}
 .pass{background:#2e7d32}.fail{background:#c62828}.error,.interrupted{background:#ef6c00}
 table{border-collapse:collapse;margin:6px 0 10px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-variant-numeric:tabular-nums}
-th{background:#f5f5f5} td.ok{color:#2e7d32;font-weight:600} td.bad{color:#c62828;font-weight:600}
+th{background:#f5f5f5} td.ok{color:#2e7d32;font-weight:600} td.bad{color:#c62828;font-weight:600} td.unk{color:#ef6c00;font-weight:600}
 figure.chart{margin:10px 0 18px} figure.chart svg{display:block;width:100%;height:auto;background:#fff}
 figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3;padding:0 3px}
 </style></head><body>
@@ -43,11 +45,13 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 <tr><th>cluster</th><td>{{.R.Cluster.Size}} members, {{.R.Cluster.Provider}}, network {{.R.Cluster.Network}}</td><th>etcd</th><td>{{.R.Cluster.EtcdVersion}}{{if .R.Cluster.EtcdBinary}} ({{.R.Cluster.EtcdBinary}}){{end}}</td></tr>
 <tr><th>started</th><td>{{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}</td><th>ended</th><td>{{.R.EndedAt.Format "2006-01-02 15:04:05 MST"}}</td></tr>
 <tr><th>ops</th><td>{{.R.Ops}} ({{.R.FailedOps}} failed)</td><th>throughput</th><td>avg {{printf "%.0f" .R.Throughput.Avg}} ops/s, leader changes {{.R.Leader.Changes}}, prober availability {{printf "%.4f" .R.Prober.Availability}}</td></tr>
+<tr><th>load</th><td colspan="3">{{loadText .R.Load}}</td></tr>
+<tr><th>paths</th><td colspan="3">client links {{or .R.Cluster.ClientPath "?"}}, peer links {{or .R.Cluster.PeerPath "?"}}{{with pathNote .R}} <b>{{.}}</b>{{end}}</td></tr>
 </table>
 
 <h2>Thresholds</h2>
 {{if .R.Thresholds}}<table><tr><th></th><th>metric</th><th>condition</th><th>observed</th></tr>
-{{range .R.Thresholds}}<tr><td class="{{if .Passed}}ok{{else}}bad{{end}}">{{.State}}</td><td>{{.Metric}}</td><td><code>{{.Condition}}</code></td><td>{{.Observed}}</td></tr>
+{{range .R.Thresholds}}<tr><td class="{{if eq .State "pass"}}ok{{else if eq .State "unknown"}}unk{{else}}bad{{end}}">{{upper .State}}</td><td>{{.Metric}}</td><td><code>{{.Condition}}</code></td><td>{{.Observed}}</td></tr>
 {{end}}</table>{{else}}<p class="muted">No thresholds in this scenario.</p>{{end}}
 
 <h2>Checks</h2>
@@ -60,8 +64,8 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{end}}</table>{{end}}
 
 {{if .R.Faults}}<h2>Faults, failover and recovery</h2>
-<table><tr><th>#</th><th>action</th><th>target</th><th>members</th><th>injected</th><th>healed</th><th>network</th><th>bytes across its links</th><th>error</th></tr>
-{{range .R.Faults}}<tr><td>{{.Index}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{join .Members ", "}}{{if .WasLeader}} (leader){{end}}</td><td>{{printf "%.3fs" .AtS}}</td><td>{{secs .HealedAtS}}</td><td>{{.Network}}{{if .Links}} ({{len .Links}} links){{end}}</td><td>{{if .LinkBytes}}{{$.LinkBytes .}}{{end}}</td><td>{{.Error}}</td></tr>
+<table><tr><th>#</th><th>action</th><th>target</th><th>members</th><th>injected</th><th>healed</th><th>cost</th><th>write outage</th><th>slowest probe</th><th>network</th><th>bytes across its links</th><th>error</th></tr>
+{{range .R.Faults}}<tr><td>{{.Index}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{join .Members ", "}}{{if .WasLeader}} (leader){{end}}</td><td>{{printf "%.3fs" .AtS}}</td><td>{{secs .HealedAtS}}</td><td>{{if .Election}}election{{else if .OutageWriteMs}}no election{{end}}</td><td>{{if .OutageWriteMs}}{{ms .OutageWriteMs}}{{end}}</td><td>{{if .SlowestProbeMs}}{{ms .SlowestProbeMs}}{{end}}</td><td>{{.Network}}{{if .Links}} ({{len .Links}} links){{end}}</td><td>{{if .LinkBytes}}{{$.LinkBytes .}}{{end}}</td><td>{{.Error}}</td></tr>
 {{end}}</table>
 {{if .R.Failovers}}<table><tr><th>fault</th><th>old leader</th><th>leader elected</th><th>by</th><th>writes restored</th><th>new leader</th></tr>
 {{range .R.Failovers}}<tr><td>#{{.Fault}} {{.Action}}</td><td>{{.Member}} (term {{.OldTerm}})</td><td>{{ms .LeaderElectedMs}}</td><td>{{.LeaderElectedBy}}</td><td>{{ms .WriteRestoredMs}}</td><td>{{.NewLeader}}{{if .NewTerm}} (term {{.NewTerm}}){{end}}{{if .Note}}; {{.Note}}{{end}}</td></tr>
@@ -75,12 +79,13 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{range .Charts}}<figure class="chart" id="{{.ID}}">{{.SVG}}<figcaption>{{.Title}}</figcaption></figure>
 {{end}}{{if .Missing}}<p class="muted">Not drawn (no data): {{join .Missing "; "}}</p>{{end}}
 
-<h2>Latency (ms, successful ops, warm-up excluded)</h2>
-<table><tr><th>op</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>
-{{range $op, $s := .R.Latency}}<tr><td>{{$op}}</td><td>{{$s.Count}}</td><td>{{f2 $s.P50}}</td><td>{{f2 $s.P90}}</td><td>{{f2 $s.P99}}</td><td>{{f2 $s.P999}}</td><td>{{f2 $s.Max}}</td></tr>
+<h2>Latency (ms, from the due time, successful ops, warm-up excluded)</h2>
+{{with pathNote .R}}<p><b>{{.}}</b></p>{{end}}
+<table><tr><th>op</th><th>count</th><th>failed (left out)</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>
+{{range $op, $s := .R.Latency}}<tr><td>{{if eq $op "failed"}}(failed ops){{else}}{{$op}}{{end}}</td><td>{{$s.Count}}</td><td>{{if ne $op "failed"}}{{$s.Failed}}{{end}}</td><td>{{f2 $s.P50}}</td><td>{{f2 $s.P90}}</td><td>{{f2 $s.P99}}</td><td>{{f2 $s.P999}}</td><td>{{f2 $s.Max}}</td></tr>
 {{end}}</table>
-<table><tr><th>phase</th><th>window</th><th>count</th><th>p50</th><th>p99</th><th>max</th></tr>
-{{range .R.Phases}}{{$a := index .Latency "all"}}<tr><td>{{.Name}}</td><td>{{printf "%.1fs-%.1fs" .StartS .EndS}}</td><td>{{$a.Count}}</td><td>{{f2 $a.P50}}</td><td>{{f2 $a.P99}}</td><td>{{f2 $a.Max}}</td></tr>
+<table><tr><th>phase (ops by due time)</th><th>window</th><th>count</th><th>failed (left out)</th><th>p50</th><th>p99</th><th>max</th></tr>
+{{range .R.Phases}}{{$a := index .Latency "all"}}<tr><td>{{.Name}}</td><td>{{printf "%.1fs-%.1fs" .StartS .EndS}}</td><td>{{$a.Count}}</td><td>{{$a.Failed}}</td><td>{{f2 $a.P50}}</td><td>{{f2 $a.P99}}</td><td>{{f2 $a.Max}}</td></tr>
 {{end}}</table>
 
 <h2>Errors and retries</h2>

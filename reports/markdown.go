@@ -32,20 +32,32 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		}
 		b.WriteString("\n")
 	}
-	for _, f := range r.Failovers {
-		fmt.Fprintf(&b, "- fault #%d %s %s: leader elected **%s**, writes restored **%s**, new leader %s\n", f.Fault, f.Action, f.Member,
-			msText(f.LeaderElectedMs), msText(f.WriteRestoredMs), orText(f.NewLeader, "none"))
+	for _, f := range r.Faults {
+		outage := ""
+		if f.OutageWriteMs != nil {
+			outage = ", write outage **" + msText(f.OutageWriteMs) + "**"
+		}
+		if fo := FailoverOf(r, f.Index); fo != nil {
+			fmt.Fprintf(&b, "- fault #%d %s %s: leader elected **%s**, writes restored **%s**%s, new leader %s\n", f.Index, f.Action, fo.Member,
+				msText(fo.LeaderElectedMs), msText(fo.WriteRestoredMs), outage, orText(fo.NewLeader, "none"))
+		} else if f.OutageWriteMs != nil {
+			fmt.Fprintf(&b, "- fault #%d %s %s: no election%s\n", f.Index, f.Action, strings.Join(f.Members, ","), outage)
+		}
 	}
 	for _, rc := range r.Recoveries {
 		fmt.Fprintf(&b, "- after the heal of #%d, %s caught up in %s, linearizable read in %s\n", rc.Fault, rc.Member, msText(rc.CaughtUpMs), msText(rc.ReadRestoredMs))
 	}
 	var p99 []string
 	for _, op := range sortedKeys(r.Latency) {
-		if op != "all" {
+		if op != "all" && op != "failed" {
 			p99 = append(p99, fmt.Sprintf("%s %.2f ms", op, r.Latency[op].P99))
 		}
 	}
-	fmt.Fprintf(&b, "- %d ops, %d failed; throughput %.0f ops/s; leader changes %d; p99 %s\n", r.Ops, r.FailedOps, r.Throughput.Avg, r.Leader.Changes, strings.Join(p99, ", "))
+	fmt.Fprintf(&b, "- %d ops, %d failed (left out of the percentiles); throughput %.0f ops/s; leader changes %d; p99 %s\n", r.Ops, r.FailedOps, r.Throughput.Avg, r.Leader.Changes, strings.Join(p99, ", "))
+	fmt.Fprintf(&b, "- load: %s\n", LoadText(r.Load))
+	if note := strings.TrimSpace(PathNote(r)); note != "" {
+		fmt.Fprintf(&b, "- %s\n", note)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -186,6 +186,9 @@ func FailoverOf(r *Result, i int) *Failover {
 
 // LoadText says how the load kept to its schedule, in one line.
 func LoadText(l LoadStats) string {
+	if l == (LoadStats{}) {
+		return "not recorded (a result from before load stats)"
+	}
 	if l.TargetRate == 0 {
 		return fmt.Sprintf("closed loop, achieved %.1f ops/s", l.AchievedRate)
 	}
