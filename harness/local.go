@@ -46,7 +46,8 @@ type LocalOptions struct {
 	Seed    int64  // the proxy's jitter draws
 	// ClientProxy and PeerProxy put the harness's proxy on the client links and on the peer links
 	// (network: proxy): only when a fault of the scenario acts on them, so that no proxy sits in a
-	// path no fault needs. network: netns always reaches the members through the client proxy.
+	// path no fault needs. With network: netns and no client proxy, the load dials the members in
+	// their namespaces from the hub namespace.
 	ClientProxy, PeerProxy bool
 }
 
@@ -161,8 +162,10 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			}
 			m.realURL, m.peerReal = "http://"+m.ip+":2379", "http://"+m.ip+":2380"
 			m.peerURL = m.peerReal
-			m.clientURL = url(pt[0])
-			m.proxyAt = fmt.Sprintf("127.0.0.1:%d", pt[0])
+			m.clientURL = m.realURL // the load dials it from the hub namespace (LoadDialer)
+			if opts.ClientProxy {
+				m.clientURL, m.proxyAt = url(pt[0]), fmt.Sprintf("127.0.0.1:%d", pt[0])
+			}
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, name+"="+m.peerURL)
@@ -335,6 +338,17 @@ func (c *LocalCluster) dial() loadgen.Dialer {
 	return func(ctx context.Context, addr string) (net.Conn, error) { return c.netns.Dial(ctx, "tcp", addr) }
 }
 
+// LoadDialer opens the load's connections (the KV load, workloads, watcher, prober): from the hub
+// namespace when its endpoints are the members' own namespace addresses, else plain TCP (nil).
+func (c *LocalCluster) LoadDialer() loadgen.Dialer {
+	for _, m := range c.members {
+		if m.clientURL != m.realURL {
+			return nil // through the client proxy on 127.0.0.1, which the hub cannot reach
+		}
+	}
+	return c.dial()
+}
+
 // Members returns the members sorted by name.
 func (c *LocalCluster) Members() []faults.Member {
 	out := make([]faults.Member, len(c.members))
@@ -436,7 +450,7 @@ func (c *LocalCluster) status(ctx context.Context, m *localMember, timeout time.
 func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cli, err := loadgen.MeasureClient(c.Endpoints())
+	cli, err := loadgen.MeasureClientVia(c.Endpoints(), c.LoadDialer())
 	if err != nil {
 		return err
 	}

@@ -189,12 +189,12 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	var err error
 	r.watcher, err = loadgen.NewWatcher(r.cl.ClientURLs(), r.cl.Names(), r.mon, func(c loadgen.LeaderChange) {
 		r.events.Log(c.At, "leader_changed", "from", c.From, "to", c.To, "term", c.ToTerm, "reported_by", c.ReportedBy)
-	})
+	}, r.cl.LoadDialer())
 	if err != nil {
 		return failInfra(res, err)
 	}
 	defer r.watcher.Close()
-	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon, w.Prober.Interval.D(), w.Prober.Timeout.D()); err != nil {
+	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon, w.Prober.Interval.D(), w.Prober.Timeout.D(), r.cl.LoadDialer()); err != nil {
 		return failInfra(res, err)
 	}
 	defer r.prober.Close()
@@ -214,7 +214,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		r.safety = loadgen.NewSafetyLog() // a mix without writes has nothing to lose
 	}
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
-		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety}, r.rec)
+		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Dial: r.cl.LoadDialer()}, r.rec)
 	if err != nil {
 		return failInfra(res, err)
 	}
@@ -513,7 +513,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		r.recovWG.Add(1)
 		go func() {
 			defer r.recovWG.Done()
-			cu, rr, err := loadgen.Recovery(r.recovCtx, urls[name], healAt, target)
+			cu, rr, err := loadgen.Recovery(r.recovCtx, urls[name], healAt, target, r.cl.LoadDialer())
 			if err != nil {
 				r.log.Warn("recovery probe", "member", name, "err", err)
 			}

@@ -24,7 +24,8 @@ func (r *run) startWorkloads() error {
 		Election:  time.Duration(et) * time.Millisecond,
 		Log:       func(msg string, kv ...any) { r.log.Warn(msg, kv...) },
 		FaultsEnd: r.faultsEnd,
-		Start:     r.loadStart}
+		Start:     r.loadStart,
+		Dial:      r.cl.LoadDialer()}
 	for i, b := range r.sc.Workloads {
 		wl, err := loadgen.NewWorkload(b, env)
 		if err != nil {
@@ -88,7 +89,7 @@ func (r *run) check(ctx context.Context, res *reports.Result) {
 	}
 	if r.safety != nil {
 		c := reports.Check{Name: "kv-safety", Status: reports.CheckUnknown}
-		cli, err := loadgen.MeasureClient(r.cl.Endpoints())
+		cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadDialer())
 		if err == nil {
 			var final func(int) loadgen.Final
 			final, err = loadgen.ReadFinal(cctx, cli, r.kv.Prefix(), r.kv.KeyIndex)

@@ -270,9 +270,9 @@ type Prober struct {
 	until    atomic.Int64 // nor those sent after this (0: no end yet)
 }
 
-// NewProber connects to all endpoints; timeout is each write's (0: 1s).
-func NewProber(endpoints []string, mon *Monitor, interval, timeout time.Duration) (*Prober, error) {
-	c, err := MeasureClient(endpoints)
+// NewProber connects to all endpoints (through dial; nil: plain TCP); timeout is each write's (0: 1s).
+func NewProber(endpoints []string, mon *Monitor, interval, timeout time.Duration, dial Dialer) (*Prober, error) {
+	c, err := MeasureClientVia(endpoints, dial)
 	if err != nil {
 		return nil, err
 	}
@@ -358,8 +358,8 @@ func (p *Prober) Run(ctx context.Context) {
 // Recovery measures how a healed member comes back: until its applied index reaches target (the
 // leader's applied index when the heal was done), and until a linearizable read through it succeeds.
 // A negative duration means not seen before ctx ended.
-func Recovery(ctx context.Context, endpoint string, healedAt time.Time, target uint64) (caughtUp, readRestored time.Duration, err error) {
-	c, err := MeasureClient([]string{endpoint})
+func Recovery(ctx context.Context, endpoint string, healedAt time.Time, target uint64, dial Dialer) (caughtUp, readRestored time.Duration, err error) {
+	c, err := MeasureClientVia([]string{endpoint}, dial)
 	if err != nil {
 		return -1, -1, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -118,6 +119,8 @@ type Config struct {
 	Safety *SafetyLog
 	// KeyPrefix is where the load writes (default KeyPrefix): two KV groups write apart.
 	KeyPrefix string
+	// Dial opens the clients' connections (from a network namespace, say); nil dials plain TCP.
+	Dial Dialer
 }
 
 type opSpec struct {
@@ -169,7 +172,7 @@ func NewKV(cfg Config, rec *Recorder) (*KV, error) {
 		k.keys[i] = fmt.Sprintf("%s%08d", k.cfg.KeyPrefix, i)
 	}
 	for i := 0; i < cfg.Connections; i++ {
-		c, err := NewClient(cfg.Endpoints, 1)
+		c, err := NewClientVia(cfg.Endpoints, 1, cfg.Dial)
 		if err != nil {
 			k.Close()
 			return nil, err
@@ -181,7 +184,17 @@ func NewKV(cfg Config, rec *Recorder) (*KV, error) {
 
 // NewClient returns an etcd client with the given cap on the client's own unary retries (1 = none).
 func NewClient(endpoints []string, unaryRetries uint) (*clientv3.Client, error) {
+	return NewClientVia(endpoints, unaryRetries, nil)
+}
+
+// NewClientVia is NewClient with its connections opened by dial (nil: plain TCP).
+func NewClientVia(endpoints []string, unaryRetries uint, dial Dialer) (*clientv3.Client, error) {
+	var opts []grpc.DialOption
+	if dial != nil {
+		opts = append(opts, grpc.WithContextDialer(dial))
+	}
 	c, err := clientv3.New(clientv3.Config{
+		DialOptions:          opts,
 		Endpoints:            endpoints,
 		DialTimeout:          2 * time.Second,
 		DialKeepAliveTime:    10 * time.Second, // etcd refuses pings more often than every 5s (grpc-keepalive-min-time)

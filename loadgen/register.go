@@ -154,7 +154,7 @@ func NewRegister(cfg scenarios.Linearizability, env Env) (Workload, error) {
 	env.fill()
 	var cs []*clientv3.Client
 	for i := 0; i < cfg.Clients; i++ {
-		c, err := NewClient(env.Endpoints, 1)
+		c, err := NewClientVia(env.Endpoints, 1, env.Dial)
 		if err != nil {
 			closeAll(cs)
 			return nil, err

@@ -85,12 +85,12 @@ type Watcher struct {
 	changes []LeaderChange
 }
 
-// NewWatcher connects one client per member (name -> client URL).
-func NewWatcher(members map[string]string, order []string, mon *Monitor, onChange func(LeaderChange)) (*Watcher, error) {
+// NewWatcher connects one client per member (name -> client URL), opened by dial (nil: plain TCP).
+func NewWatcher(members map[string]string, order []string, mon *Monitor, onChange func(LeaderChange), dial Dialer) (*Watcher, error) {
 	w := &Watcher{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, mon: mon, onChange: onChange,
 		latest: map[string]MemberStatus{}, idName: map[uint64]string{}}
 	for _, name := range order {
-		c, err := MeasureClient([]string{members[name]})
+		c, err := MeasureClientVia([]string{members[name]}, dial)
 		if err != nil {
 			w.Close()
 			return nil, err

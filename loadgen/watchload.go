@@ -57,13 +57,13 @@ type watcherState struct {
 
 func newWatch(b scenarios.Block, env Env) (*watchLoad, error) {
 	env.fill()
-	w, err := NewClient(env.Endpoints, 1)
+	w, err := NewClientVia(env.Endpoints, 1, env.Dial)
 	if err != nil {
 		return nil, err
 	}
 	l := &watchLoad{b: b, env: env, writer: w, writes: NewRecorder(time.Now(), nil), policy: PolicyOf(b.Retry), sent: map[string]time.Time{}, acked: map[string]ackedPut{}, unknown: map[string]bool{}}
 	for i := 0; i < b.Clients; i++ {
-		c, err := NewClient(env.Endpoints, 1)
+		c, err := NewClientVia(env.Endpoints, 1, env.Dial)
 		if err != nil {
 			l.Close()
 			return nil, err

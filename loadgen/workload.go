@@ -29,6 +29,8 @@ type Env struct {
 	// FaultsEnd is when the last fault fired so far was healed (zero: none yet); Start is the load's.
 	FaultsEnd func() time.Time
 	Start     time.Time
+	// Dial opens the workloads' connections (nil: plain TCP).
+	Dial Dialer
 }
 
 // Workload is one block of scenario.workloads (or the linearizability register load).
@@ -101,7 +103,7 @@ func pinnedClients(env Env, n int) ([]*clientv3.Client, []string, error) {
 	var members []string
 	for i := 0; i < n; i++ {
 		m := i % len(env.Endpoints)
-		c, err := NewClient([]string{env.Endpoints[m]}, 1)
+		c, err := NewClientVia([]string{env.Endpoints[m]}, 1, env.Dial)
 		if err != nil {
 			for _, c := range cs {
 				_ = c.Close()
