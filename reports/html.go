@@ -23,7 +23,9 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.3fs", *v)
 	},
 	"loadText": LoadText,
-	"pathNote": func(r *Result) string { return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(PathNote(r)), "note:")) },
+	"pathNote": func(r *Result) string {
+		return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(PathNote(r)), "note:"))
+	},
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{{.R.Scenario}}: {{upper .R.Verdict}}</title>
