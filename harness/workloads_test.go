@@ -100,6 +100,20 @@ func TestWorkloadsUnderLeaderKill(t *testing.T) {
 	if len(res.AttemptCodes) == 0 && res.FailedOps > 0 {
 		t.Errorf("failed attempts not counted by code")
 	}
+	// latency.watch counts from the put's send time: an event cannot arrive before its put was
+	// committed (an fsync on a majority), so nothing is near zero (from the acknowledgement, an event
+	// that beat the writer's ack used to record 0).
+	if w := res.Latency["watch"]; w.Count == 0 || w.Min < 0.1 {
+		t.Errorf("latency.watch %+v: an event faster than a commit", w)
+	}
+	// The run's totals are the KV load's: watch deliveries, campaigns and lease ops are not ops.
+	var kvOps int64
+	for _, op := range []string{"put", "get", "delete", "txn"} {
+		kvOps += res.Retries[op].Ops
+	}
+	if res.Ops != kvOps {
+		t.Errorf("ops %d, KV ops %d: the totals mix in other workloads", res.Ops, kvOps)
+	}
 	if !res.Passed {
 		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
 	}
