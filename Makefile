@@ -46,7 +46,9 @@ test-long: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -count 3 ./loadgen
-	$(GO) test -run '^$$' -bench . -benchtime 20000x -count 3 ./harness
+	$(GO) test -run '^$$' -bench 'BenchmarkPuts$$|BenchmarkBareClientPuts' -benchtime 20000x -count 3 ./harness
+	# the throughput ratios, side by side in one run (alternating rounds): default/direct, container/local
+	$(GO) test -run '^$$' -bench 'BenchmarkPutsSideBySide' -benchtime 1x ./harness
 
 clean:
 	rm -rf bin results

@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -26,14 +27,25 @@ func cpuTime() time.Duration {
 // benchCluster starts a local 3-member cluster for a benchmark and stops it after.
 // network "default" is how chaos run wires a scenario without network faults (network: proxy, but no
 // proxy in any path); "proxy" puts every client and peer link through the proxy, as network faults do.
+// network "container" runs the members as containers (provider container, no network faults), the
+// load dialling their own addresses.
 func benchCluster(b *testing.B, network string) *LocalCluster {
 	ctx := context.Background()
 	proxied := network == "proxy"
 	if network == "default" {
 		network = "proxy"
 	}
-	cl, err := NewLocal(LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
-		ClientProxy: proxied, PeerProxy: proxied})
+	opts := LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
+		ClientProxy: proxied, PeerProxy: proxied}
+	var cl *LocalCluster
+	var err error
+	if network == "container" {
+		testbin.NeedDocker(b)
+		opts.Network = "direct"
+		cl, err = NewContainers(opts, ContainerOptions{})
+	} else {
+		cl, err = NewLocal(opts)
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,39 +64,77 @@ func benchCluster(b *testing.B, network string) *LocalCluster {
 // CPU per put (getrusage; the members are other processes). With network proxy every byte between
 // members and from the load passes through the harness: the difference to direct is the proxy's cost.
 // "default" is a scenario without network faults under the default network: it must match direct.
-// Run with -count N, the cases alternate (direct, default, proxy, direct, ...): compare them as ratios.
+// "container" is the same load against members in containers. Run with -count N, the cases
+// alternate (direct, default, proxy, container, direct, ...): compare them as ratios.
 func BenchmarkPuts(b *testing.B) {
-	for _, network := range []string{"direct", "default", "proxy"} {
+	for _, network := range []string{"direct", "default", "proxy", "container"} {
 		b.Run(network, func(b *testing.B) { benchPuts(b, network) })
 	}
 }
 
 func benchPuts(b *testing.B, network string) {
-	ctx := context.Background()
 	cl := benchCluster(b, network)
+	b.ResetTimer()
+	rate, p99, cpu := measurePuts(b, cl, int64(b.N))
+	b.StopTimer()
+	b.ReportMetric(rate, "puts/s")
+	b.ReportMetric(p99, "p99-ms")
+	b.ReportMetric(cpu, "harness-cpu-us/put")
+}
+
+// measurePuts drives n closed-loop puts (16 clients, 8 connections, 256-byte values) and returns
+// puts/s, the p99 in ms and the harness's CPU per put in µs.
+func measurePuts(b *testing.B, cl *LocalCluster, n int64) (rate, p99, cpuPerPut float64) {
+	ctx := context.Background()
 	rec := loadgen.NewRecorder(time.Now(), nil)
 	rec.SetPhase("bench", time.Now())
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: cl.Endpoints(), Clients: 16, Connections: 8, Timeout: 5 * time.Second,
 		Retry: loadgen.RetryPolicy{Attempts: 1}, Mix: []scenarios.Op{{Op: "put", Weight: 1, Keys: 10000, Distribution: "uniform", ValueSize: 256}},
-		MaxOps: int64(b.N), Seed: 1}, rec)
+		MaxOps: n, Seed: 1}, rec)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer kv.Close()
 	cpu0 := cpuTime()
-	b.ResetTimer()
 	start := time.Now()
 	kv.Run(ctx, start)
 	elapsed := time.Since(start)
-	b.StopTimer()
 	cpu := cpuTime() - cpu0
 	s := rec.Summarize(time.Now())
 	if s.Failed > 0 {
 		b.Fatalf("%d of %d puts failed: %v", s.Failed, s.Ops, s.Errors)
 	}
-	b.ReportMetric(float64(s.Ops)/elapsed.Seconds(), "puts/s")
-	b.ReportMetric(s.Latency["put"].P99, "p99-ms")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(s.Ops), "harness-cpu-us/put")
+	return float64(s.Ops) / elapsed.Seconds(), s.Latency["put"].P99, float64(cpu.Microseconds()) / float64(s.Ops)
+}
+
+// BenchmarkPutsSideBySide measures the throughput ratios the way this machine allows: all
+// clusters up at once, rounds of the same closed-loop puts against each in turn (A B C D A B C D),
+// and the ratios of their summed rates. default/direct: the default wiring without network faults
+// (target at least 0.97); container/local: members in containers against local processes (target
+// at least 0.85); proxy/direct: what a network fault's proxy costs. Run with -benchtime 1x.
+func BenchmarkPutsSideBySide(b *testing.B) {
+	cases := []string{"direct", "default", "proxy", "container"}
+	cls := map[string]*LocalCluster{}
+	for _, c := range cases {
+		cls[c] = benchCluster(b, c)
+	}
+	sum := map[string]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < 3; round++ {
+			for _, c := range cases {
+				rate, _, _ := measurePuts(b, cls[c], 8000)
+				sum[c] += rate
+			}
+		}
+	}
+	b.StopTimer()
+	for _, c := range cases {
+		b.ReportMetric(sum[c]/float64(3*b.N), c+"-puts/s")
+	}
+	b.ReportMetric(sum["default"]/sum["direct"], "default/direct")
+	b.ReportMetric(sum["container"]/sum["direct"], "container/local")
+	b.ReportMetric(sum["proxy"]/sum["direct"], "proxy/direct")
 }
 
 // BenchmarkBareClientPuts is the same-machine baseline for BenchmarkPuts: the same puts with the same

@@ -24,7 +24,7 @@ func NeedRoot(t *testing.T) {
 
 // NeedDocker returns a client of the Docker engine, or skips the test when none answers, unless
 // REQUIRE_DOCKER=1 (CI): then it fails.
-func NeedDocker(t *testing.T) *testcontainers.DockerClient {
+func NeedDocker(t testing.TB) *testcontainers.DockerClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
