@@ -105,7 +105,7 @@ func (e *electionLoad) candidate(ctx context.Context, c *clientv3.Client, i int)
 				return
 			}
 		}
-		el := concurrency.NewElection(sess, "chaos/election/"+e.b.Name)
+		el := concurrency.NewElection(sess, e.env.Prefix+"election/"+e.b.Name)
 		called := time.Now()
 		cctx, cancel := context.WithCancel(ctx)
 		go func() { // a campaign ends with the session: a new session campaigns again

@@ -252,27 +252,29 @@ func (m *Monitor) ack(sent, acked time.Time, term uint64) {
 	}
 }
 
-// ProbeKey is the key the failover prober writes.
-const ProbeKey = "chaos/probe"
+// ProbeKey is the key the failover prober writes by default (Prober.Key).
+const ProbeKey = DefaultPrefix + "probe"
 
 // Prober writes ProbeKey every Interval (10ms) with a Timeout per write (the workload's timeout by
 // default: a slow cluster that still answers is not an outage), open loop: a probe is sent on time
 // even while earlier ones hang, so the first write after an outage is seen within one interval. It
 // runs beside the load and is not part of it. Its counts (availability) cover the load only.
 type Prober struct {
+	Key      string // the key it writes (default ProbeKey)
 	Interval time.Duration
 	Timeout  time.Duration
 	client   *clientv3.Client
 	mon      *Monitor
 	sent     atomic.Int64
 	acked    atomic.Int64
+	lastAck  atomic.Int64 // unix ns of the newest acknowledged probe's send time
 	from     atomic.Int64 // probes sent before this (unix ns) are not counted
 	until    atomic.Int64 // nor those sent after this (0: no end yet)
 }
 
-// NewProber connects to all endpoints (through dial; nil: plain TCP); timeout is each write's (0: 1s).
-func NewProber(endpoints []string, mon *Monitor, interval, timeout time.Duration, dial Dialer) (*Prober, error) {
-	c, err := MeasureClientVia(endpoints, dial)
+// NewProber connects to all endpoints (through conn; nil: plain TCP); timeout is each write's (0: 1s).
+func NewProber(endpoints []string, mon *Monitor, interval, timeout time.Duration, conn *Conn) (*Prober, error) {
+	c, err := MeasureClientVia(endpoints, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +284,16 @@ func NewProber(endpoints []string, mon *Monitor, interval, timeout time.Duration
 	if timeout <= 0 {
 		timeout = time.Second
 	}
-	return &Prober{Interval: interval, Timeout: timeout, client: c, mon: mon}, nil
+	return &Prober{Key: ProbeKey, Interval: interval, Timeout: timeout, client: c, mon: mon}, nil
+}
+
+// SinceAck is how long ago the newest acknowledged probe was sent (0 before any): a live write outage.
+func (p *Prober) SinceAck() time.Duration {
+	ns := p.lastAck.Load()
+	if ns == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, ns))
 }
 
 // Close closes the client.
@@ -341,7 +352,7 @@ func (p *Prober) Run(ctx context.Context) {
 				p.sent.Add(1)
 			}
 			pctx, cancel := context.WithTimeout(ctx, p.Timeout)
-			resp, err := p.client.Put(pctx, ProbeKey, strconv.FormatInt(n, 10))
+			resp, err := p.client.Put(pctx, p.Key, strconv.FormatInt(n, 10))
 			cancel()
 			if err != nil {
 				return
@@ -350,16 +361,22 @@ func (p *Prober) Run(ctx context.Context) {
 			if counted && p.counted(sent) { // ResetCounts may have come in between
 				p.acked.Add(1)
 			}
+			for {
+				prev := p.lastAck.Load()
+				if sent.UnixNano() <= prev || p.lastAck.CompareAndSwap(prev, sent.UnixNano()) {
+					break
+				}
+			}
 			p.mon.ack(sent, acked, resp.Header.RaftTerm)
 		}(seq)
 	}
 }
 
 // Recovery measures how a healed member comes back: until its applied index reaches target (the
-// leader's applied index when the heal was done), and until a linearizable read through it succeeds.
+// leader's applied index when the heal was done), and until a linearizable read of key through it succeeds.
 // A negative duration means not seen before ctx ended.
-func Recovery(ctx context.Context, endpoint string, healedAt time.Time, target uint64, dial Dialer) (caughtUp, readRestored time.Duration, err error) {
-	c, err := MeasureClientVia([]string{endpoint}, dial)
+func Recovery(ctx context.Context, endpoint, key string, healedAt time.Time, target uint64, conn *Conn) (caughtUp, readRestored time.Duration, err error) {
+	c, err := MeasureClientVia([]string{endpoint}, conn)
 	if err != nil {
 		return -1, -1, err
 	}
@@ -391,7 +408,7 @@ func Recovery(ctx context.Context, endpoint string, healedAt time.Time, target u
 		return false
 	})
 	go loop(func(actx context.Context) bool {
-		if _, err := c.Get(actx, ProbeKey); err == nil {
+		if _, err := c.Get(actx, key); err == nil {
 			readRestored = time.Since(healedAt)
 			return true
 		}

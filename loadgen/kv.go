@@ -10,14 +10,16 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-// KeyPrefix is where the KV workload writes.
-const KeyPrefix = "chaos/kv/"
+// DefaultPrefix is the key prefix of the harness's writes when a run names none.
+const DefaultPrefix = "chaos/"
+
+// KeyPrefix is where the KV workload writes by default.
+const KeyPrefix = DefaultPrefix + "kv/"
 
 // RetryPolicy says how an op is retried after a failed attempt.
 type RetryPolicy struct {
@@ -119,8 +121,8 @@ type Config struct {
 	Safety *SafetyLog
 	// KeyPrefix is where the load writes (default KeyPrefix): two KV groups write apart.
 	KeyPrefix string
-	// Dial opens the clients' connections (from a network namespace, say); nil dials plain TCP.
-	Dial Dialer
+	// Conn is how the clients reach the members (a dialer, TLS, credentials); nil: plain TCP.
+	Conn *Conn
 }
 
 type opSpec struct {
@@ -172,7 +174,7 @@ func NewKV(cfg Config, rec *Recorder) (*KV, error) {
 		k.keys[i] = fmt.Sprintf("%s%08d", k.cfg.KeyPrefix, i)
 	}
 	for i := 0; i < cfg.Connections; i++ {
-		c, err := NewClientVia(cfg.Endpoints, 1, cfg.Dial)
+		c, err := NewClientVia(cfg.Endpoints, 1, cfg.Conn)
 		if err != nil {
 			k.Close()
 			return nil, err
@@ -187,14 +189,9 @@ func NewClient(endpoints []string, unaryRetries uint) (*clientv3.Client, error) 
 	return NewClientVia(endpoints, unaryRetries, nil)
 }
 
-// NewClientVia is NewClient with its connections opened by dial (nil: plain TCP).
-func NewClientVia(endpoints []string, unaryRetries uint, dial Dialer) (*clientv3.Client, error) {
-	var opts []grpc.DialOption
-	if dial != nil {
-		opts = append(opts, grpc.WithContextDialer(dial))
-	}
-	c, err := clientv3.New(clientv3.Config{
-		DialOptions:          opts,
+// NewClientVia is NewClient reaching the members through conn (nil: plain TCP).
+func NewClientVia(endpoints []string, unaryRetries uint, conn *Conn) (*clientv3.Client, error) {
+	c, err := conn.newClient(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          2 * time.Second,
 		DialKeepAliveTime:    10 * time.Second, // etcd refuses pings more often than every 5s (grpc-keepalive-min-time)

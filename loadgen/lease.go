@@ -112,7 +112,7 @@ func (l *leaseLoad) lifecycle(ctx context.Context, c *clientv3.Client, client, n
 	l.mu.Lock()
 	l.granted++
 	l.mu.Unlock()
-	prefix := fmt.Sprintf("chaos/lease/%s/%x/", l.b.Name, int64(id))
+	prefix := fmt.Sprintf("%slease/%s/%x/", l.env.Prefix, l.b.Name, int64(id))
 	for k := 0; k < l.b.Keys; k++ {
 		pctx, cancel := context.WithTimeout(ctx, l.b.Timeout.D())
 		_, err := c.Put(pctx, fmt.Sprintf("%s%d", prefix, k), "v", clientv3.WithLease(id))

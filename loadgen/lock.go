@@ -88,7 +88,7 @@ func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {
 			}
 		}
 		name := l.lockName(rng.IntN(l.b.Locks))
-		m := concurrency.NewMutex(sess, "chaos/lock/"+name)
+		m := concurrency.NewMutex(sess, l.env.Prefix+"lock/"+name)
 		n := l.waiting.Add(1)
 		for {
 			mx := l.maxWaiting.Load()
@@ -119,7 +119,7 @@ func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {
 		l.holderMu.Unlock()
 		// The fencing token: written only while this holder's lock key is still the one it created.
 		fctx, cancel := context.WithTimeout(ctx, l.b.Timeout.D())
-		resp, ferr := c.Txn(fctx).If(m.IsOwner()).Then(clientv3.OpPut("chaos/lock/"+name+"-fence", holderName)).Commit()
+		resp, ferr := c.Txn(fctx).If(m.IsOwner()).Then(clientv3.OpPut(l.env.Prefix+"lock/"+name+"-fence", holderName)).Commit()
 		cancel()
 		if ferr == nil && !resp.Succeeded {
 			l.fenced.Add(1)
@@ -140,7 +140,7 @@ func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {
 		// The holder's work ends with a second fenced write: refused if it lost the lock meanwhile,
 		// which is how fencing keeps a holder that was cut off from doing harm.
 		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.b.Timeout.D())
-		resp, ferr = c.Txn(fctx).If(m.IsOwner()).Then(clientv3.OpPut("chaos/lock/"+name+"-fence", holderName+" done")).Commit()
+		resp, ferr = c.Txn(fctx).If(m.IsOwner()).Then(clientv3.OpPut(l.env.Prefix+"lock/"+name+"-fence", holderName+" done")).Commit()
 		cancel()
 		refused := ferr == nil && !resp.Succeeded
 		if refused {

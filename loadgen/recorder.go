@@ -113,6 +113,48 @@ type Recorder struct {
 	timeline       []reports.Second
 	hlog           *hdrhistogram.HistogramLogWriter
 	hlogErr        error
+	sink           func(Second) // each closed interval, for stop conditions
+}
+
+// Second is one closed one-second interval: the KV ops that completed in it and the latency of
+// every op that succeeded in it.
+type Second struct {
+	Start, End  time.Time
+	Ops, Failed int64 // KV ops, warm-up included
+	Latency     map[Op]*hdrhistogram.Histogram
+}
+
+// OnInterval has f called with each interval Flush closes (under the recorder's lock: f must be quick).
+func (r *Recorder) OnInterval(f func(Second)) {
+	r.mu.Lock()
+	r.sink = f
+	r.mu.Unlock()
+}
+
+// Totals is a copy of what the recorder holds so far (warm-up excluded), for live metrics.
+type Totals struct {
+	Ops, Failed [NumOps]int64
+	Errors      map[string]int64 // failed ops by final error class
+	Latency     [NumOps]*hdrhistogram.Histogram
+}
+
+// Totals copies the counters and the whole-run histograms.
+func (r *Recorder) Totals() Totals {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := Totals{Errors: map[string]int64{}}
+	for i := range r.counters {
+		t.Ops[i], t.Failed[i] = r.counters[i].ops, r.counters[i].failed
+		if r.total[i].TotalCount() > 0 {
+			t.Latency[i] = hdrhistogram.Import(r.total[i].Export())
+		}
+	}
+	for c, n := range r.errs {
+		if n > 0 {
+			t.Errors[ErrClass(c).String()] = n
+		}
+	}
+	return t
 }
 
 // NewRecorder starts recording in phase "warmup" (not counted in totals). hlog may be nil.
@@ -258,6 +300,15 @@ func (r *Recorder) Flush(now time.Time) {
 	r.lastRate = float64(r.intervalAll) / secs
 	r.timeline = append(r.timeline, reports.Second{T: round3(r.intervalStart.Sub(r.zero).Seconds()), Ops: round3(float64(r.intervalAll) / secs),
 		Failed: r.intervalFailed, Warmup: !afterWarmup})
+	if r.sink != nil {
+		iv := Second{Start: r.intervalStart, End: now, Ops: r.intervalAll, Failed: r.intervalFailed, Latency: map[Op]*hdrhistogram.Histogram{}}
+		for i, h := range r.interval {
+			if h.TotalCount() > 0 {
+				iv.Latency[Op(i)] = hdrhistogram.Import(h.Export())
+			}
+		}
+		r.sink(iv)
+	}
 	r.intervalOps, r.intervalAll, r.intervalFailed = 0, 0, 0
 	for i, h := range r.interval {
 		if r.hlog != nil && h.TotalCount() > 0 && r.hlogErr == nil {

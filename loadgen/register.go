@@ -154,7 +154,7 @@ func NewRegister(cfg scenarios.Linearizability, env Env) (Workload, error) {
 	env.fill()
 	var cs []*clientv3.Client
 	for i := 0; i < cfg.Clients; i++ {
-		c, err := NewClientVia(env.Endpoints, 1, env.Dial)
+		c, err := NewClientVia(env.Endpoints, 1, env.Conn)
 		if err != nil {
 			closeAll(cs)
 			return nil, err
@@ -188,7 +188,7 @@ func (r *registerLoad) Run(ctx context.Context, start time.Time) {
 				return
 			}
 			pacer.Sent(due)
-			key := fmt.Sprintf("chaos/register/%d", rng.IntN(r.cfg.Keys))
+			key := fmt.Sprintf("%sregister/%d", r.env.Prefix, rng.IntN(r.cfg.Keys))
 			in := RegisterInput{Put: rng.IntN(2) == 0, Key: key}
 			call := time.Now()
 			actx, cancel := context.WithTimeout(ctx, time.Second)

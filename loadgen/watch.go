@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -21,19 +20,13 @@ func MeasureClient(endpoints []string) (*clientv3.Client, error) {
 	return MeasureClientVia(endpoints, nil)
 }
 
-// Dialer opens a client connection to addr (host:port); nil dials plain TCP.
-type Dialer func(ctx context.Context, addr string) (net.Conn, error)
-
-// MeasureClientVia is MeasureClient with connections opened by dial (from a network namespace, say).
-func MeasureClientVia(endpoints []string, dial Dialer) (*clientv3.Client, error) {
+// MeasureClientVia is MeasureClient reaching the members through conn (nil: plain TCP).
+func MeasureClientVia(endpoints []string, conn *Conn) (*clientv3.Client, error) {
 	opts := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 100 * time.Millisecond},
 		MinConnectTimeout: 500 * time.Millisecond,
 	})}
-	if dial != nil {
-		opts = append(opts, grpc.WithContextDialer(dial))
-	}
-	c, err := clientv3.New(clientv3.Config{
+	c, err := conn.newClient(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          time.Second,
 		DialKeepAliveTime:    10 * time.Second, // not below etcd's grpc-keepalive-min-time (5s), or etcd closes the connection
@@ -55,6 +48,7 @@ type MemberStatus struct {
 	Leader  uint64 // 0: the member knows no leader
 	Term    uint64
 	Applied uint64
+	Errors  []string  // what the member reports wrong, its alarms among them ("... alarm:NOSPACE")
 	At      time.Time // when the answer arrived
 }
 
@@ -85,12 +79,12 @@ type Watcher struct {
 	changes []LeaderChange
 }
 
-// NewWatcher connects one client per member (name -> client URL), opened by dial (nil: plain TCP).
-func NewWatcher(members map[string]string, order []string, mon *Monitor, onChange func(LeaderChange), dial Dialer) (*Watcher, error) {
+// NewWatcher connects one client per member (name -> client URL), reached through conn (nil: plain TCP).
+func NewWatcher(members map[string]string, order []string, mon *Monitor, onChange func(LeaderChange), conn *Conn) (*Watcher, error) {
 	w := &Watcher{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, mon: mon, onChange: onChange,
 		latest: map[string]MemberStatus{}, idName: map[uint64]string{}}
 	for _, name := range order {
-		c, err := MeasureClientVia([]string{members[name]}, dial)
+		c, err := MeasureClientVia([]string{members[name]}, conn)
 		if err != nil {
 			w.Close()
 			return nil, err
@@ -131,7 +125,7 @@ func (w *Watcher) poll(ctx context.Context, i int) {
 		cancel()
 		if err == nil {
 			w.observe(MemberStatus{Name: name, ID: resp.Header.MemberId, Leader: resp.Leader, Term: resp.RaftTerm,
-				Applied: resp.RaftAppliedIndex, At: time.Now()})
+				Applied: resp.RaftAppliedIndex, Errors: resp.Errors, At: time.Now()})
 		}
 		select {
 		case <-ctx.Done():

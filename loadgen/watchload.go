@@ -57,13 +57,13 @@ type watcherState struct {
 
 func newWatch(b scenarios.Block, env Env) (*watchLoad, error) {
 	env.fill()
-	w, err := NewClientVia(env.Endpoints, 1, env.Dial)
+	w, err := NewClientVia(env.Endpoints, 1, env.Conn)
 	if err != nil {
 		return nil, err
 	}
 	l := &watchLoad{b: b, env: env, writer: w, writes: NewRecorder(time.Now(), nil), policy: PolicyOf(b.Retry), sent: map[string]time.Time{}, acked: map[string]ackedPut{}, unknown: map[string]bool{}}
 	for i := 0; i < b.Clients; i++ {
-		c, err := NewClientVia(env.Endpoints, 1, env.Dial)
+		c, err := NewClientVia(env.Endpoints, 1, env.Conn)
 		if err != nil {
 			l.Close()
 			return nil, err
@@ -74,9 +74,11 @@ func newWatch(b scenarios.Block, env Env) (*watchLoad, error) {
 	return l, nil
 }
 
-func (l *watchLoad) prefix(p int) string { return fmt.Sprintf("chaos/watch/%s/%d/", l.b.Name, p) }
-func (l *watchLoad) Name() string        { return l.b.Name }
-func (l *watchLoad) Kind() string        { return "watch" }
+func (l *watchLoad) prefix(p int) string {
+	return fmt.Sprintf("%swatch/%s/%d/", l.env.Prefix, l.b.Name, p)
+}
+func (l *watchLoad) Name() string { return l.b.Name }
+func (l *watchLoad) Kind() string { return "watch" }
 func (l *watchLoad) Close() {
 	if l.writer != nil {
 		_ = l.writer.Close()
@@ -87,7 +89,7 @@ func (l *watchLoad) Close() {
 func (l *watchLoad) Run(ctx context.Context, start time.Time) {
 	l.start = start
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	resp, err := l.writer.Get(gctx, "chaos/watch/")
+	resp, err := l.writer.Get(gctx, l.env.Prefix+"watch/")
 	cancel()
 	if err != nil {
 		l.env.Log("watch workload: reading the start revision", "err", err)

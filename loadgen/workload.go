@@ -29,8 +29,10 @@ type Env struct {
 	// FaultsEnd is when the last fault fired so far was healed (zero: none yet); Start is the load's.
 	FaultsEnd func() time.Time
 	Start     time.Time
-	// Dial opens the workloads' connections (nil: plain TCP).
-	Dial Dialer
+	// Conn is how the workloads reach the members (nil: plain TCP).
+	Conn *Conn
+	// Prefix is the run's key prefix ("chaos/<run id>/"): every key a workload writes is under it.
+	Prefix string
 }
 
 // Workload is one block of scenario.workloads (or the linearizability register load).
@@ -78,6 +80,9 @@ func NewWorkload(b scenarios.Block, env Env) (Workload, error) {
 func noop(string, ...any) {}
 
 func (e *Env) fill() {
+	if e.Prefix == "" {
+		e.Prefix = DefaultPrefix
+	}
 	if e.Event == nil {
 		e.Event = noop
 	}
@@ -103,7 +108,7 @@ func pinnedClients(env Env, n int) ([]*clientv3.Client, []string, error) {
 	var members []string
 	for i := 0; i < n; i++ {
 		m := i % len(env.Endpoints)
-		c, err := NewClientVia([]string{env.Endpoints[m]}, 1, env.Dial)
+		c, err := NewClientVia([]string{env.Endpoints[m]}, 1, env.Conn)
 		if err != nil {
 			for _, c := range cs {
 				_ = c.Close()
