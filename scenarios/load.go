@@ -212,6 +212,9 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("cluster.size", func() { c.Size = 3 })
 	def("cluster.network", func() {
 		c.Network = "proxy"
+		if c.Provider == "remote" {
+			c.Network = "direct" // the load reaches the endpoints; client: faults add the proxy
+		}
 		if c.Provider == "container" {
 			c.Network = "netns" // faults between containers go inside their namespaces
 		}

@@ -18,6 +18,8 @@ type Scenario struct {
 	Workload    Workload   `yaml:"workload"`
 	Faults      []Fault    `yaml:"faults"`
 	Thresholds  Thresholds `yaml:"thresholds"`
+	// Abort are stop conditions: when one trips, every fault heals at once and the run stops.
+	Abort Aborts `yaml:"abort,omitempty"`
 	// Workloads run beside the KV load of workload, each with its own clients and retry policy.
 	Workloads []Block `yaml:"workloads,omitempty"`
 	Checks    Checks  `yaml:"checks"`
@@ -41,6 +43,27 @@ type Cluster struct {
 	EtcdBinary   string            `yaml:"etcd-binary"`
 	Etcd         map[string]string `yaml:"etcd"`
 	ReadyTimeout Duration          `yaml:"ready-timeout"`
+	// Endpoints, TLS and Auth reach a cluster the team already runs (provider: remote).
+	Endpoints []string `yaml:"endpoints,omitempty"`
+	TLS       TLS      `yaml:"tls,omitempty"`
+	Auth      Auth     `yaml:"auth,omitempty"`
+}
+
+// TLS is the client side of TLS to a remote cluster; paths are relative to the scenario file.
+type TLS struct {
+	CA         string `yaml:"ca,omitempty"`
+	Cert       string `yaml:"cert,omitempty"`
+	Key        string `yaml:"key,omitempty"`
+	ServerName string `yaml:"server-name,omitempty"`
+}
+
+// Auth names the etcd user and where its password is: an environment variable or a file, never the
+// scenario itself (Password exists only to refuse one written there).
+type Auth struct {
+	User         string `yaml:"user,omitempty"`
+	PasswordEnv  string `yaml:"password-env,omitempty"`
+	PasswordFile string `yaml:"password-file,omitempty"`
+	Password     string `yaml:"password,omitempty"`
 }
 
 // Workload is the load driven beside the faults.
@@ -150,6 +173,8 @@ type Fault struct {
 	Correlation float64   `yaml:"correlation,omitempty"`
 	Rate        Bandwidth `yaml:"rate,omitempty"`
 	Percent     float64   `yaml:"percent,omitempty"`
+	// AllowQuorumLoss lets a fault leave fewer than a quorum of members reachable.
+	AllowQuorumLoss bool `yaml:"allow-quorum-loss,omitempty"`
 	// Line is the fault's line in the scenario file (0 when unknown).
 	Line int `yaml:"-"`
 }
@@ -162,7 +187,7 @@ type OneWay struct {
 
 // Names of the values the schema accepts; error messages list them.
 var (
-	Providers = []string{"local", "container"}
+	Providers = []string{"local", "container", "remote"}
 	// WorkloadKinds are the kinds of workload blocks.
 	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv"}
 	// MetricOps are the ops with a latency.<op> metric: the KV ops and the other workloads' ops.

@@ -1,10 +1,13 @@
 package scenarios
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -50,7 +53,10 @@ func (v *validator) validate() {
 	c := sc.Cluster
 	v.oneOf("cluster.provider", c.Provider, Providers)
 	v.oneOf("cluster.network", c.Network, Networks)
-	if c.Provider == "container" {
+	v.remote()
+	if c.Provider == "remote" {
+		// remote() has said what does not apply
+	} else if c.Provider == "container" {
 		if c.Network == "proxy" {
 			v.bad("cluster.network", "proxy needs members that are local processes; with provider container use netns (faults inside the containers' namespaces; root) or direct")
 		}
@@ -73,7 +79,7 @@ func (v *validator) validate() {
 	} else if ones, _ := n.Mask.Size(); ones > 29 || 1<<(32-ones) < c.Size+3 {
 		v.bad("cluster.subnet", "%s is too small for %d members and the hub", c.Subnet, c.Size)
 	}
-	if c.Size < 1 || c.Size > 9 {
+	if c.Provider != "remote" && (c.Size < 1 || c.Size > 9) {
 		v.bad("cluster.size", "%d members is not supported; valid: 1 to 9", c.Size)
 	}
 	if c.ReadyTimeout <= 0 {
@@ -153,6 +159,7 @@ func (v *validator) validateFaults() {
 	for i := range names {
 		names[i] = MemberName(i)
 	}
+	remote := sc.Cluster.Provider == "remote"
 	type window struct {
 		from, to time.Duration
 		i        int
@@ -180,8 +187,17 @@ func (v *validator) validateFaults() {
 				v.bad(p+".duration", "%s needs a duration: how long until the fault heals", f.Action)
 			}
 		}
+		if remote && (!contains(NetworkActions, f.Action) || f.Client.Kind == "") {
+			v.bad(p+".action", "%s on a remote cluster needs an agent on each node (chaos agent, not built yet); the harness can only reach a remote cluster's client links: use a network fault with client: TARGET, or provider local or container", f.Action)
+			continue
+		}
 		v.selection(p, f, names)
 		v.shape(p, f)
+		if !remote && !f.AllowQuorumLoss {
+			if lose, why := QuorumLoss(f, size); lose {
+				v.bad(p, "%s: the quorum guard refuses it; set allow-quorum-loss: true on the fault to run it anyway", why)
+			}
+		}
 		windows = append(windows, window{f.At.D(), end.D(), i})
 	}
 	sort.Slice(windows, func(a, b int) bool { return windows[a].from < windows[b].from })
@@ -234,7 +250,7 @@ func (v *validator) selection(p string, f Fault, names []string) {
 	nw := v.sc.Cluster.Network
 	if contains(NetworkActions, f.Action) {
 		switch {
-		case nw == "direct":
+		case nw == "direct" && v.sc.Cluster.Provider != "remote":
 			v.bad(p+".action", "%s needs cluster.network proxy or netns (direct has no hold on the links)", f.Action)
 		case f.Action == "loss" && (nw == "proxy" || set[0] == "client"):
 			v.bad(p+".action", "packet loss is not a TCP proxy's to give (client links always go through the proxy); use cluster.network: netns for loss between members (root, Linux, a kernel with sch_netem)")
@@ -342,6 +358,13 @@ func (v *validator) validTargets(names []string) string {
 // target checks one target against the cluster's size.
 func (v *validator) target(p string, t Target, names []string) {
 	size := len(names)
+	if v.sc.Cluster.Provider == "remote" {
+		// The members are the cluster's own: names and counts are checked when the run reaches it.
+		if t.Kind == "" {
+			v.bad(p, "is missing; valid: %s", strings.Join(TargetKinds, ", ")+", a member name, {count: N} or {percent: P}")
+		}
+		return
+	}
 	switch t.Kind {
 	case "":
 		v.bad(p, "is missing; valid: %s", v.validTargets(names))
@@ -545,4 +568,77 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// remote checks what reaches a cluster the team already runs, and that its fields appear only
+// with provider remote. No message holds a secret.
+func (v *validator) remote() {
+	c := v.sc.Cluster
+	if c.Auth.Password != "" {
+		v.bad("cluster.auth.password", "never write a password in the scenario; use password-env: VARIABLE or password-file: PATH")
+	}
+	if c.Provider != "remote" {
+		for path, set := range map[string]bool{"cluster.endpoints": len(c.Endpoints) > 0, "cluster.tls": c.TLS != (TLS{}),
+			"cluster.auth": c.Auth != (Auth{})} {
+			if set {
+				v.bad(path, "applies only to provider remote")
+			}
+		}
+		return
+	}
+	if _, ok := v.present["cluster.size"]; ok {
+		v.bad("cluster.size", "is read from the cluster's member list with provider remote; leave it out")
+	}
+	for path, set := range map[string]bool{"cluster.etcd": len(c.Etcd) > 0, "cluster.etcd-binary": c.EtcdBinary != "",
+		"cluster.image": c.Image != "", "cluster.entrypoint": len(c.Entrypoint) > 0} {
+		if set {
+			v.bad(path, "does not apply to provider remote: the harness does not start its members")
+		}
+	}
+	if c.Network != "direct" && c.Network != "proxy" {
+		v.bad("cluster.network", "%q does not apply to provider remote; the harness reaches its client links only (direct, or proxy for client: faults)", c.Network)
+	}
+	if len(c.Endpoints) == 0 {
+		v.bad("cluster.endpoints", "is required with provider remote: list every member's client URL, such as [https://10.0.0.1:2379, https://10.0.0.2:2379]")
+	}
+	seen := map[string]bool{}
+	for i, ep := range c.Endpoints {
+		p := fmt.Sprintf("cluster.endpoints[%d]", i)
+		u, err := url.Parse(ep)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/"):
+			v.bad(p, "%q is not a client URL; valid: http://HOST:PORT or https://HOST:PORT", ep)
+		case seen[ep]:
+			v.bad(p, "%q is listed twice", ep)
+		case u.Scheme == "http" && c.TLS != (TLS{}):
+			v.bad(p, "%q is plain http but cluster.tls is set; use https://", ep)
+		}
+		seen[ep] = true
+	}
+	dir := filepath.Dir(v.file)
+	for _, f := range []struct{ path, val string }{{"cluster.tls.ca", c.TLS.CA}, {"cluster.tls.cert", c.TLS.Cert}, {"cluster.tls.key", c.TLS.Key},
+		{"cluster.auth.password-file", c.Auth.PasswordFile}} {
+		if f.val == "" {
+			continue
+		}
+		p := f.val
+		if !filepath.IsAbs(p) && !strings.HasPrefix(v.file, "builtin:") {
+			p = filepath.Join(dir, p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			v.bad(f.path, "cannot read %s (paths are relative to the scenario file): %v", p, errors.Unwrap(err))
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		v.bad("cluster.tls", "cert and key go together; give both or neither")
+	}
+	a := c.Auth
+	switch {
+	case a.User == "" && (a.PasswordEnv != "" || a.PasswordFile != ""):
+		v.bad("cluster.auth.user", "is missing: whose password is it?")
+	case a.User != "" && a.PasswordEnv == "" && a.PasswordFile == "":
+		v.bad("cluster.auth", "user %s needs password-env: VARIABLE or password-file: PATH", a.User)
+	case a.PasswordEnv != "" && a.PasswordFile != "":
+		v.bad("cluster.auth.password-file", "give only one of password-env and password-file")
+	}
 }
