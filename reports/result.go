@@ -19,6 +19,8 @@ const (
 	VerdictFail        = "fail"
 	VerdictInterrupted = "interrupted"
 	VerdictError       = "error"
+	// VerdictAborted: a stop condition (abort:) tripped; every fault was healed and the load stopped.
+	VerdictAborted = "aborted"
 )
 
 // Result is the whole verdict of one run, written as result.json.
@@ -34,6 +36,11 @@ type Result struct {
 	StartedAt   time.Time `json:"started_at"`
 	EndedAt     time.Time `json:"ended_at"`
 	Cluster     Cluster   `json:"cluster"`
+	// RunID names the run; KeyPrefix is where it wrote ("chaos/<run id>/").
+	RunID     string `json:"run_id,omitempty"`
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// Aborted is set when a stop condition tripped.
+	Aborted *Abort `json:"aborted,omitempty"`
 	// LoadStartedAt is time zero of the fault schedule (the load's start, warm-up included).
 	LoadStartedAt time.Time `json:"load_started_at"`
 
@@ -110,6 +117,19 @@ type Cluster struct {
 	// it), "netns", "docker-proxy" (a published port); latency read beside a proxy includes it.
 	ClientPath string `json:"client_path,omitempty"`
 	PeerPath   string `json:"peer_path,omitempty"`
+	// Endpoints are the client URLs a remote cluster was reached at; TLS and Auth say how (never a secret).
+	Endpoints []string `json:"endpoints,omitempty"`
+	TLS       bool     `json:"tls,omitempty"`
+	AuthUser  string   `json:"auth_user,omitempty"`
+}
+
+// Abort says which stop condition tripped, when, and what it saw.
+type Abort struct {
+	Condition string  `json:"condition"`
+	AtS       float64 `json:"at_s"`     // seconds from load start
+	Observed  string  `json:"observed"` // the value over the window, or the alarm
+	// HealedWithinMs is from the trip to the last fault healed (nil: none was active).
+	HealedWithinMs *float64 `json:"healed_within_ms,omitempty"`
 }
 
 // ThresholdResult is one threshold with what was observed.
@@ -138,6 +158,8 @@ type FaultRecord struct {
 	// fault took effect within it.
 	CallMs *float64 `json:"call_ms,omitempty"`
 	Error  string   `json:"error,omitempty"`
+	// Skipped says why the quorum guard did not fire the fault (no leader, a member not answering).
+	Skipped string `json:"skipped,omitempty"`
 	// What the fault cost, as seen from its injection to WindowEndS (the next fault, its heal plus
 	// workload.recovery, or the load's end): whether a leader change was seen (Election), and the
 	// longest span in which no prober write sent in it was acknowledged (OutageWriteMs).

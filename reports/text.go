@@ -21,6 +21,23 @@ func msText(v *float64) string {
 func WriteText(w io.Writer, r *Result) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scenario %s (seed %d), %d-member %s cluster, etcd %s\n", r.Scenario, r.Seed, r.Cluster.Size, r.Cluster.Provider, r.Cluster.EtcdVersion)
+	if r.Cluster.Provider == "remote" {
+		how := "plain"
+		if r.Cluster.TLS {
+			how = "TLS"
+		}
+		if r.Cluster.AuthUser != "" {
+			how += ", user " + r.Cluster.AuthUser
+		}
+		fmt.Fprintf(&b, "remote cluster at %s (%s); the run wrote only under %s\n", strings.Join(r.Cluster.Endpoints, ", "), how, r.KeyPrefix)
+	}
+	if a := r.Aborted; a != nil {
+		healed := "no fault was active"
+		if a.HealedWithinMs != nil {
+			healed = fmt.Sprintf("every fault healed within %.0fms", *a.HealedWithinMs)
+		}
+		fmt.Fprintf(&b, "ABORTED at %.1fs: %s (observed %s); %s\n", a.AtS, a.Condition, a.Observed, healed)
+	}
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	if len(r.Faults) > 0 {
 		fmt.Fprintln(&b, "\nfaults")
@@ -62,6 +79,8 @@ func WriteText(w io.Writer, r *Result) error {
 				outage = "write outage " + msText(f.OutageWriteMs)
 			}
 			switch {
+			case f.Skipped != "":
+				fmt.Fprintf(tw, "  #%d %s\tskipped by the quorum guard: %s\n", f.Index, f.Action, f.Skipped)
 			case f.Error != "":
 				fmt.Fprintf(tw, "  #%d %s\tnot measured: the fault failed\n", f.Index, f.Action)
 			case fo == nil:
