@@ -29,7 +29,7 @@ func cpuTime() time.Duration {
 // proxy in any path); "proxy" puts every client and peer link through the proxy, as network faults do.
 // network "container" runs the members as containers (provider container, no network faults), the
 // load dialling their own addresses.
-func benchCluster(b *testing.B, network string) *LocalCluster {
+func benchCluster(b *testing.B, network string) Cluster {
 	ctx := context.Background()
 	proxied := network == "proxy"
 	if network == "default" {
@@ -37,7 +37,7 @@ func benchCluster(b *testing.B, network string) *LocalCluster {
 	}
 	opts := LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
 		ClientProxy: proxied, PeerProxy: proxied}
-	var cl *LocalCluster
+	var cl Cluster
 	var err error
 	if network == "container" {
 		testbin.NeedDocker(b)
@@ -53,7 +53,7 @@ func benchCluster(b *testing.B, network string) *LocalCluster {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = cl.Close(context.Background(), 2*time.Second) })
-	if err := cl.WaitReady(ctx, 30*time.Second); err != nil {
+	if err := cl.WaitReady(ctx, 30*time.Second, "chaos/ready"); err != nil {
 		b.Fatal(err)
 	}
 	return cl
@@ -84,7 +84,7 @@ func benchPuts(b *testing.B, network string) {
 
 // measurePuts drives n closed-loop puts (16 clients, 8 connections, 256-byte values) and returns
 // puts/s, the p99 in ms and the harness's CPU per put in µs.
-func measurePuts(b *testing.B, cl *LocalCluster, n int64) (rate, p99, cpuPerPut float64) {
+func measurePuts(b *testing.B, cl Cluster, n int64) (rate, p99, cpuPerPut float64) {
 	ctx := context.Background()
 	rec := loadgen.NewRecorder(time.Now(), nil)
 	rec.SetPhase("bench", time.Now())
@@ -114,7 +114,7 @@ func measurePuts(b *testing.B, cl *LocalCluster, n int64) (rate, p99, cpuPerPut 
 // at least 0.85); proxy/direct: what a network fault's proxy costs. Run with -benchtime 1x.
 func BenchmarkPutsSideBySide(b *testing.B) {
 	cases := []string{"direct", "default", "proxy", "container"}
-	cls := map[string]*LocalCluster{}
+	cls := map[string]Cluster{}
 	for _, c := range cases {
 		cls[c] = benchCluster(b, c)
 	}

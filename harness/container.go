@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -27,8 +28,10 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
+	"go.etcd.io/etcd/api/v3/version"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
 )
 
 // Label marks every container, network and volume of a run (its value is the run's prefix).
@@ -54,11 +57,24 @@ type docker struct {
 	published bool
 }
 
+// ContainerCluster is a cluster of etcd members, each a container (testcontainers-go) on a Docker
+// network of the run's own.
+type ContainerCluster struct {
+	base
+	opts   LocalOptions
+	docker *docker
+	proxy  *faults.Proxy // client links only: faults between the load and a member
+	netns  *faults.Netns // network: netns (root): the containers' own namespaces, by PID
+	prefix string        // the run's label value and the name of what it makes
+}
+
 // containerRunner runs one member as a container: the same data volume across restarts, its client
 // port published on 127.0.0.1 at a fixed port, its logs appended to the member's etcd.log.
 type containerRunner struct {
 	d       *docker
-	m       *localMember
+	m       *member
+	log     *slog.Logger
+	started func() error
 	req     testcontainers.ContainerRequest
 	mu      sync.Mutex
 	id      string
@@ -78,53 +94,61 @@ type quiet struct{}
 func (quiet) Printf(string, ...any) {}
 
 // NewContainers lays out a cluster of containers, one member each, on a network of its own.
-func NewContainers(opts LocalOptions, co ContainerOptions) (*LocalCluster, error) {
+func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, error) {
 	if opts.Logger == nil {
 		opts.Logger = nopLogger()
 	}
-	if co.Image == "" && len(opts.NodeCommand) == 0 {
-		exe, err := os.Executable()
+	if co.Image == "" {
+		cmd, err := defaultNodeCommand(opts.NodeCommand)
 		if err != nil {
 			return nil, err
 		}
-		opts.NodeCommand = []string{exe, "node"}
+		opts.NodeCommand = cmd
 	}
 	ports, err := freePorts(opts.Size)
 	if err != nil {
 		return nil, err
 	}
-	c := &LocalCluster{opts: opts, prefix: fmt.Sprintf("chaos-%d-%04x", os.Getpid()%100000, time.Now().UnixNano()&0xffff)}
+	c := &ContainerCluster{opts: opts, prefix: newPrefix()}
 	c.docker = &docker{image: co.Image, net: c.prefix}
+	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *ClusterFile) {
+		cf.Provider, cf.Prefix, cf.Image = "container", c.prefix, c.docker.image
+		for _, m := range c.members {
+			if id := m.run.(*containerRunner).ID(); id != "" {
+				cf.Containers = append(cf.Containers, id)
+			}
+		}
+		if c.netns != nil {
+			cf.Namespaces = c.netns.Namespaces()
+		}
+	}}
 	c.proxy = faults.NewProxy(opts.Seed, opts.Logger) // client links only: faults between the load and a member
 	extra, err := etcdFlags(opts.Etcd)
 	if err != nil {
 		return nil, err
 	}
+	names := memberNames(opts.Size)
 	var initial []string
-	for i := 0; i < opts.Size; i++ {
-		initial = append(initial, fmt.Sprintf("%s=http://%s:2380", memberName(i), memberName(i)))
+	for _, name := range names {
+		initial = append(initial, fmt.Sprintf("%s=http://%s:2380", name, name))
 	}
 	entry := co.Entrypoint
 	if co.Image == "" {
 		entry = []string{"/chaos", "node", "--"}
 	}
-	for i := 0; i < opts.Size; i++ {
-		name := memberName(i)
+	for i, name := range names {
 		dir := filepath.Join(opts.Dir, "members", name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		m := &localMember{cl: c, name: name, dataDir: "/data/" + name, logPath: filepath.Join(dir, "etcd.log"),
+		m := &member{name: name, dataDir: "/data/" + name, logPath: filepath.Join(dir, "etcd.log"),
 			realURL: fmt.Sprintf("http://127.0.0.1:%d", ports[i]), peerURL: "http://" + name + ":2380"}
 		m.clientURL = m.realURL // routeContainers sets both once the containers run
-		args := append([]string{"--name=" + name, "--data-dir=" + m.dataDir,
-			"--listen-client-urls=http://0.0.0.0:2379", "--advertise-client-urls=http://" + name + ":2379",
-			"--listen-peer-urls=http://0.0.0.0:2380", "--initial-advertise-peer-urls=" + m.peerURL,
-			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
-			"--initial-cluster-token=" + opts.Token}, extra...)
+		args := memberArgs(name, m.dataDir, "http://0.0.0.0:2379", "http://"+name+":2379", "http://0.0.0.0:2380", m.peerURL,
+			initial, opts.Token, extra)
 		m.argv = append(append([]string{}, entry...), args...)
 		vol, hostPort := c.prefix+"-"+name, fmt.Sprint(ports[i])
-		r := &containerRunner{d: c.docker, m: m}
+		r := &containerRunner{d: c.docker, m: m, log: opts.Logger, started: c.writeClusterFile}
 		r.req = testcontainers.ContainerRequest{
 			Name: c.prefix + "-" + name, Entrypoint: entry, Cmd: args, ExposedPorts: []string{"2379/tcp"},
 			Networks: []string{c.docker.net}, NetworkAliases: map[string][]string{c.docker.net: {name}},
@@ -135,16 +159,14 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*LocalCluster, error
 			},
 		}
 		c.docker.volumes = append(c.docker.volumes, vol)
-		m.ctr = r
+		m.run = r
 		c.members = append(c.members, m)
 	}
 	return c, nil
 }
 
-func memberName(i int) string { return fmt.Sprintf("member-%d", i+1) }
-
 // startDocker connects to the engine and makes the image, the network and the volumes.
-func (c *LocalCluster) startDocker(ctx context.Context) error {
+func (c *ContainerCluster) startDocker(ctx context.Context) error {
 	d := c.docker
 	dc, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
@@ -161,7 +183,7 @@ func (c *LocalCluster) startDocker(ctx context.Context) error {
 		c.opts.Logger.Info("member image", "image", img, "cached", cached, "took", d.built)
 	}
 	for _, m := range c.members {
-		m.ctr.req.Image = d.image
+		m.run.(*containerRunner).req.Image = d.image
 	}
 	res, err := dc.NetworkCreate(ctx, d.net, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{Label: c.prefix}})
 	if err != nil {
@@ -183,7 +205,7 @@ func (c *LocalCluster) startDocker(ctx context.Context) error {
 // addresses on the run's network where this machine routes to them (Linux), so that no
 // docker-proxy hop sits in the measured path; their published ports where it does not. The client
 // proxy goes in front only when a fault of the scenario acts on the client links.
-func (c *LocalCluster) routeContainers(ctx context.Context) error {
+func (c *ContainerCluster) routeContainers(ctx context.Context) error {
 	direct := map[string]string{}
 	for _, m := range c.members {
 		_, ip, err := c.containerAddr(m.name)
@@ -241,12 +263,12 @@ func routable(ctx context.Context, addr string) bool {
 }
 
 // containerAddr names a member container's process and address on the run's network.
-func (c *LocalCluster) containerAddr(member string) (int, string, error) {
+func (c *ContainerCluster) containerAddr(member string) (int, string, error) {
 	for _, m := range c.members {
 		if m.name != member {
 			continue
 		}
-		in, err := m.ctr.inspect(context.Background())
+		in, err := m.run.(*containerRunner).inspect(context.Background())
 		if err != nil {
 			return 0, "", err
 		}
@@ -347,14 +369,14 @@ func buildImage(ctx context.Context, dc *testcontainers.DockerClient, tag, docke
 }
 
 // closeDocker removes the containers, the network and (unless keep) the volumes.
-func (c *LocalCluster) closeDocker(ctx context.Context, keep bool) error {
+func (c *ContainerCluster) closeDocker(ctx context.Context, keep bool) error {
 	d := c.docker
 	if d == nil || d.dc == nil {
 		return nil
 	}
 	var errs []error
 	for _, m := range c.members {
-		if id := m.ctr.ID(); id != "" {
+		if id := m.run.(*containerRunner).ID(); id != "" {
 			if _, err := d.dc.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
 				errs = append(errs, fmt.Errorf("removing the container of %s: %w", m.name, err))
 			}
@@ -446,9 +468,7 @@ func (r *containerRunner) inspect(ctx context.Context) (container.InspectRespons
 }
 
 func (r *containerRunner) start(ctx context.Context) error {
-	logf, err := os.OpenFile(r.m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err == nil {
-		fmt.Fprintf(logf, "=== etcd-chaos: starting %s at %s: %s (image %s)\n", r.m.name, time.Now().UTC().Format(time.RFC3339Nano), strings.Join(r.m.argv, " "), r.d.image)
+	if logf, err := writeBanner(r.m.logPath, r.m.name, r.m.argv, " (image "+r.d.image+")"); err == nil {
 		logf.Close()
 	}
 	r.mu.Lock()
@@ -468,8 +488,8 @@ func (r *containerRunner) start(ctx context.Context) error {
 	} else if _, err := r.d.dc.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("starting the container of %s again: %w", r.m.name, err)
 	}
-	r.m.cl.opts.Logger.Info("member container started", "member", r.m.name, "id", r.ID()[:12])
-	return r.m.cl.writeClusterFile()
+	r.log.Info("member container started", "member", r.m.name, "id", r.ID()[:12])
+	return r.started()
 }
 
 // signal maps signals onto the Docker API: SIGSTOP and SIGCONT are docker pause and unpause (the
@@ -487,7 +507,7 @@ func (r *containerRunner) signal(sig syscall.Signal) error {
 			_, err = r.d.dc.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
 		}
 	default:
-		_, err = r.d.dc.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: strings.TrimPrefix(unixName(sig), "")})
+		_, err = r.d.dc.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: unixName(sig)})
 	}
 	if err != nil {
 		return fmt.Errorf("%s to the container of %s: %w", sig, r.m.name, err)
@@ -585,4 +605,91 @@ func (r *containerRunner) flushLogs() {
 		r.logFrom = now
 		r.mu.Unlock()
 	}
+}
+
+// --- the Cluster methods of containers ---
+
+// Start makes the image, the network and the volumes, starts every member's container, and
+// points the harness at them.
+func (c *ContainerCluster) Start(ctx context.Context) error {
+	if err := c.startDocker(ctx); err != nil {
+		return err
+	}
+	for _, m := range c.members {
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return c.routeContainers(ctx)
+}
+
+// WaitReady waits until every member answers, knows a leader, and a write of key succeeds.
+func (c *ContainerCluster) WaitReady(ctx context.Context, timeout time.Duration, key string) error {
+	return c.waitReady(ctx, timeout, key, c.Endpoints(), nil)
+}
+
+// PeerNetwork is the backend of faults between members: the containers' namespaces (network:
+// netns, root) or Docker's network (disconnect and connect).
+func (c *ContainerCluster) PeerNetwork() faults.Network {
+	if c.netns != nil {
+		return c.netns
+	}
+	if c.opts.Network == "docker" {
+		return dockerNet{c}
+	}
+	return nil
+}
+
+// Paths says what sits on the client links ("direct" to the containers' addresses, "proxy", or
+// "docker-proxy", Docker's published port) and on the peer links ("docker" or "netns").
+func (c *ContainerCluster) Paths() (client, peer string) {
+	client, peer = "direct", "docker"
+	for _, m := range c.members {
+		if m.clientURL != m.realURL {
+			client = "proxy"
+		}
+	}
+	if client == "direct" && c.docker.published {
+		client = "docker-proxy"
+	}
+	if c.opts.Network == "netns" {
+		peer = "netns"
+	}
+	return client, peer
+}
+
+// ClientProxy is the client proxies' backend (nil unless a client: fault needs it).
+func (c *ContainerCluster) ClientProxy() *faults.Proxy {
+	if !c.opts.ClientProxy {
+		return nil
+	}
+	return c.proxy
+}
+
+// Netns is the containers' namespaces with network: netns (nil otherwise).
+func (c *ContainerCluster) Netns() *faults.Netns { return c.netns }
+
+// LoadConn: the containers' addresses (or published ports) are reached by plain TCP.
+func (c *ContainerCluster) LoadConn() *loadgen.Conn { return nil }
+
+// Close stops the members, then removes the containers, the network and the volumes.
+func (c *ContainerCluster) Close(ctx context.Context, grace time.Duration) error {
+	errs := c.stopMembers(ctx, grace)
+	c.proxy.Close()
+	if c.netns != nil {
+		_ = c.netns.Close()
+	}
+	errs = append(errs, c.closeDocker(ctx, false))
+	return errors.Join(errs...)
+}
+
+// RemoveData: the data live in Docker volumes, which Close removes.
+func (c *ContainerCluster) RemoveData() error { return nil }
+
+// EtcdVersion is the embedded etcd's version for the node image, else the image's name.
+func (c *ContainerCluster) EtcdVersion() string {
+	if c.docker.image != "" && !strings.HasPrefix(c.docker.image, "etcd-chaos-node:") {
+		return "image " + c.docker.image
+	}
+	return version.Version
 }

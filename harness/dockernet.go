@@ -14,12 +14,12 @@ import (
 // dockerNet is the network backend of containers without root: docker network disconnect and
 // connect. It can only cut one member off from the run's network, which also cuts it off from
 // clients (its published port goes with the network); anything finer needs network: netns.
-type dockerNet struct{ c *LocalCluster }
+type dockerNet struct{ c *ContainerCluster }
 
 func (d dockerNet) Name() string { return "docker" }
 
 // isolated finds the one member the links cut off from everyone, both ways.
-func (d dockerNet) isolated(links []faults.Link, s faults.Shape) (*localMember, error) {
+func (d dockerNet) isolated(links []faults.Link, s faults.Shape) (*member, error) {
 	if !s.Blackhole {
 		return nil, errors.New("network: docker can only cut a member off (docker network disconnect); delay, bandwidth and loss need network: netns (root)")
 	}
@@ -35,8 +35,8 @@ func (d dockerNet) isolated(links []faults.Link, s faults.Shape) (*localMember, 
 	return nil, errors.New("network: docker can only isolate one member from all the others (docker network disconnect); groups, one-way partitions and isolating several members together need network: netns (root)")
 }
 
-func (d dockerNet) connected(ctx context.Context, m *localMember) (bool, error) {
-	in, err := m.ctr.inspect(ctx)
+func (d dockerNet) connected(ctx context.Context, m *member) (bool, error) {
+	in, err := m.run.(*containerRunner).inspect(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -49,7 +49,7 @@ func (d dockerNet) Apply(ctx context.Context, links []faults.Link, s faults.Shap
 	if err != nil {
 		return err
 	}
-	_, err = d.c.docker.dc.NetworkDisconnect(ctx, d.c.docker.netID, client.NetworkDisconnectOptions{Container: m.ctr.ID(), Force: true})
+	_, err = d.c.docker.dc.NetworkDisconnect(ctx, d.c.docker.netID, client.NetworkDisconnectOptions{Container: m.run.(*containerRunner).ID(), Force: true})
 	return err
 }
 
@@ -72,7 +72,7 @@ func (d dockerNet) Heal(ctx context.Context, links []faults.Link) error {
 	if on, _ := d.connected(ctx, m); on {
 		return nil
 	}
-	_, err = d.c.docker.dc.NetworkConnect(ctx, d.c.docker.netID, client.NetworkConnectOptions{Container: m.ctr.ID(),
+	_, err = d.c.docker.dc.NetworkConnect(ctx, d.c.docker.netID, client.NetworkConnectOptions{Container: m.run.(*containerRunner).ID(),
 		EndpointConfig: &network.EndpointSettings{Aliases: []string{m.name}}})
 	return err
 }

@@ -1,28 +1,22 @@
 package harness
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/version"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
@@ -51,39 +45,14 @@ type LocalOptions struct {
 	ClientProxy, PeerProxy bool
 }
 
-// LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports.
+// LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports (or on
+// addresses of network namespaces of its own).
 type LocalCluster struct {
-	opts    LocalOptions
-	members []*localMember
-	mu      sync.Mutex // guards cluster.json writes
-
-	clientsMu sync.Mutex
-	clients   map[string]*clientv3.Client // one control client per member, made on first use
-
+	base
+	opts   LocalOptions
 	proxy  *faults.Proxy // nil with network: direct
 	netns  *faults.Netns // network: netns, once started
 	prefix string        // namespace names: <prefix>-hub, <prefix>-<member>
-	docker *docker       // provider container
-}
-
-type localMember struct {
-	cl        *LocalCluster
-	name      string
-	clientURL string // what the load, the prober and the watcher use: the client proxy, if any
-	realURL   string // the member's own client URL: the harness's control clients use it
-	peerURL   string // the advertised peer URL: the peer proxy, if any
-	peerReal  string // the member's own peer URL
-	proxyAt   string // client proxy listen address
-	peerAt    string // peer proxy listen address
-	ip        string // netns address
-	dataDir   string
-	logPath   string
-	argv      []string
-	ctr       *containerRunner // provider container: the member is a container
-
-	mu   sync.Mutex
-	pid  int
-	done chan struct{}
 }
 
 // freePorts asks the kernel for n free loopback ports.
@@ -109,14 +78,14 @@ func freePorts(n int) ([]int, error) {
 // NewLocal lays out the members (ports, folders, flags) without starting them.
 func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = nopLogger()
 	}
-	if opts.EtcdBinary == "" && len(opts.NodeCommand) == 0 {
-		exe, err := os.Executable()
+	if opts.EtcdBinary == "" {
+		cmd, err := defaultNodeCommand(opts.NodeCommand)
 		if err != nil {
-			return nil, fmt.Errorf("finding the chaos binary to run members: %w", err)
+			return nil, err
 		}
-		opts.NodeCommand = []string{exe, "node"}
+		opts.NodeCommand = cmd
 	}
 	if opts.Network == "" {
 		opts.Network = "direct"
@@ -129,18 +98,24 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &LocalCluster{opts: opts, prefix: fmt.Sprintf("chaos-%d-%04x", os.Getpid()%100000, time.Now().UnixNano()&0xffff)}
+	c := &LocalCluster{opts: opts, prefix: newPrefix()}
+	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *ClusterFile) {
+		cf.Provider = "local"
+		if c.netns != nil {
+			cf.Namespaces = c.netns.Namespaces()
+		}
+	}}
 	if opts.Network != "direct" {
 		c.proxy = faults.NewProxy(opts.Seed, opts.Logger)
 	}
 	var initial []string
-	for i := 0; i < opts.Size; i++ {
-		name := scenarios.MemberName(i)
+	for i, name := range memberNames(opts.Size) {
 		dir := filepath.Join(opts.Dir, "members", name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
 		}
-		m := &localMember{cl: c, name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log")}
+		m := &member{name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log")}
+		m.run = &procRunner{m: m, log: opts.Logger, started: c.writeClusterFile}
 		pt := ports[perMember*i:]
 		url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 		switch opts.Network {
@@ -162,7 +137,7 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			}
 			m.realURL, m.peerReal = "http://"+m.ip+":2379", "http://"+m.ip+":2380"
 			m.peerURL = m.peerReal
-			m.clientURL = m.realURL // the load dials it from the hub namespace (LoadDialer)
+			m.clientURL = m.realURL // the load dials it from the hub namespace (LoadConn)
 			if opts.ClientProxy {
 				m.clientURL, m.proxyAt = url(pt[0]), fmt.Sprintf("127.0.0.1:%d", pt[0])
 			}
@@ -176,16 +151,12 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 	}
 	for _, m := range c.members {
 		// Members advertise the proxies, so that peers and clients that learn URLs from the cluster
-		// go through them too.
-		args := []string{"--name=" + m.name, "--data-dir=" + m.dataDir,
-			"--listen-client-urls=" + m.realURL, "--advertise-client-urls=" + m.clientURL,
-			"--listen-peer-urls=" + m.peerReal, "--initial-advertise-peer-urls=" + m.peerURL,
-			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
-			"--initial-cluster-token=" + opts.Token}
+		// go through them too (with network: netns, the member's own address: the hub reaches it).
+		advertise := m.clientURL
 		if opts.Network == "netns" {
-			args[3] = "--advertise-client-urls=" + m.realURL
+			advertise = m.realURL
 		}
-		args = append(args, extra...)
+		args := memberArgs(m.name, m.dataDir, m.realURL, advertise, m.peerReal, m.peerURL, initial, opts.Token, extra)
 		if opts.EtcdBinary != "" {
 			m.argv = append([]string{opts.EtcdBinary}, args...)
 		} else {
@@ -223,28 +194,14 @@ func etcdFlags(m map[string]string) ([]string, error) {
 
 // Start makes the network (namespaces, proxies) and starts every member.
 func (c *LocalCluster) Start(ctx context.Context) error {
-	if c.docker != nil {
-		if err := c.startDocker(ctx); err != nil {
-			return err
-		}
-		for _, m := range c.members {
-			if err := m.Start(ctx); err != nil {
-				return err
-			}
-		}
-		return c.routeContainers(ctx)
-	}
 	if c.opts.Network == "netns" {
-		var names []string
-		for _, m := range c.members {
-			names = append(names, m.name)
-		}
-		n, err := faults.NewNetns(c.prefix, c.opts.Subnet, names)
+		n, err := faults.NewNetns(c.prefix, c.opts.Subnet, c.Names())
 		if err != nil {
 			return err
 		}
 		c.netns = n
 		c.proxy.Dial = n.Dial
+		c.control = &loadgen.Conn{Dial: func(ctx context.Context, addr string) (net.Conn, error) { return n.Dial(ctx, "tcp", addr) }}
 		if err := c.writeClusterFile(); err != nil {
 			return err
 		}
@@ -276,7 +233,7 @@ func (c *LocalCluster) Start(ctx context.Context) error {
 func (c *LocalCluster) pids() map[string]int {
 	out := map[string]int{}
 	for _, m := range c.members {
-		if pid, done := m.running(); done != nil {
+		if pid, done := m.run.(*procRunner).running(); done != nil {
 			out[m.name] = pid
 		}
 	}
@@ -284,11 +241,9 @@ func (c *LocalCluster) pids() map[string]int {
 }
 
 // PeerNetwork is the backend of faults between members: the proxy (when it carries the peer
-// links), the namespaces, Docker's network, or nil.
+// links), the namespaces, or nil.
 func (c *LocalCluster) PeerNetwork() faults.Network {
 	switch {
-	case c.docker != nil && c.opts.Network == "docker":
-		return dockerNet{c}
 	case c.netns != nil:
 		return c.netns
 	case c.proxy != nil && c.opts.PeerProxy:
@@ -298,7 +253,7 @@ func (c *LocalCluster) PeerNetwork() faults.Network {
 }
 
 // Paths says what sits on the client links (load to members) and on the peer links: "direct",
-// "proxy" (the harness's), "netns", "docker-proxy" (Docker's published port), "docker".
+// "proxy" (the harness's) or "netns".
 func (c *LocalCluster) Paths() (client, peer string) {
 	client, peer = "direct", "direct"
 	for _, m := range c.members {
@@ -309,265 +264,48 @@ func (c *LocalCluster) Paths() (client, peer string) {
 			peer = "proxy"
 		}
 	}
-	if c.docker != nil {
-		if client == "direct" && c.docker.published {
-			client = "docker-proxy"
-		}
-		peer = "docker"
-		if c.opts.Network == "netns" {
-			peer = "netns"
-		}
-	}
-	if c.opts.Network == "netns" && c.docker == nil {
+	if c.opts.Network == "netns" {
 		peer = "netns"
 	}
 	return client, peer
 }
 
-// Proxy is the client proxies' (and with network: proxy, the peer proxies') backend; nil if direct.
+// ClientProxy is the client proxies' backend (nil unless a client: fault needs it).
+func (c *LocalCluster) ClientProxy() *faults.Proxy {
+	if !c.opts.ClientProxy {
+		return nil
+	}
+	return c.proxy
+}
+
+// Proxy is the proxies' backend (client and, with network: proxy, peer links); nil if direct.
 func (c *LocalCluster) Proxy() *faults.Proxy { return c.proxy }
 
 // Netns is the namespace backend with network: netns (nil otherwise, or before Start).
 func (c *LocalCluster) Netns() *faults.Netns { return c.netns }
 
-// dial opens the control clients' connections: from the hub namespace with network: netns.
-func (c *LocalCluster) dial() loadgen.Dialer {
-	if c.netns == nil || c.docker != nil { // containers publish their client ports on 127.0.0.1
-		return nil
-	}
-	return func(ctx context.Context, addr string) (net.Conn, error) { return c.netns.Dial(ctx, "tcp", addr) }
-}
-
-// LoadDialer opens the load's connections (the KV load, workloads, watcher, prober): from the hub
-// namespace when its endpoints are the members' own namespace addresses, else plain TCP (nil).
-func (c *LocalCluster) LoadDialer() loadgen.Dialer {
+// LoadConn is how the load reaches the members: from the hub namespace when its endpoints are the
+// members' own namespace addresses, else plain TCP (nil).
+func (c *LocalCluster) LoadConn() *loadgen.Conn {
 	for _, m := range c.members {
 		if m.clientURL != m.realURL {
 			return nil // through the client proxy on 127.0.0.1, which the hub cannot reach
 		}
 	}
-	return c.dial()
+	return c.control
 }
 
-// Members returns the members sorted by name.
-func (c *LocalCluster) Members() []faults.Member {
-	out := make([]faults.Member, len(c.members))
-	for i, m := range c.members {
-		out[i] = m
-	}
-	return out
-}
-
-// ClientURLs maps member names to client URLs.
-func (c *LocalCluster) ClientURLs() map[string]string {
-	out := map[string]string{}
-	for _, m := range c.members {
-		out[m.name] = m.clientURL
-	}
-	return out
-}
-
-// Endpoints lists the client URLs in member order.
-func (c *LocalCluster) Endpoints() []string {
-	var out []string
-	for _, m := range c.members {
-		out = append(out, m.clientURL)
-	}
-	return out
-}
-
-// Names lists the member names in order.
-func (c *LocalCluster) Names() []string {
-	var out []string
-	for _, m := range c.members {
-		out = append(out, m.name)
-	}
-	return out
-}
-
-// Leader asks every member for its status at once and returns the leader of the newest term.
-func (c *LocalCluster) Leader(ctx context.Context) (string, uint64, error) {
-	type answer struct {
-		id, leader, term uint64
-	}
-	answers := make([]*answer, len(c.members))
-	var wg sync.WaitGroup
-	for i, m := range c.members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st, err := c.status(ctx, m, 500*time.Millisecond)
-			if err == nil {
-				answers[i] = &answer{st.Header.MemberId, st.Leader, st.RaftTerm}
-			}
-		}()
-	}
-	wg.Wait()
-	ids := map[uint64]string{}
-	var best *answer
-	for i, a := range answers {
-		if a == nil {
-			continue
-		}
-		ids[a.id] = c.members[i].name
-		if a.leader != 0 && (best == nil || a.term > best.term) {
-			best = a
-		}
-	}
-	if best == nil {
-		return "", 0, errors.New("no member reports a leader")
-	}
-	name, ok := ids[best.leader]
-	if !ok {
-		return "", 0, fmt.Errorf("the leader (id %x) did not answer", best.leader)
-	}
-	return name, best.term, nil
-}
-
-// status asks one member for its status over a client kept for that member (made on first use and
-// closed by Close), so readiness polls and fault-time leader lookups do not dial anew each time.
-func (c *LocalCluster) status(ctx context.Context, m *localMember, timeout time.Duration) (*pb.StatusResponse, error) {
-	c.clientsMu.Lock()
-	cli, ok := c.clients[m.name]
-	if !ok {
-		var err error
-		if cli, err = loadgen.MeasureClientVia([]string{m.realURL}, c.dial()); err != nil {
-			c.clientsMu.Unlock()
-			return nil, err
-		}
-		if c.clients == nil {
-			c.clients = map[string]*clientv3.Client{}
-		}
-		c.clients[m.name] = cli
-	}
-	c.clientsMu.Unlock()
-	sctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return loadgen.Status(sctx, cli)
-}
-
-// WaitReady waits until every member answers, knows a leader, and a write succeeds.
-func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cli, err := loadgen.MeasureClientVia(c.Endpoints(), c.LoadDialer())
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	var last error
-	for {
-		last = c.ready(ctx, cli)
-		if last == nil {
-			return nil
-		}
-		for _, m := range c.members {
-			if st, _ := m.State(); st == faults.Exited {
-				if m.ctr != nil {
-					m.ctr.flushLogs()
-				}
-				return fmt.Errorf("member %s exited while starting; its log (%s) says:\n%s", m.name, m.logPath, lastStart(m.logPath))
-			}
-		}
-		select {
-		case <-ctx.Done():
-			var logs []string
-			for _, m := range c.members {
-				logs = append(logs, fmt.Sprintf("--- %s (%s):\n%s", m.name, m.logPath, tail(m.logPath, 8)))
-			}
-			return fmt.Errorf("the cluster was not ready within %s: %v\n%s", timeout, last, strings.Join(logs, "\n"))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (c *LocalCluster) ready(ctx context.Context, cli *clientv3.Client) error {
-	for _, m := range c.members {
-		st, err := c.status(ctx, m, time.Second)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
-		if st.Leader == 0 {
-			return fmt.Errorf("%s has no leader yet", m.name)
-		}
-	}
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if _, err := cli.Put(pctx, "chaos/ready", time.Now().String()); err != nil {
-		return fmt.Errorf("a write failed: %w", err)
-	}
-	return nil
-}
-
-// lastStart returns what the member logged since its last start: all of it if short, else the first
-// lines (where etcd reports a bad flag, before its usage text) and the last ones.
-func lastStart(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	text := string(b)
-	if i := strings.LastIndex(text, "=== etcd-chaos: starting"); i >= 0 {
-		if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
-			text = text[i+j+1:]
-		}
-	}
-	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
-	if len(lines) <= 20 {
-		return strings.Join(lines, "\n")
-	}
-	return strings.Join(lines[:6], "\n") + "\n  ...\n" + strings.Join(lines[len(lines)-10:], "\n")
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
+// WaitReady waits until every member answers, knows a leader, and a write of key succeeds.
+func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration, key string) error {
+	return c.waitReady(ctx, timeout, key, c.Endpoints(), c.LoadConn())
 }
 
 // Close stops every member: SIGCONT (a paused member cannot act on SIGTERM), SIGTERM, and SIGKILL for
-// any still running after grace. Members stop in parallel: a leader given SIGTERM while its peers also
-// stop can block in a leadership hand-over that cannot complete; the WAL is crash-safe, so SIGKILL
-// after the grace period loses nothing.
+// any still running after grace; then the proxies and the namespaces.
 func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.members))
-	for i, m := range c.members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = m.stop(ctx, grace)
-		}()
-	}
-	wg.Wait()
-	c.clientsMu.Lock()
-	for name, cli := range c.clients {
-		_ = cli.Close()
-		delete(c.clients, name)
-	}
-	c.clientsMu.Unlock()
+	errs := c.stopMembers(ctx, grace)
 	if c.proxy != nil {
 		c.proxy.Close()
-	}
-	if c.docker != nil {
-		if c.netns != nil {
-			_ = c.netns.Close()
-		}
-		errs = append(errs, c.closeDocker(ctx, false))
-		return errors.Join(errs...)
 	}
 	if c.netns != nil {
 		// The namespaces go once their processes have: a member still running keeps its own alive.
@@ -580,22 +318,8 @@ func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// RemoveData deletes the members' data dirs (about 120MB each), keeping their logs.
-func (c *LocalCluster) RemoveData() error {
-	var errs []error
-	for _, m := range c.members {
-		if err := os.RemoveAll(m.dataDir); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // EtcdVersion returns the version of etcd the members run.
 func (c *LocalCluster) EtcdVersion() string {
-	if c.docker != nil && c.docker.image != "" && !strings.HasPrefix(c.docker.image, "etcd-chaos-node:") {
-		return "image " + c.docker.image
-	}
 	if c.opts.EtcdBinary == "" {
 		return version.Version
 	}
@@ -609,146 +333,89 @@ func (c *LocalCluster) EtcdVersion() string {
 	return "unknown"
 }
 
-// ClusterFile is cluster.json: what chaos heal needs to find a run's processes.
-type ClusterFile struct {
-	HarnessPID int      `json:"harness_pid"`
-	Dir        string   `json:"dir"`
-	Network    string   `json:"network"`
-	Namespaces []string `json:"namespaces,omitempty"` // network: netns, for chaos heal
-	// Provider container: everything the run made carries the label etcd-chaos.run=<Prefix>.
-	Prefix     string          `json:"prefix,omitempty"`
-	Containers []string        `json:"containers,omitempty"`
-	Image      string          `json:"image,omitempty"`
-	Members    []ClusterMember `json:"members"`
+// --- one member as a local process ---
+
+// procRunner runs a member as a child process, its output appended to the member's etcd.log.
+type procRunner struct {
+	m       *member
+	log     *slog.Logger
+	started func() error // after each start: rewrite cluster.json
+
+	mu   sync.Mutex
+	p    int
+	done chan struct{}
 }
 
-// ClusterMember is one member in cluster.json.
-type ClusterMember struct {
-	Name      string `json:"name"`
-	PID       int    `json:"pid"`
-	ClientURL string `json:"client_url"`   // what the load uses (the client proxy, if any)
-	MemberURL string `json:"member_url"`   // the member's own client URL
-	PeerURL   string `json:"peer_url"`     // advertised to peers (the peer proxy, if any)
-	IP        string `json:"ip,omitempty"` // network: netns
-	DataDir   string `json:"data_dir"`
-	Log       string `json:"log"`
+func (r *procRunner) pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.p
 }
 
-// writeClusterFile rewrites cluster.json (atomically) with the members' current PIDs.
-func (c *LocalCluster) writeClusterFile() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.opts.Dir, Network: c.opts.Network}
-	if c.docker != nil {
-		cf.Prefix, cf.Image = c.prefix, c.docker.image
-		for _, m := range c.members {
-			if id := m.ctr.ID(); id != "" {
-				cf.Containers = append(cf.Containers, id)
-			}
+func (r *procRunner) running() (int, chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.p, r.done
+}
+
+func (r *procRunner) flushLogs() {}
+
+// start launches the member's process (again) with its log appended to etcd.log.
+func (r *procRunner) start(ctx context.Context) error {
+	m := r.m
+	r.mu.Lock()
+	if r.done != nil {
+		select {
+		case <-r.done:
+		default:
+			r.mu.Unlock()
+			return fmt.Errorf("member %s is already running (pid %d)", m.name, r.p)
 		}
 	}
-	if c.netns != nil {
-		cf.Namespaces = c.netns.Namespaces()
-	}
-	for _, m := range c.members {
-		cf.Members = append(cf.Members, ClusterMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
-			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath})
-	}
-	b, err := json.MarshalIndent(cf, "", "  ")
+	logf, err := writeBanner(m.logPath, m.name, m.argv, "")
 	if err != nil {
+		r.mu.Unlock()
 		return err
 	}
-	tmp := filepath.Join(c.opts.Dir, "cluster.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("writing cluster.json: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(c.opts.Dir, "cluster.json"))
-}
-
-// --- one member ---
-
-func (m *localMember) Name() string { return m.name }
-
-func (m *localMember) PID() int {
-	if m.ctr != nil {
-		return m.ctr.pid()
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.pid
-}
-
-func (m *localMember) running() (int, chan struct{}) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.pid, m.done
-}
-
-// Start launches the member's process (again) with its log appended to etcd.log.
-func (m *localMember) Start(ctx context.Context) error {
-	if m.ctr != nil {
-		return m.ctr.start(ctx)
-	}
-	m.mu.Lock()
-	if m.done != nil {
-		select {
-		case <-m.done:
-		default:
-			m.mu.Unlock()
-			return fmt.Errorf("member %s is already running (pid %d)", m.name, m.pid)
-		}
-	}
-	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		m.mu.Unlock()
-		return fmt.Errorf("opening %s: %w", m.logPath, err)
-	}
-	fmt.Fprintf(logf, "=== etcd-chaos: starting %s at %s: %s\n", m.name, time.Now().UTC().Format(time.RFC3339Nano), strings.Join(m.argv, " "))
 	cmd := exec.Command(m.argv[0], m.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = memberSysProcAttr()
 	if err := cmd.Start(); err != nil {
-		m.mu.Unlock()
+		r.mu.Unlock()
 		logf.Close()
 		return fmt.Errorf("starting member %s: %w", m.name, err)
 	}
 	done := make(chan struct{})
-	m.pid, m.done = cmd.Process.Pid, done
-	m.mu.Unlock()
+	r.p, r.done = cmd.Process.Pid, done
+	r.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
 		logf.Close()
 		close(done)
 	}()
-	m.cl.opts.Logger.Info("member started", "member", m.name, "pid", cmd.Process.Pid)
-	return m.cl.writeClusterFile()
+	r.log.Info("member started", "member", m.name, "pid", cmd.Process.Pid)
+	return r.started()
 }
 
-// Signal sends sig to the member's process (by PID, only while the harness knows it to be alive).
-func (m *localMember) Signal(sig syscall.Signal) error {
-	if m.ctr != nil {
-		return m.ctr.signal(sig)
-	}
-	pid, done := m.running()
+// signal sends sig to the member's process (by PID, only while the harness knows it to be alive).
+func (r *procRunner) signal(sig syscall.Signal) error {
+	pid, done := r.running()
 	if done == nil {
-		return fmt.Errorf("member %s was never started", m.name)
+		return fmt.Errorf("member %s was never started", r.m.name)
 	}
 	select {
 	case <-done:
-		return fmt.Errorf("member %s (pid %d) is not running", m.name, pid)
+		return fmt.Errorf("member %s (pid %d) is not running", r.m.name, pid)
 	default:
 	}
 	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("sending %s to %s (pid %d): %w", sig, m.name, pid, err)
+		return fmt.Errorf("sending %s to %s (pid %d): %w", sig, r.m.name, pid, err)
 	}
 	return nil
 }
 
-func (m *localMember) WaitExit(ctx context.Context) error {
-	if m.ctr != nil {
-		return m.ctr.waitExit(ctx)
-	}
-	_, done := m.running()
+func (r *procRunner) waitExit(ctx context.Context) error {
+	_, done := r.running()
 	if done == nil {
 		return nil
 	}
@@ -760,11 +427,8 @@ func (m *localMember) WaitExit(ctx context.Context) error {
 	}
 }
 
-func (m *localMember) State() (faults.ProcState, error) {
-	if m.ctr != nil {
-		return m.ctr.state()
-	}
-	pid, done := m.running()
+func (r *procRunner) state() (faults.ProcState, error) {
+	pid, done := r.running()
 	if done == nil {
 		return faults.Exited, nil
 	}
@@ -776,66 +440,25 @@ func (m *localMember) State() (faults.ProcState, error) {
 	return procState(pid)
 }
 
-func (m *localMember) stop(ctx context.Context, grace time.Duration) error {
-	if m.ctr != nil {
-		return m.ctr.stop(ctx, grace)
-	}
-	if st, _ := m.State(); st == faults.Exited {
+func (r *procRunner) stop(ctx context.Context, grace time.Duration) error {
+	if st, _ := r.state(); st == faults.Exited {
 		return nil
 	}
-	_ = m.Signal(syscall.SIGCONT)
-	_ = m.Signal(syscall.SIGTERM)
+	_ = r.signal(syscall.SIGCONT)
+	_ = r.signal(syscall.SIGTERM)
 	gctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
-	if m.WaitExit(gctx) == nil {
+	if r.waitExit(gctx) == nil {
 		return nil
 	}
-	m.cl.opts.Logger.Info("member did not stop within the grace period (a leader handing over to peers that are stopping too); killing it", "member", m.name, "grace", grace)
-	_ = m.Signal(syscall.SIGKILL)
+	r.log.Info("member did not stop within the grace period (a leader handing over to peers that are stopping too); killing it", "member", r.m.name, "grace", grace)
+	_ = r.signal(syscall.SIGKILL)
 	kctx, kcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer kcancel()
-	if err := m.WaitExit(kctx); err != nil {
-		return fmt.Errorf("member %s (pid %d) did not exit after SIGKILL: %w", m.name, m.PID(), err)
+	if err := r.waitExit(kctx); err != nil {
+		return fmt.Errorf("member %s (pid %d) did not exit after SIGKILL: %w", r.m.name, r.pid(), err)
 	}
 	return nil
 }
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// MemberMetric reads one unlabelled metric from a member's own /metrics (etcd's Prometheus
-// endpoint on its client URL), over the harness's control path.
-func (c *LocalCluster) MemberMetric(ctx context.Context, member, name string) (float64, error) {
-	var m *localMember
-	for _, x := range c.members {
-		if x.name == member {
-			m = x
-		}
-	}
-	if m == nil {
-		return 0, fmt.Errorf("no member %s", member)
-	}
-	tr := &http.Transport{}
-	if d := c.dial(); d != nil {
-		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d(ctx, addr) }
-	}
-	defer tr.CloseIdleConnections()
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, m.realURL+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("reading the metrics of %s: %w", member, err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("%s has no metric %s", member, name)
-}

@@ -42,13 +42,13 @@ func startCluster(t *testing.T, size int, network string) *LocalCluster {
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitReady(ctx, 30*time.Second); err != nil {
+	if err := c.WaitReady(ctx, 30*time.Second, "chaos/ready"); err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func (c *LocalCluster) member(name string) *localMember {
+func (c *base) member(name string) *member {
 	for _, m := range c.members {
 		if m.name == name {
 			return m

@@ -1,0 +1,569 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// Cluster is what a run needs of a cluster, whoever provides it: local processes, containers, or
+// a cluster the team already runs. One file per provider implements it (local.go, container.go,
+// remote.go); providers maps the scenario's cluster.provider to it.
+type Cluster interface {
+	faults.Cluster // Members (process control for each) and Leader
+
+	// Start makes the network and starts the members (a remote cluster: connects and learns them).
+	Start(ctx context.Context) error
+	// WaitReady waits until every member answers, knows a leader, and a write under key succeeds.
+	WaitReady(ctx context.Context, timeout time.Duration, key string) error
+	Names() []string
+	Endpoints() []string           // what the load uses, in member order
+	ClientURLs() map[string]string // the same by member name
+	// LoadConn is how the load, workloads, watcher and prober reach Endpoints (dialer, TLS, auth).
+	LoadConn() *loadgen.Conn
+	// PeerNetwork is the backend of faults between members (nil: none); ClientProxy that of
+	// client: faults (nil: no proxy on the client links); Netns the namespaces, if any.
+	PeerNetwork() faults.Network
+	ClientProxy() *faults.Proxy
+	Netns() *faults.Netns
+	// Paths says what sits on the client links and on the peer links.
+	Paths() (client, peer string)
+	EtcdVersion() string
+	// MemberMetric reads one unlabelled metric from a member's own /metrics.
+	MemberMetric(ctx context.Context, member, name string) (float64, error)
+	// Close stops what the harness started (members, proxies, namespaces, containers).
+	Close(ctx context.Context, grace time.Duration) error
+	// RemoveData deletes the members' data dirs, where the harness owns them.
+	RemoveData() error
+	// Health is nil when the cluster has a leader and every member answers.
+	Health(ctx context.Context) error
+}
+
+// providers maps cluster.provider to the constructor of its Cluster.
+var providers = map[string]func(ClusterOptions) (Cluster, error){
+	"local":     func(o ClusterOptions) (Cluster, error) { return NewLocal(o.Local) },
+	"container": func(o ClusterOptions) (Cluster, error) { return NewContainers(o.Local, o.Container) },
+	"remote":    func(o ClusterOptions) (Cluster, error) { return NewRemote(o.Remote) },
+}
+
+// ClusterOptions holds every provider's options; each reads its own.
+type ClusterOptions struct {
+	Local     LocalOptions
+	Container ContainerOptions
+	Remote    RemoteOptions
+}
+
+// NewCluster lays out the cluster of the named provider without starting it.
+func NewCluster(provider string, o ClusterOptions) (Cluster, error) {
+	mk, ok := providers[provider]
+	if !ok {
+		return nil, fmt.Errorf("unknown cluster provider %q", provider)
+	}
+	return mk(o)
+}
+
+// runner runs one member: a process, a container, or (remote) nothing the harness controls.
+type runner interface {
+	start(ctx context.Context) error
+	signal(sig syscall.Signal) error
+	state() (faults.ProcState, error)
+	waitExit(ctx context.Context) error
+	pid() int
+	stop(ctx context.Context, grace time.Duration) error
+	flushLogs() // copy what the member logged into its etcd.log, where the runner does not write it there
+}
+
+// member is one member of any provider: its URLs and files, and its runner.
+type member struct {
+	name      string
+	clientURL string // what the load, the prober and the watcher use: the client proxy, if any
+	realURL   string // the member's own client URL: the harness's control clients use it
+	peerURL   string // the advertised peer URL: the peer proxy, if any
+	peerReal  string // the member's own peer URL
+	proxyAt   string // client proxy listen address
+	peerAt    string // peer proxy listen address
+	ip        string // netns address
+	dataDir   string
+	logPath   string
+	argv      []string
+	run       runner
+}
+
+func (m *member) Name() string                                    { return m.name }
+func (m *member) PID() int                                        { return m.run.pid() }
+func (m *member) Signal(sig syscall.Signal) error                 { return m.run.signal(sig) }
+func (m *member) WaitExit(ctx context.Context) error              { return m.run.waitExit(ctx) }
+func (m *member) Start(ctx context.Context) error                 { return m.run.start(ctx) }
+func (m *member) State() (faults.ProcState, error)                { return m.run.state() }
+func (m *member) stop(ctx context.Context, d time.Duration) error { return m.run.stop(ctx, d) }
+
+// base is what every provider shares: the members, one control client per member, readiness,
+// leader lookups, member metrics, cluster.json.
+type base struct {
+	dir     string
+	log     *slog.Logger
+	members []*member
+	// control is how the harness's control clients reach each member's own URL (realURL).
+	control *loadgen.Conn
+	// describe adds the provider's fields to cluster.json.
+	describe func(*ClusterFile)
+	network  string
+
+	mu        sync.Mutex // guards cluster.json writes
+	clientsMu sync.Mutex
+	clients   map[string]*clientv3.Client // one control client per member, made on first use
+}
+
+// Members returns the members sorted by name.
+func (c *base) Members() []faults.Member {
+	out := make([]faults.Member, len(c.members))
+	for i, m := range c.members {
+		out[i] = m
+	}
+	return out
+}
+
+// ClientURLs maps member names to client URLs.
+func (c *base) ClientURLs() map[string]string {
+	out := map[string]string{}
+	for _, m := range c.members {
+		out[m.name] = m.clientURL
+	}
+	return out
+}
+
+// Endpoints lists the client URLs in member order.
+func (c *base) Endpoints() []string {
+	var out []string
+	for _, m := range c.members {
+		out = append(out, m.clientURL)
+	}
+	return out
+}
+
+// Names lists the member names in order.
+func (c *base) Names() []string {
+	var out []string
+	for _, m := range c.members {
+		out = append(out, m.name)
+	}
+	return out
+}
+
+// Leader asks every member for its status at once and returns the leader of the newest term.
+func (c *base) Leader(ctx context.Context) (string, uint64, error) {
+	type answer struct {
+		id, leader, term uint64
+	}
+	answers := make([]*answer, len(c.members))
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := c.status(ctx, m, 500*time.Millisecond)
+			if err == nil {
+				answers[i] = &answer{st.Header.MemberId, st.Leader, st.RaftTerm}
+			}
+		}()
+	}
+	wg.Wait()
+	ids := map[uint64]string{}
+	var best *answer
+	for i, a := range answers {
+		if a == nil {
+			continue
+		}
+		ids[a.id] = c.members[i].name
+		if a.leader != 0 && (best == nil || a.term > best.term) {
+			best = a
+		}
+	}
+	if best == nil {
+		return "", 0, errors.New("no member reports a leader")
+	}
+	name, ok := ids[best.leader]
+	if !ok {
+		return "", 0, fmt.Errorf("the leader (id %x) did not answer", best.leader)
+	}
+	return name, best.term, nil
+}
+
+// control client of one member, made on first use and closed by closeClients, so readiness polls
+// and fault-time leader lookups do not dial anew each time.
+func (c *base) controlClient(m *member) (*clientv3.Client, error) {
+	c.clientsMu.Lock()
+	defer c.clientsMu.Unlock()
+	if cli, ok := c.clients[m.name]; ok {
+		return cli, nil
+	}
+	cli, err := loadgen.MeasureClientVia([]string{m.realURL}, c.control)
+	if err != nil {
+		return nil, err
+	}
+	if c.clients == nil {
+		c.clients = map[string]*clientv3.Client{}
+	}
+	c.clients[m.name] = cli
+	return cli, nil
+}
+
+// status asks one member for its status over its control client.
+func (c *base) status(ctx context.Context, m *member, timeout time.Duration) (*pb.StatusResponse, error) {
+	cli, err := c.controlClient(m)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return loadgen.Status(sctx, cli)
+}
+
+func (c *base) closeClients() {
+	c.clientsMu.Lock()
+	defer c.clientsMu.Unlock()
+	for name, cli := range c.clients {
+		_ = cli.Close()
+		delete(c.clients, name)
+	}
+}
+
+// waitReady waits until every member answers, knows a leader, and a write of key through load's
+// endpoints succeeds; a member that exits meanwhile ends the wait with its log.
+func (c *base) waitReady(ctx context.Context, timeout time.Duration, key string, endpoints []string, load *loadgen.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cli, err := loadgen.MeasureClientVia(endpoints, load)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	var last error
+	for {
+		last = c.ready(ctx, cli, key)
+		if last == nil {
+			return nil
+		}
+		if errors.Is(last, errFatal) {
+			return last
+		}
+		for _, m := range c.members {
+			if st, _ := m.State(); st == faults.Exited {
+				m.run.flushLogs()
+				return fmt.Errorf("member %s exited while starting; its log (%s) says:\n%s", m.name, m.logPath, lastStart(m.logPath))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			var logs []string
+			for _, m := range c.members {
+				if m.logPath != "" {
+					logs = append(logs, fmt.Sprintf("--- %s (%s):\n%s", m.name, m.logPath, tail(m.logPath, 8)))
+				}
+			}
+			return fmt.Errorf("the cluster was not ready within %s: %v\n%s", timeout, last, strings.Join(logs, "\n"))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errFatal marks readiness errors that waiting will not mend (a refused credential, say).
+var errFatal = errors.New("fatal")
+
+func (c *base) ready(ctx context.Context, cli *clientv3.Client, key string) error {
+	for _, m := range c.members {
+		st, err := c.status(ctx, m, time.Second)
+		if err != nil {
+			if ferr := fatalClientError(err); ferr != nil {
+				return fmt.Errorf("%w: %s: %v", errFatal, m.name, ferr)
+			}
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		if st.Leader == 0 {
+			return fmt.Errorf("%s has no leader yet", m.name)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cli.Put(pctx, key, time.Now().String()); err != nil {
+		if ferr := fatalClientError(err); ferr != nil {
+			return fmt.Errorf("%w: a write of %s: %v", errFatal, key, ferr)
+		}
+		return fmt.Errorf("a write failed: %w", err)
+	}
+	return nil
+}
+
+// memberMetric reads one unlabelled metric from m's own /metrics (etcd's Prometheus endpoint on
+// its client URL), over tr.
+func memberMetric(ctx context.Context, tr *http.Transport, m *member, name string) (float64, error) {
+	defer tr.CloseIdleConnections()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, m.realURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the metrics of %s: %w", m.name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no metric %s", m.name, name)
+}
+
+// MemberMetric reads one unlabelled metric from a member's /metrics over the control path.
+func (c *base) MemberMetric(ctx context.Context, member, name string) (float64, error) {
+	m := c.byName(member)
+	if m == nil {
+		return 0, fmt.Errorf("no member %s", member)
+	}
+	tr := &http.Transport{}
+	if c.control != nil {
+		tr.TLSClientConfig = c.control.TLS
+		if d := c.control.Dial; d != nil {
+			tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d(ctx, addr) }
+		}
+	}
+	return memberMetric(ctx, tr, m, name)
+}
+
+func (c *base) byName(name string) *member {
+	for _, m := range c.members {
+		if m.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// stopMembers stops every member in parallel: a leader given SIGTERM while its peers also stop can
+// block in a leadership hand-over that cannot complete; the WAL is crash-safe, so SIGKILL after the
+// grace period loses nothing.
+func (c *base) stopMembers(ctx context.Context, grace time.Duration) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.members))
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.stop(ctx, grace)
+		}()
+	}
+	wg.Wait()
+	c.closeClients()
+	return errs
+}
+
+// RemoveData deletes the members' data dirs (about 120MB each), keeping their logs.
+func (c *base) RemoveData() error {
+	var errs []error
+	for _, m := range c.members {
+		if m.dataDir != "" && filepath.IsAbs(m.dataDir) && strings.HasPrefix(m.dataDir, c.dir) {
+			if err := os.RemoveAll(m.dataDir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ClusterFile is cluster.json: what chaos heal needs to find a run's processes.
+type ClusterFile struct {
+	HarnessPID int      `json:"harness_pid"`
+	Dir        string   `json:"dir"`
+	Provider   string   `json:"provider,omitempty"`
+	Network    string   `json:"network"`
+	Namespaces []string `json:"namespaces,omitempty"` // network: netns, for chaos heal
+	// Provider container: everything the run made carries the label etcd-chaos.run=<Prefix>.
+	Prefix     string          `json:"prefix,omitempty"`
+	Containers []string        `json:"containers,omitempty"`
+	Image      string          `json:"image,omitempty"`
+	Members    []ClusterMember `json:"members"`
+}
+
+// ClusterMember is one member in cluster.json.
+type ClusterMember struct {
+	Name      string `json:"name"`
+	PID       int    `json:"pid"`
+	ClientURL string `json:"client_url"`   // what the load uses (the client proxy, if any)
+	MemberURL string `json:"member_url"`   // the member's own client URL
+	PeerURL   string `json:"peer_url"`     // advertised to peers (the peer proxy, if any)
+	IP        string `json:"ip,omitempty"` // network: netns
+	DataDir   string `json:"data_dir"`
+	Log       string `json:"log"`
+}
+
+// writeClusterFile rewrites cluster.json (atomically) with the members' current PIDs.
+func (c *base) writeClusterFile() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.dir, Network: c.network}
+	if c.describe != nil {
+		c.describe(&cf)
+	}
+	for _, m := range c.members {
+		cf.Members = append(cf.Members, ClusterMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
+			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath})
+	}
+	b, err := json.MarshalIndent(cf, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.dir, "cluster.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("writing cluster.json: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(c.dir, "cluster.json"))
+}
+
+// --- shared by the providers that start members ---
+
+// startBanner is the line a member's etcd.log gets before each start; lastStart finds it.
+const startBanner = "=== etcd-chaos: starting"
+
+func writeBanner(logPath, name string, argv []string, extra string) (*os.File, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", logPath, err)
+	}
+	fmt.Fprintf(logf, "%s %s at %s: %s%s\n", startBanner, name, time.Now().UTC().Format(time.RFC3339Nano), strings.Join(argv, " "), extra)
+	return logf, nil
+}
+
+// defaultNodeCommand is how an embedded member runs: this executable, as chaos node.
+func defaultNodeCommand(cmd []string) ([]string, error) {
+	if len(cmd) > 0 {
+		return cmd, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the chaos binary to run members: %w", err)
+	}
+	return []string{exe, "node"}, nil
+}
+
+// newPrefix names what one run makes (namespaces, containers, networks, volumes).
+func newPrefix() string {
+	return fmt.Sprintf("chaos-%d-%04x", os.Getpid()%100000, time.Now().UnixNano()&0xffff)
+}
+
+// memberArgs is the etcd command line of a member that starts a new cluster.
+func memberArgs(name, dataDir, listenClient, advertiseClient, listenPeer, advertisePeer string, initial []string, token string, extra []string) []string {
+	return append([]string{"--name=" + name, "--data-dir=" + dataDir,
+		"--listen-client-urls=" + listenClient, "--advertise-client-urls=" + advertiseClient,
+		"--listen-peer-urls=" + listenPeer, "--initial-advertise-peer-urls=" + advertisePeer,
+		"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new",
+		"--initial-cluster-token=" + token}, extra...)
+}
+
+// lastStart returns what the member logged since its last start: all of it if short, else the first
+// lines (where etcd reports a bad flag, before its usage text) and the last ones.
+func lastStart(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	text := string(b)
+	if i := strings.LastIndex(text, startBanner); i >= 0 {
+		if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
+			text = text[i+j+1:]
+		}
+	}
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) <= 20 {
+		return strings.Join(lines, "\n")
+	}
+	return strings.Join(lines[:6], "\n") + "\n  ...\n" + strings.Join(lines[len(lines)-10:], "\n")
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// memberNames are the names of a started cluster's members.
+func memberNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = scenarios.MemberName(i)
+	}
+	return out
+}
+
+// Health says whether the cluster has a leader and every member answers (nil), or what is wrong:
+// the quorum guard asks before each injection.
+func (c *base) Health(ctx context.Context) error {
+	errs := make([]error, len(c.members))
+	leaders := make([]uint64, len(c.members))
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := c.status(ctx, m, time.Second)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s does not answer (%v)", m.name, clientProblem(err))
+				return
+			}
+			leaders[i] = st.Leader
+		}()
+	}
+	wg.Wait()
+	var bad []string
+	leader := false
+	for i, err := range errs {
+		if err != nil {
+			bad = append(bad, err.Error())
+		} else if leaders[i] != 0 {
+			leader = true
+		}
+	}
+	if !leader {
+		bad = append(bad, "no member knows a leader")
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
