@@ -145,7 +145,7 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	}
 	nw := r.cl.PeerNetwork()
 	if f.Client.Kind != "" {
-		nw = r.cl.Proxy()
+		nw = r.cl.ClientProxy()
 	}
 	if nw == nil {
 		return nil, fmt.Errorf("fault #%d: %s needs cluster.network proxy or netns", i, f.Action)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +29,19 @@ type Options struct {
 	KeepData    bool     // keep member data dirs after a passing run
 	Progress    io.Writer
 	Logger      *slog.Logger
+	// RunID names the run; it writes only under the key prefix chaos/<RunID>/ (default: made up).
+	RunID string
+	// MetricsAddr serves live Prometheus metrics at http://MetricsAddr/metrics during the run.
+	MetricsAddr string
+}
+
+// ErrInput marks problems with what the user asked for that only show once the cluster is known
+// (a fault that would break a remote cluster's quorum, a missing password variable): exit code 2.
+var ErrInput = errors.New("bad input")
+
+// NewRunID makes a run id: the UTC time and four random hex digits.
+func NewRunID() string {
+	return fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rand.Uint32()&0xffff)
 }
 
 // ErrInfra marks errors where the harness or the cluster could not run (exit code 3).
@@ -50,7 +64,7 @@ type run struct {
 	log    *slog.Logger
 	events *reports.EventLog
 	ledger *faults.Ledger
-	cl     *LocalCluster
+	cl     Cluster
 
 	watcher *loadgen.Watcher
 	prober  *loadgen.Prober
@@ -71,6 +85,12 @@ type run struct {
 	recovWG   sync.WaitGroup
 	recovCtx  context.Context // recovery probes end with it
 	runErrs   []error
+
+	prefix   string // every key the run writes is under it: chaos/<run id>/
+	warmEnd  time.Time
+	runCtx   context.Context // the schedule's: an abort cancels it
+	abortRun context.CancelFunc
+	aborted  *reports.Abort
 }
 
 // Run runs a scenario: start the cluster, warm up, drive the load, inject and heal the faults on
@@ -97,8 +117,13 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 	}
 	defer r.ledger.Close()
 
+	if opts.RunID == "" {
+		opts.RunID = NewRunID()
+		r.opts.RunID = opts.RunID
+	}
+	r.prefix = loadgen.DefaultPrefix + opts.RunID + "/"
 	res = &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File,
-		Seed: sc.Seed, StartedAt: time.Now().UTC()}
+		Seed: sc.Seed, StartedAt: time.Now().UTC(), RunID: opts.RunID, KeyPrefix: r.prefix}
 	lopts := LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
 		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
 		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed}
@@ -112,16 +137,14 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 			}
 		}
 	}
-	if sc.Cluster.Provider == "container" {
-		r.cl, err = NewContainers(lopts, ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint})
-	} else {
-		r.cl, err = NewLocal(lopts)
-	}
+	copts, err := clusterOptions(sc, lopts)
 	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	if r.cl, err = NewCluster(sc.Cluster.Provider, copts); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
-	res.Cluster = reports.Cluster{Provider: sc.Cluster.Provider, Size: sc.Cluster.Size, Members: r.cl.Names(),
-		EtcdVersion: r.cl.EtcdVersion(), EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
+	res.Cluster = describeCluster(sc, r.cl)
 
 	// Teardown runs on a context that ignores the run's cancellation, so an interrupt still heals.
 	defer func() {
@@ -164,14 +187,36 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
-	res.Cluster.ClientPath, res.Cluster.PeerPath = r.cl.Paths()
+	res.Cluster = describeCluster(sc, r.cl)
+	if sc.Cluster.Provider == "remote" {
+		if err := quorumGuard(sc, len(r.cl.Names())); err != nil {
+			res.Verdict, res.Reason = reports.VerdictError, err.Error()
+			return res, fmt.Errorf("%w: %v", ErrInput, err)
+		}
+		if err := r.claimPrefix(ctx); err != nil {
+			res.Verdict, res.Reason = reports.VerdictError, err.Error()
+			return res, fmt.Errorf("%w: %v", ErrInfra, err)
+		}
+		if !opts.KeepData {
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if n, derr := r.deletePrefix(cctx); derr != nil {
+					r.log.Warn("deleting the run's keys", "prefix", r.prefix, "err", derr)
+					r.events.Log(time.Now(), "keys_kept", "prefix", r.prefix, "error", derr.Error())
+				} else {
+					r.events.Log(time.Now(), "keys_deleted", "prefix", r.prefix, "deleted", n)
+				}
+			}()
+		}
+	}
 	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names(), "network", sc.Cluster.Network,
 		"client_path", res.Cluster.ClientPath, "peer_path", res.Cluster.PeerPath)
 	if err := r.checkNetem(); err != nil {
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
-	if err := r.cl.WaitReady(ctx, sc.Cluster.ReadyTimeout.D()); err != nil {
+	if err := r.cl.WaitReady(ctx, sc.Cluster.ReadyTimeout.D(), r.prefix+"ready"); err != nil {
 		if ctx.Err() != nil {
 			res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted before the cluster was ready"
 			return res, nil
@@ -189,15 +234,16 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	var err error
 	r.watcher, err = loadgen.NewWatcher(r.cl.ClientURLs(), r.cl.Names(), r.mon, func(c loadgen.LeaderChange) {
 		r.events.Log(c.At, "leader_changed", "from", c.From, "to", c.To, "term", c.ToTerm, "reported_by", c.ReportedBy)
-	}, r.cl.LoadDialer())
+	}, r.cl.LoadConn())
 	if err != nil {
 		return failInfra(res, err)
 	}
 	defer r.watcher.Close()
-	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon, w.Prober.Interval.D(), w.Prober.Timeout.D(), r.cl.LoadDialer()); err != nil {
+	if r.prober, err = loadgen.NewProber(r.cl.Endpoints(), r.mon, w.Prober.Interval.D(), w.Prober.Timeout.D(), r.cl.LoadConn()); err != nil {
 		return failInfra(res, err)
 	}
 	defer r.prober.Close()
+	r.prober.Key = r.prefix + "probe"
 	hlog, err := os.Create(filepath.Join(r.opts.Out, "latency.hlog"))
 	if err != nil {
 		return failInfra(res, err)
@@ -214,7 +260,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		r.safety = loadgen.NewSafetyLog() // a mix without writes has nothing to lose
 	}
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
-		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Dial: r.cl.LoadDialer()}, r.rec)
+		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Conn: r.cl.LoadConn(), KeyPrefix: r.prefix + "kv/"}, r.rec)
 	if err != nil {
 		return failInfra(res, err)
 	}
@@ -239,8 +285,30 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	go func() { defer measWG.Done(); r.prober.Run(measCtx) }()
 	defer func() { stopMeasuring(); measWG.Wait() }()
 
+	if r.opts.MetricsAddr != "" {
+		lm, err := r.startMetrics(r.opts.MetricsAddr)
+		if err != nil {
+			return failInfra(res, err)
+		}
+		defer lm.stop()
+	}
+	// An abort cancels runCtx: the schedule stops, the load stops, and abort heals every fault.
+	runCtx, abortRun := context.WithCancel(ctx)
+	defer abortRun()
+	r.mu.Lock()
+	r.runCtx, r.abortRun = runCtx, abortRun
+	r.mu.Unlock()
+	if len(sc.Abort) > 0 {
+		st := newStopper(sc.Abort, r.abort)
+		r.rec.OnInterval(st.add)
+		go st.run(runCtx, func() time.Time {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.warmEnd
+		}, r.alarms)
+	}
 	loadEnd := r.loadStart.Add(w.Duration.D())
-	loadCtx, stopLoad := context.WithDeadline(ctx, loadEnd)
+	loadCtx, stopLoad := context.WithDeadline(runCtx, loadEnd)
 	defer stopLoad()
 	r.events.Log(r.loadStart, "load_started", "duration", w.Duration.String(), "warmup", w.Warmup.String(), "rate", w.Rate, "clients", w.Clients)
 	r.setPhase("warmup")
@@ -251,7 +319,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		go func() { defer loadWG.Done(); wl.Run(loadCtx, r.loadStart) }()
 	}
 	go func() { defer loadWG.Done(); r.tick(loadCtx, loadEnd) }()
-	go func() { defer loadWG.Done(); r.schedule(loadCtx, ctx) }()
+	go func() { defer loadWG.Done(); r.schedule(loadCtx, runCtx) }()
 	loadWG.Wait()
 	end := time.Now()
 	r.rec.Flush(end)
@@ -324,6 +392,9 @@ func (r *run) tick(ctx context.Context, loadEnd time.Time) {
 			}
 			return
 		case now := <-warm.C:
+			r.mu.Lock()
+			r.warmEnd = now
+			r.mu.Unlock()
 			r.setRecPhase("before", now)
 			r.prober.ResetCounts()
 			r.setPhase("before")
@@ -399,6 +470,13 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		r.mu.Lock()
 		r.runErrs = append(r.runErrs, err)
 		r.mu.Unlock()
+	}
+	// The quorum guard: a fault fires only into a cluster with a leader and every member answering.
+	if err := r.guard(ctx); err != nil {
+		fr.record.Skipped = err.Error()
+		r.events.Log(time.Now(), "fault_skipped", "fault", i, "action", f.Action, "reason", err.Error())
+		r.log.Warn("fault skipped by the quorum guard", "fault", i, "reason", err)
+		return
 	}
 	p, err := r.plan(ctx, i, f)
 	if err != nil {
@@ -513,7 +591,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		r.recovWG.Add(1)
 		go func() {
 			defer r.recovWG.Done()
-			cu, rr, err := loadgen.Recovery(r.recovCtx, urls[name], healAt, target, r.cl.LoadDialer())
+			cu, rr, err := loadgen.Recovery(r.recovCtx, urls[name], r.prober.Key, healAt, target, r.cl.LoadConn())
 			if err != nil {
 				r.log.Warn("recovery probe", "member", name, "err", err)
 			}
@@ -568,23 +646,57 @@ func (r *run) waitMeasurements(ctx context.Context, d time.Duration) {
 
 // healAll heals every injection still applied (after an interrupt or an error).
 func (r *run) healAll(ctx context.Context, by string) error {
+	_, err := r.healActive(ctx, by)
+	return err
+}
+
+// healActive heals every injection still applied, at once, and says how many it healed.
+func (r *run) healActive(ctx context.Context, by string) (int, error) {
 	r.mu.Lock()
 	frs := append([]*faultRun(nil), r.faults...)
 	r.mu.Unlock()
+	var mu sync.Mutex
 	var errs []error
+	n := 0
+	var wg sync.WaitGroup
 	for _, fr := range frs {
 		if fr.inj == nil || fr.inj.State() != faults.Applied {
 			continue
 		}
-		if err := fr.inj.Heal(ctx, by); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		healed := r.sinceStart(time.Now())
-		fr.record.HealedAtS = &healed
-		r.events.Log(time.Now(), "fault_healed", "fault", fr.index, "by", by)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fr.inj.Heal(ctx, by); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			at := fr.inj.HealedStamp().Start
+			if at.IsZero() {
+				at = time.Now()
+			}
+			healed := r.sinceStart(at)
+			r.mu.Lock()
+			fr.record.HealedAtS = &healed
+			if fr.healAt.IsZero() {
+				fr.healAt = at
+				if fr.failover != nil {
+					fr.failover.Healed(at)
+				}
+			}
+			if r.active != "" {
+				r.active = ""
+			}
+			r.mu.Unlock()
+			mu.Lock()
+			n++
+			mu.Unlock()
+			r.events.Log(at, "fault_healed", "fault", fr.index, "by", by)
+		}()
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return n, errors.Join(errs...)
 }
 
 func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*reports.Result, error) {
@@ -701,9 +813,19 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 			badChecks = append(badChecks, fmt.Sprintf("check %s %s (%s)", c.Name, c.Status, c.Summary))
 		}
 	}
+	r.mu.Lock()
+	aborted := r.aborted
+	r.mu.Unlock()
 	switch {
 	case ctx.Err() != nil:
 		res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted; every fault was healed and the cluster stopped"
+	case aborted != nil:
+		res.Aborted = aborted
+		res.Verdict = reports.VerdictAborted
+		res.Reason = fmt.Sprintf("stop condition %q tripped at %.1fs (observed %s); every fault was healed and the load stopped", aborted.Condition, aborted.AtS, aborted.Observed)
+		if len(r.runErrs) > 0 {
+			res.Reason += "; " + errors.Join(r.runErrs...).Error()
+		}
 	case len(r.runErrs) > 0:
 		res.Verdict, res.Reason = reports.VerdictError, errors.Join(r.runErrs...).Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, errors.Join(r.runErrs...))

@@ -25,7 +25,8 @@ func (r *run) startWorkloads() error {
 		Log:       func(msg string, kv ...any) { r.log.Warn(msg, kv...) },
 		FaultsEnd: r.faultsEnd,
 		Start:     r.loadStart,
-		Dial:      r.cl.LoadDialer()}
+		Conn:      r.cl.LoadConn(),
+		Prefix:    r.prefix}
 	for i, b := range r.sc.Workloads {
 		wl, err := loadgen.NewWorkload(b, env)
 		if err != nil {
@@ -89,7 +90,7 @@ func (r *run) check(ctx context.Context, res *reports.Result) {
 	}
 	if r.safety != nil {
 		c := reports.Check{Name: "kv-safety", Status: reports.CheckUnknown}
-		cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadDialer())
+		cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
 		if err == nil {
 			var final func(int) loadgen.Final
 			final, err = loadgen.ReadFinal(cctx, cli, r.kv.Prefix(), r.kv.KeyIndex)

@@ -120,6 +120,9 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 		noProgress   bool
 		cpuProfile   string
 		repeat       int
+		dryRun, yes  bool
+		metricsAddr  string
+		runID        string
 	)
 	c := &cobra.Command{
 		Use:   "run FILE.yaml|NAME",
@@ -132,6 +135,22 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			if cmd.Flags().Changed("seed") {
 				sc.Seed = seed
+			}
+			if dryRun {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				if err := harness.DryRun(ctx, sc, stdout); err != nil {
+					if errors.Is(err, harness.ErrInput) {
+						return badInput(err)
+					}
+					return &exitError{exitInfra, err}
+				}
+				return nil
+			}
+			if sc.Cluster.Provider == "remote" && !yes {
+				if err := confirm(sc, os.Stdin, stderr); err != nil {
+					return badInput(err)
+				}
 			}
 			if out == "" {
 				out = filepath.Join("results", fmt.Sprintf("%s-%s", sc.Name, time.Now().UTC().Format("20060102T150405Z")))
@@ -164,7 +183,8 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			defer stop()
 			one := func(sc *scenarios.Scenario, out string) (*reports.Result, error) {
 				fmt.Fprintf(stderr, "chaos: running %s (seed %d) into %s\n", sc.Name, sc.Seed, out)
-				res, runErr := harness.Run(ctx, sc, harness.Options{Out: out, NodeCommand: nodeCommand, KeepData: keepData, Progress: progress, Logger: logger})
+				res, runErr := harness.Run(ctx, sc, harness.Options{Out: out, NodeCommand: nodeCommand, KeepData: keepData, Progress: progress, Logger: logger,
+					RunID: runID, MetricsAddr: metricsAddr})
 				if res != nil && res.Verdict != "" {
 					var b strings.Builder
 					_ = reports.WriteText(&b, res)
@@ -198,6 +218,10 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&nodeBin, "node-binary", "", "chaos binary that runs embedded members (default: this one)")
 	_ = f.MarkHidden("node-binary")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write the harness's CPU profile to this file")
+	f.BoolVar(&dryRun, "dry-run", false, "validate, reach the cluster read-only, print the plan with every fault's targets as they would be now, and change nothing")
+	f.BoolVar(&yes, "yes", false, "run against a remote cluster without asking (needed when stdin is not a terminal)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve live Prometheus metrics at http://ADDR/metrics during the run (for example 127.0.0.1:9464)")
+	f.StringVar(&runID, "run-id", "", "name of the run; it writes only under the key prefix chaos/<run-id>/ (default: UTC time and random digits)")
 	f.IntVar(&repeat, "repeat", 1, "run the scenario N times (seeds seed..seed+N-1) into repeat-1/..repeat-N/ under --out, with their aggregate at the top")
 	return c
 }
@@ -205,6 +229,8 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 // runExit turns one run's outcome into the command's exit (nil: it passed).
 func runExit(res *reports.Result, runErr error) *exitError {
 	switch {
+	case runErr != nil && errors.Is(runErr, harness.ErrInput):
+		return &exitError{exitBadInput, runErr}
 	case runErr != nil:
 		return &exitError{exitInfra, runErr}
 	case res.Verdict == reports.VerdictInterrupted:
@@ -445,4 +471,20 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 	}
 	c.Flags().StringVar(&tolerance, "tolerance", "10%", "how much worse a metric may be before it counts as a regression")
 	return c
+}
+
+// confirm asks on a terminal before a run touches a remote cluster; elsewhere it needs --yes.
+func confirm(sc *scenarios.Scenario, in *os.File, stderr io.Writer) error {
+	st, err := in.Stat()
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return errors.New("a run against a remote cluster needs --yes when stdin is not a terminal (try --dry-run first to see the plan)")
+	}
+	fmt.Fprintf(stderr, "chaos: %s will drive load against the remote cluster at %s and inject %d faults. Continue? [y/N] ",
+		sc.Name, strings.Join(sc.Cluster.Endpoints, ", "), len(sc.Faults))
+	var answer string
+	_, _ = fmt.Fscanln(in, &answer)
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return errors.New("not confirmed; nothing was done")
+	}
+	return nil
 }

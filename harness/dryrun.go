@@ -1,0 +1,170 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// DryRun validates what the run would do and prints the plan, changing nothing: a remote cluster
+// is reached read-only (member list, status, leader, versions, alarms) and every fault's targets are
+// resolved as they would be now; a cluster the harness would start is described as it would be.
+// Errors wrap ErrInput (a fault the quorum guard refuses) or ErrInfra (the cluster cannot be reached).
+func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
+	fmt.Fprintf(w, "dry run of %s (seed %d): nothing is started, written or injected\n", sc.Name, sc.Seed)
+	wl := sc.Workload
+	rate := "closed loop"
+	if wl.Rate > 0 {
+		rate = fmt.Sprintf("%.0f ops/s open loop", wl.Rate)
+	}
+	r := &run{sc: sc, log: slog.New(slog.DiscardHandler), prefix: "chaos/<run id>/"}
+	size := sc.Cluster.Size
+	if sc.Cluster.Provider == "remote" {
+		conn, err := RemoteConn(sc)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInput, err)
+		}
+		cl, err := NewRemote(RemoteOptions{Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: true, Seed: sc.Seed, readOnly: true})
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInput, err)
+		}
+		defer cl.Close(context.WithoutCancel(ctx), 0)
+		if err := cl.Start(ctx); err != nil {
+			return fmt.Errorf("%w: %v", ErrInfra, err)
+		}
+		r.cl = cl
+		size = len(cl.members)
+		fmt.Fprintf(w, "\nremote cluster at %s (%s), etcd %s\n", strings.Join(sc.Cluster.Endpoints, ", "), conn, cl.EtcdVersion())
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  member\tendpoint\tversion\tterm\tleader\tdb size\talarms and errors")
+		for _, m := range cl.members {
+			st, err := cl.status(ctx, m, 2*time.Second)
+			if err != nil {
+				fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\tdoes not answer: %v\n", m.name, m.realURL, clientProblem(err))
+				continue
+			}
+			lead := ""
+			if st.Leader == st.Header.MemberId {
+				lead = "leader"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%.1f MB\t%s\n", m.name, m.realURL, st.Version, st.RaftTerm, lead, float64(st.DbSize)/1e6, orDash(strings.Join(st.Errors, "; ")))
+		}
+		tw.Flush()
+		if leader, term, err := cl.Leader(ctx); err != nil {
+			fmt.Fprintf(w, "  leader: none (%v): the quorum guard would skip every fault\n", err)
+		} else {
+			fmt.Fprintf(w, "  leader: %s (term %d)\n", leader, term)
+		}
+		if err := cl.Health(ctx); err != nil {
+			fmt.Fprintf(w, "  health: %v: the quorum guard would skip faults until it mends\n", err)
+		}
+		fmt.Fprintf(w, "  the run would write only under chaos/<run id>/, and delete it at the end\n")
+	} else {
+		fmt.Fprintf(w, "\n%s cluster of %d members (%s), started by the run; network %s\n", sc.Cluster.Provider, size,
+			strings.Join(memberNames(size), ", "), sc.Cluster.Network)
+	}
+	if err := quorumGuard(sc, size); err != nil {
+		return fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	fmt.Fprintf(w, "\nload: %s, %d clients, warm-up %s, for %s\n", rate, wl.Clients, wl.Warmup, wl.Duration)
+	for _, b := range sc.Workloads {
+		fmt.Fprintf(w, "  workload %s (%s)\n", b.Name, b.Kind)
+	}
+	fmt.Fprintln(w, "\nfaults (at is from the load's start; each fires only if the cluster has a leader and every member answers)")
+	if len(sc.Faults) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for i, f := range sc.Faults {
+		heal := "instantaneous"
+		if f.Duration > 0 {
+			heal = "heals at " + (f.At + f.Duration).String()
+		}
+		who := "resolved when it fires"
+		if r.cl != nil {
+			if p, err := r.plan(ctx, i, f); err != nil {
+				who = "cannot be resolved now: " + err.Error()
+			} else {
+				who = strings.Join(p.members, ",")
+				if len(p.links) > 0 {
+					var ls []string
+					for _, l := range p.links {
+						ls = append(ls, l.String())
+					}
+					who += " (links " + strings.Join(ls, " ") + ")"
+				}
+			}
+		}
+		allow := ""
+		if f.AllowQuorumLoss {
+			allow = "  [allow-quorum-loss]"
+		}
+		fmt.Fprintf(tw, "  #%d\tat %s\t%s\t%s -> %s\t%s\t%s%s\n", i, f.At, heal, f.Action, selection(f), who, stepText(f), allow)
+	}
+	tw.Flush()
+	if len(sc.Abort) > 0 {
+		fmt.Fprintln(w, "\nstop conditions (heal every fault and stop the load when one trips)")
+		for _, a := range sc.Abort {
+			fmt.Fprintf(w, "  %s\n", a.Expr)
+		}
+	}
+	if len(sc.Thresholds) > 0 {
+		fmt.Fprintln(w, "\nthresholds")
+		for _, t := range sc.Thresholds {
+			fmt.Fprintf(w, "  %s: %s\n", t.Metric, t.Expr)
+		}
+	}
+	return nil
+}
+
+// selection says how a fault picks its members or links, as written.
+func selection(f scenarios.Fault) string {
+	switch {
+	case f.Client.Kind != "":
+		return "client " + f.Client.String()
+	case len(f.Isolate) > 0:
+		return "isolate " + f.Isolate.String()
+	case len(f.Groups) > 0:
+		return fmt.Sprint("groups ", f.Groups)
+	case f.OneWay.From.Kind != "":
+		return fmt.Sprintf("one-way %s to %s", f.OneWay.From, f.OneWay.To)
+	case f.MajoritiesRing:
+		return "majorities-ring"
+	}
+	return f.Target.String()
+}
+
+// stepText says what injecting and healing a fault does.
+func stepText(f scenarios.Fault) string {
+	links := "the peer links"
+	if f.Client.Kind != "" {
+		links = "the links from the load"
+	}
+	switch f.Action {
+	case "kill":
+		return "SIGKILL; heal: start it again on its data dir"
+	case "stop":
+		return "SIGTERM; heal: start it again"
+	case "pause":
+		return "SIGSTOP; heal: SIGCONT"
+	case "restart":
+		return "SIGTERM and start again at once"
+	case "partition":
+		return "drop every byte on " + links + "; heal: restore them"
+	case "delay":
+		return fmt.Sprintf("delay %s (jitter %s) on %s; heal: remove it", f.Latency, f.Jitter, links)
+	case "bandwidth":
+		return fmt.Sprintf("limit %s to %v; heal: remove it", links, f.Rate)
+	case "loss":
+		return fmt.Sprintf("drop %.0f%% of packets on %s; heal: remove it", f.Percent, links)
+	case "reset":
+		return "close every connection on " + links
+	}
+	return ""
+}

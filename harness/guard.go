@@ -1,0 +1,133 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// clusterOptions builds every provider's options from the scenario (a remote cluster's TLS and
+// credentials among them; their errors name the field, never the secret).
+func clusterOptions(sc *scenarios.Scenario, lopts LocalOptions) (ClusterOptions, error) {
+	o := ClusterOptions{Local: lopts, Container: ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint}}
+	if sc.Cluster.Provider == "remote" {
+		conn, err := RemoteConn(sc)
+		if err != nil {
+			return o, err
+		}
+		o.Remote = RemoteOptions{Dir: lopts.Dir, Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: lopts.ClientProxy, Seed: sc.Seed}
+	}
+	return o, nil
+}
+
+// describeCluster is the result's account of the cluster (after Start, a remote one's members).
+func describeCluster(sc *scenarios.Scenario, cl Cluster) reports.Cluster {
+	c := reports.Cluster{Provider: sc.Cluster.Provider, Size: len(cl.Names()), Members: cl.Names(), EtcdVersion: cl.EtcdVersion(),
+		EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
+	c.ClientPath, c.PeerPath = cl.Paths()
+	if sc.Cluster.Provider == "remote" {
+		c.Endpoints, c.TLS, c.AuthUser = sc.Cluster.Endpoints, sc.Cluster.TLS != (scenarios.TLS{}), sc.Cluster.Auth.User
+		c.Etcd = nil
+	}
+	return c
+}
+
+// quorumGuard refuses, before the run, a fault that would leave fewer than a quorum of members
+// reachable, unless it says allow-quorum-loss (validation does it for clusters of a known size;
+// a remote cluster's size is known once it is reached).
+func quorumGuard(sc *scenarios.Scenario, size int) error {
+	var errs []error
+	for i, f := range sc.Faults {
+		if f.AllowQuorumLoss {
+			continue
+		}
+		if lose, why := scenarios.QuorumLoss(f, size); lose {
+			errs = append(errs, fmt.Errorf("faults[%d] (line %d): %s: the quorum guard refuses it; set allow-quorum-loss: true on the fault to run it anyway", i, f.Line, why))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// guard checks, before an injection, that the cluster has a leader and every member answers: it
+// waits up to 2s for that (a member restarted by the previous fault may still be starting), and
+// says why not.
+func (r *run) guard(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := r.cl.Health(ctx)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// claimPrefix refuses to start when the run's key prefix already holds keys: they are another
+// run's (or someone's), and the harness would mix its writes with them and delete them at the end.
+func (r *run) claimPrefix(ctx context.Context) error {
+	cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(gctx, r.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("reading the run's key prefix %s: %w", r.prefix, clientProblem(err))
+	}
+	if resp.Count > 0 {
+		return fmt.Errorf("the key prefix %s already holds %d keys that are not this run's: refusing to write there (choose another --run-id, or delete them)", r.prefix, resp.Count)
+	}
+	return nil
+}
+
+// deletePrefix deletes every key the run wrote.
+func (r *run) deletePrefix(ctx context.Context) (int64, error) {
+	cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	resp, err := cli.Delete(ctx, r.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, clientProblem(err)
+	}
+	return resp.Deleted, nil
+}
+
+// alarms are the alarms the members reported in their last status ("NOSPACE", "CORRUPT").
+func (r *run) alarms() []string {
+	var out []string
+	if r.watcher == nil {
+		return nil
+	}
+	for _, name := range r.cl.Names() {
+		st, ok := r.watcher.Latest(name)
+		if !ok {
+			continue
+		}
+		for _, e := range st.Errors {
+			if _, a, ok := strings.Cut(e, "alarm:"); ok {
+				a = strings.TrimSpace(a)
+				if !slices.Contains(out, a) {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out
+}

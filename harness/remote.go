@@ -1,0 +1,308 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// RemoteOptions configures a cluster the team already runs, reached by its endpoints.
+type RemoteOptions struct {
+	Dir       string
+	Endpoints []string
+	Conn      *loadgen.Conn // TLS and credentials
+	// ClientProxy puts the harness's proxy in front of each endpoint, for client: faults.
+	ClientProxy bool
+	Seed        int64
+	readOnly    bool // dry run: make the proxy, but listen nowhere
+}
+
+// RemoteCluster is a cluster the harness did not start: it learns the members from the cluster,
+// controls no process (faults on members need an agent on each node), and stops nothing at the end.
+type RemoteCluster struct {
+	base
+	opts    RemoteOptions
+	proxy   *faults.Proxy
+	version string
+}
+
+// NewRemote prepares to reach the cluster at opts.Endpoints; Start connects.
+func NewRemote(opts RemoteOptions) (*RemoteCluster, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("cluster.endpoints: a remote cluster needs its client URLs, named explicitly")
+	}
+	c := &RemoteCluster{opts: opts}
+	c.base = base{dir: opts.Dir, log: nopLogger(), network: "remote", control: opts.Conn, describe: func(cf *ClusterFile) { cf.Provider = "remote" }}
+	if opts.ClientProxy {
+		c.proxy = faults.NewProxy(opts.Seed, nopLogger())
+	}
+	return c, nil
+}
+
+// Start connects to every endpoint (read-only: status and the member list), maps each endpoint to
+// the member that answers on it, and names the members as the cluster does. With a client proxy,
+// it listens on 127.0.0.1 in front of each endpoint.
+func (c *RemoteCluster) Start(ctx context.Context) error {
+	type found struct {
+		id       uint64
+		endpoint string
+		version  string
+	}
+	var got []found
+	var names map[uint64]string
+	for _, ep := range c.opts.Endpoints {
+		cli, err := loadgen.MeasureClientVia([]string{ep}, c.opts.Conn)
+		if err != nil {
+			return fmt.Errorf("connecting to %s: %w", ep, clientProblem(err))
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := cli.Status(sctx, ep)
+		if err == nil && names == nil {
+			resp, lerr := cli.MemberList(sctx)
+			if lerr != nil {
+				err = fmt.Errorf("listing the members: %w", lerr)
+			} else {
+				names = map[uint64]string{}
+				for _, m := range resp.Members {
+					names[m.ID] = m.Name
+				}
+			}
+		}
+		cancel()
+		_ = cli.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", ep, clientProblem(err))
+		}
+		got = append(got, found{id: st.Header.MemberId, endpoint: ep, version: st.Version})
+	}
+	seen := map[uint64]string{}
+	for _, f := range got {
+		name, ok := names[f.id]
+		if !ok {
+			return fmt.Errorf("%s answers as member %x, which the member list does not hold", f.endpoint, f.id)
+		}
+		if name == "" {
+			return fmt.Errorf("%s answers as member %x, which has no name yet (not started)", f.endpoint, f.id)
+		}
+		if prev, dup := seen[f.id]; dup {
+			return fmt.Errorf("%s and %s reach the same member (%s); name one client URL per member", prev, f.endpoint, name)
+		}
+		seen[f.id] = f.endpoint
+		m := &member{name: name, realURL: f.endpoint, clientURL: f.endpoint}
+		m.run = agentless{name}
+		c.members = append(c.members, m)
+		c.version = f.version
+	}
+	for id, name := range names {
+		if _, ok := seen[id]; !ok {
+			return fmt.Errorf("member %s (%x) is in the cluster's member list but no endpoint reaches it: list its client URL in cluster.endpoints", name, id)
+		}
+	}
+	sort.Slice(c.members, func(i, j int) bool { return c.members[i].name < c.members[j].name })
+	if c.opts.readOnly {
+		return nil
+	}
+	if c.proxy != nil {
+		ports, err := freePorts(len(c.members))
+		if err != nil {
+			return err
+		}
+		for i, m := range c.members {
+			u, err := url.Parse(m.realURL)
+			if err != nil {
+				return fmt.Errorf("endpoint %s: %w", m.realURL, err)
+			}
+			m.proxyAt = fmt.Sprintf("127.0.0.1:%d", ports[i])
+			if _, err := c.proxy.Listen(m.name, m.proxyAt, u.Host, false); err != nil {
+				return err
+			}
+			m.clientURL = u.Scheme + "://" + m.proxyAt
+		}
+	}
+	return c.writeClusterFile()
+}
+
+// WaitReady waits until every member answers, knows a leader, and a write of key succeeds.
+func (c *RemoteCluster) WaitReady(ctx context.Context, timeout time.Duration, key string) error {
+	return c.waitReady(ctx, timeout, key, c.Endpoints(), c.LoadConn())
+}
+
+// LoadConn is the scenario's TLS and credentials (through the client proxy, if any).
+func (c *RemoteCluster) LoadConn() *loadgen.Conn { return c.opts.Conn }
+
+// PeerNetwork: the harness cannot reach a remote cluster's peer links without agents.
+func (c *RemoteCluster) PeerNetwork() faults.Network { return nil }
+
+// ClientProxy is the proxy in front of the endpoints (nil unless a client: fault needs it).
+func (c *RemoteCluster) ClientProxy() *faults.Proxy { return c.proxy }
+
+// Netns: none.
+func (c *RemoteCluster) Netns() *faults.Netns { return nil }
+
+// Paths: the load reaches the endpoints directly or through the harness's proxy; the peer links
+// are the cluster's own.
+func (c *RemoteCluster) Paths() (client, peer string) {
+	if c.proxy != nil {
+		return "proxy", "remote"
+	}
+	return "direct", "remote"
+}
+
+// EtcdVersion is what the members report.
+func (c *RemoteCluster) EtcdVersion() string {
+	if c.version == "" {
+		return "unknown"
+	}
+	return c.version
+}
+
+// Close closes the harness's clients and proxy; the cluster itself runs on.
+func (c *RemoteCluster) Close(ctx context.Context, grace time.Duration) error {
+	c.closeClients()
+	if c.proxy != nil {
+		c.proxy.Close()
+	}
+	return nil
+}
+
+// RemoveData: the harness owns no data dir of a remote cluster (DeletePrefix removes its keys).
+func (c *RemoteCluster) RemoveData() error { return nil }
+
+// agentless is the runner of a remote member: the harness controls no process there.
+type agentless struct{ name string }
+
+var errNoAgent = errors.New("process faults on a remote cluster need an agent on its nodes (chaos agent, not built yet)")
+
+func (a agentless) start(context.Context) error { return fmt.Errorf("%s: %w", a.name, errNoAgent) }
+func (a agentless) signal(syscall.Signal) error { return fmt.Errorf("%s: %w", a.name, errNoAgent) }
+func (a agentless) state() (faults.ProcState, error) {
+	return "", fmt.Errorf("%s: %w", a.name, errNoAgent)
+}
+func (a agentless) waitExit(context.Context) error { return fmt.Errorf("%s: %w", a.name, errNoAgent) }
+func (a agentless) pid() int                       { return 0 }
+func (a agentless) stop(context.Context, time.Duration) error {
+	return nil
+}
+func (a agentless) flushLogs() {}
+
+// RemoteConn builds the TLS and credentials of a remote cluster from the scenario: paths relative
+// to the scenario file, the password from the environment or a file (never the scenario itself).
+// Errors name the field and never the secret.
+func RemoteConn(sc *scenarios.Scenario) (*loadgen.Conn, error) {
+	c := sc.Cluster
+	conn := &loadgen.Conn{}
+	dir := "."
+	if !strings.HasPrefix(sc.File, "builtin:") && sc.File != "" {
+		dir = filepath.Dir(sc.File)
+	}
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if t := c.TLS; t.CA != "" || t.Cert != "" || t.Key != "" || t.ServerName != "" {
+		cfg := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+		if t.CA != "" {
+			pem, err := os.ReadFile(rel(t.CA))
+			if err != nil {
+				return nil, fmt.Errorf("cluster.tls.ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("cluster.tls.ca: %s holds no PEM certificate", rel(t.CA))
+			}
+			cfg.RootCAs = pool
+		}
+		if (t.Cert == "") != (t.Key == "") {
+			return nil, errors.New("cluster.tls: cert and key go together; give both or neither")
+		}
+		if t.Cert != "" {
+			pair, err := tls.LoadX509KeyPair(rel(t.Cert), rel(t.Key))
+			if err != nil {
+				return nil, fmt.Errorf("cluster.tls.cert/key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		conn.TLS = cfg
+	}
+	if a := c.Auth; a.User != "" {
+		conn.Username = a.User
+		switch {
+		case a.PasswordEnv != "":
+			v, ok := os.LookupEnv(a.PasswordEnv)
+			if !ok || v == "" {
+				return nil, fmt.Errorf("cluster.auth.password-env: the environment variable %s is not set", a.PasswordEnv)
+			}
+			conn.Password = v
+		case a.PasswordFile != "":
+			b, err := os.ReadFile(rel(a.PasswordFile))
+			if err != nil {
+				return nil, fmt.Errorf("cluster.auth.password-file: %w", err)
+			}
+			conn.Password = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+	return conn, nil
+}
+
+// fatalClientError says what is wrong when err is one that waiting will not mend: a refused
+// credential, a permission, a TLS handshake. The text is etcd's or TLS's, never the secret.
+func fatalClientError(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrGRPCAuthFailed):
+		return errors.New("authentication failed: the user or password is wrong")
+	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrGRPCPermissionDenied):
+		return errors.New("permission denied: the user's role does not cover the harness's key prefix")
+	case errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrGRPCUserEmpty), errors.Is(err, rpctypes.ErrInvalidAuthToken):
+		return errors.New("the cluster has auth enabled: set cluster.auth (user and password-env or password-file)")
+	}
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Unauthenticated {
+		return fmt.Errorf("authentication failed: %s", s.Message())
+	}
+	msg := err.Error()
+	for _, hint := range []string{"x509:", "tls:", "certificate", "authentication handshake failed"} {
+		if strings.Contains(msg, hint) {
+			return fmt.Errorf("TLS failed: %s", tlsReason(msg))
+		}
+	}
+	return nil
+}
+
+// tlsReason keeps the part of a gRPC transport error that says what TLS refused.
+func tlsReason(msg string) string {
+	for _, k := range []string{"x509: ", "tls: "} {
+		if i := strings.Index(msg, k); i >= 0 {
+			return strings.TrimRight(msg[i:], "\")")
+		}
+	}
+	return msg
+}
+
+// clientProblem names a fatal client error plainly, else returns err.
+func clientProblem(err error) error {
+	if f := fatalClientError(err); f != nil {
+		return f
+	}
+	return err
+}
