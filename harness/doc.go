@@ -1,7 +1,13 @@
-// Package harness owns one run's life: lay out and start the cluster (local member processes),
-// wait until it is ready, warm up, drive the load with the watcher and prober beside it, fire and
-// heal the faults on schedule, measure recovery, hold the thresholds, and tear everything down on
-// a context that survives cancellation. It also heals what a killed harness left (chaos heal).
+// Package harness owns one run's life: lay out and start the cluster (or reach one the team already
+// runs), wait until it is ready, warm up, drive the load with the watcher and prober beside it, fire
+// and heal the faults on schedule behind the quorum guard, stop at once when a stop condition trips,
+// measure recovery, hold the thresholds, and tear everything down on a context that survives
+// cancellation. It also plans a run without touching anything (DryRun), serves live Prometheus
+// metrics, and heals what a killed harness left (chaos heal).
+//
+// A provider is one file behind the Cluster interface (cluster.go): local.go (member processes),
+// container.go (testcontainers-go), remote.go (endpoints, TLS, auth; no process control). What every
+// provider shares lives in base, and each member's process control in a runner.
 //
 // It sits above faults, loadgen, reports and scenarios, and below cmd/chaos only.
 package harness

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -70,7 +71,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 	for _, ep := range c.opts.Endpoints {
 		cli, err := loadgen.MeasureClientVia([]string{ep}, c.opts.Conn)
 		if err != nil {
-			return fmt.Errorf("connecting to %s: %w", ep, clientProblem(err))
+			return fmt.Errorf("connecting to %s: %w", ep, c.diagnose(ep, err))
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := cli.Status(sctx, ep)
@@ -88,7 +89,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 		cancel()
 		_ = cli.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", ep, clientProblem(err))
+			return fmt.Errorf("%s: %w", ep, c.diagnose(ep, err))
 		}
 		got = append(got, found{id: st.Header.MemberId, endpoint: ep, version: st.Version})
 	}
@@ -297,6 +298,50 @@ func tlsReason(msg string) string {
 		}
 	}
 	return msg
+}
+
+// diagnose says why ep could not be reached: the client's own error when it names the problem,
+// else what a TLS handshake of its own finds (gRPC often reports only a deadline).
+func (c *RemoteCluster) diagnose(ep string, err error) error {
+	if f := fatalClientError(err); f != nil {
+		return f
+	}
+	if c.opts.Conn == nil || c.opts.Conn.TLS == nil {
+		return err
+	}
+	u, perr := url.Parse(ep)
+	if perr != nil {
+		return err
+	}
+	if terr := tlsProbe(u.Host, c.opts.Conn.TLS); terr != nil {
+		return fmt.Errorf("TLS failed: %s", tlsReason(terr.Error()))
+	}
+	return err
+}
+
+// tlsProbe does a TLS handshake with addr and waits briefly for the server's verdict on the
+// client certificate (TLS 1.3 sends it after the handshake), returning what TLS refused, if anything.
+func tlsProbe(addr string, base *tls.Config) error {
+	cfg := base.Clone()
+	cfg.NextProtos = []string{"h2"}
+	if cfg.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg.ServerName = host
+	}
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		if strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:") {
+			return err
+		}
+		return nil
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != nil && strings.Contains(err.Error(), "tls:") {
+		return err
+	}
+	return nil
 }
 
 // clientProblem names a fatal client error plainly, else returns err.

@@ -140,7 +140,7 @@ workload:
   retry: {attempts: 20, backoff: 20ms, max-backoff: 100ms}
   mix: [{op: put, weight: 1, keys: 100}]
 faults:
-  - {at: 5s, action: pause, target: all, duration: 2s}
+  - {at: 5s, action: pause, target: all, duration: 2s, allow-quorum-loss: true}
 `
 
 func TestOpenLoopShowsAStall(t *testing.T) {

@@ -1,5 +1,6 @@
 // Package reports owns the result model (result.json, versioned), the event log (events.jsonl),
-// threshold evaluation against measured distributions, and the renderers (text for now).
+// threshold evaluation against measured distributions, the renderers (text, Markdown, JUnit, HTML
+// with plots), --repeat aggregates and the comparison of runs by their distributions.
 //
 // It imports only package scenarios of etcd-chaos; loadgen, faults, harness and cmd sit above it.
 package reports

@@ -60,6 +60,9 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		Time: fmt.Sprintf("%.3f", r.EndedAt.Sub(r.StartedAt).Seconds())}
 	s.Properties = []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"etcd_version", r.Cluster.EtcdVersion},
 		{"cluster_size", fmt.Sprint(r.Cluster.Size)}, {"network", r.Cluster.Network}, {"verdict", r.Verdict}}
+	if r.Cluster.Provider != "" {
+		s.Properties = append(s.Properties, junitProperty{"provider", r.Cluster.Provider})
+	}
 	for _, t := range r.Thresholds {
 		c := junitCase{Name: t.Metric + " " + t.Condition, Classname: class + ".thresholds", Time: "0"}
 		switch t.State() {
@@ -94,11 +97,20 @@ func WriteJUnit(w io.Writer, r *Result) error {
 	}
 	for _, f := range r.Faults {
 		c := junitCase{Name: fmt.Sprintf("fault #%d %s %s", f.Index, f.Action, f.Target), Classname: class + ".faults", Time: "0"}
-		if f.Error != "" {
+		switch {
+		case f.Error != "":
 			c.Error = &junitProblem{Message: f.Error, Type: "fault", Text: f.Error}
 			s.Errors++
+		case f.Skipped != "":
+			c.Skipped = &junitProblem{Message: "skipped by the quorum guard: " + f.Skipped, Type: "quorum-guard"}
+			s.Skipped++
 		}
 		s.Cases = append(s.Cases, c)
+	}
+	if r.Verdict == VerdictAborted {
+		s.Cases = append(s.Cases, junitCase{Name: "run", Classname: class, Time: s.Time,
+			Failure: &junitProblem{Message: "aborted: " + r.Reason, Type: "aborted", Text: r.Reason}})
+		s.Failures++
 	}
 	if r.Verdict == VerdictError || r.Verdict == VerdictInterrupted {
 		s.Cases = append(s.Cases, junitCase{Name: "run", Classname: class, Time: s.Time,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/server/v3/etcdmain"
+	"golang.org/x/term"
 
 	"github.com/etcd-chaos/etcd-chaos/harness"
 	"github.com/etcd-chaos/etcd-chaos/reports"
@@ -308,11 +309,7 @@ func runRepeats(ctx context.Context, sc *scenarios.Scenario, out string, n int,
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd())) // /dev/null is a character device too: ask the tty driver
 }
 
 func validateCmd(stdout io.Writer) *cobra.Command {
@@ -475,8 +472,7 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 
 // confirm asks on a terminal before a run touches a remote cluster; elsewhere it needs --yes.
 func confirm(sc *scenarios.Scenario, in *os.File, stderr io.Writer) error {
-	st, err := in.Stat()
-	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+	if !term.IsTerminal(int(in.Fd())) {
 		return errors.New("a run against a remote cluster needs --yes when stdin is not a terminal (try --dry-run first to see the plan)")
 	}
 	fmt.Fprintf(stderr, "chaos: %s will drive load against the remote cluster at %s and inject %d faults. Continue? [y/N] ",

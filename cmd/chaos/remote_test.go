@@ -1,0 +1,504 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-chaos/etcd-chaos/reports"
+)
+
+// testPKI is a CA and the certificates signed by it, written as PEM files in dir.
+type testPKI struct {
+	dir     string
+	ca      *x509.Certificate
+	caKey   *ecdsa.PrivateKey
+	serial  int64
+	CA      string // path of the CA certificate
+	Server  [2]string
+	Client  [2]string
+	rootCli *tls.Config
+}
+
+func writePEM(t *testing.T, path, kind string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newPKI makes a CA, a server certificate for 127.0.0.1 (client and peer URLs) and a client
+// certificate, all with Go's crypto/x509.
+func newPKI(t *testing.T, dir, name string) *testPKI {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	p := &testPKI{dir: dir, ca: ca, caKey: key, serial: 1, CA: filepath.Join(dir, name+"-ca.pem")}
+	writePEM(t, p.CA, "CERTIFICATE", der)
+	p.Server = p.issue(t, name+"-server", "etcd.test", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+	p.Client = p.issue(t, name+"-client", "etcd-chaos-client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	pair, err := tls.LoadX509KeyPair(p.Client[0], p.Client[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	p.rootCli = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
+	return p
+}
+
+func (p *testPKI) issue(t *testing.T, file, cn string, usage []x509.ExtKeyUsage) [2]string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serial++
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "etcd.test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := [2]string{filepath.Join(p.dir, file+".pem"), filepath.Join(p.dir, file+"-key.pem")}
+	writePEM(t, out[0], "CERTIFICATE", der)
+	writePEM(t, out[1], "EC PRIVATE KEY", kd)
+	return out
+}
+
+// tlsCluster is a 3-member cluster the test starts itself, as a team's staging cluster would run:
+// TLS with client certificates on client and peer URLs, auth enabled, members named by the team.
+type tlsCluster struct {
+	endpoints []string
+	pki       *testPKI
+	rootPass  string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startTLSCluster(t *testing.T, chaosPass string) *tlsCluster {
+	t.Helper()
+	dir := t.TempDir()
+	pki := newPKI(t, dir, "staging")
+	names := []string{"alpha", "bravo", "charlie"}
+	var initial []string
+	client, peer := map[string]string{}, map[string]string{}
+	for _, n := range names {
+		client[n] = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		peer[n] = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		initial = append(initial, n+"="+peer[n])
+	}
+	tc := &tlsCluster{pki: pki, rootPass: "r00t-" + fmt.Sprint(time.Now().UnixNano())}
+	for _, n := range names {
+		data := filepath.Join(dir, n)
+		logf, err := os.Create(filepath.Join(dir, n+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(chaosBin, "node", "--", "--name="+n, "--data-dir="+data,
+			"--listen-client-urls="+client[n], "--advertise-client-urls="+client[n],
+			"--listen-peer-urls="+peer[n], "--initial-advertise-peer-urls="+peer[n],
+			"--initial-cluster="+strings.Join(initial, ","), "--initial-cluster-state=new", "--initial-cluster-token=staging",
+			"--heartbeat-interval=50", "--election-timeout=250",
+			"--cert-file="+pki.Server[0], "--key-file="+pki.Server[1], "--trusted-ca-file="+pki.CA, "--client-cert-auth",
+			"--peer-cert-file="+pki.Server[0], "--peer-key-file="+pki.Server[1], "--peer-trusted-ca-file="+pki.CA, "--peer-client-cert-auth")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			logf.Close()
+			_ = os.RemoveAll(data)
+		})
+		tc.endpoints = append(tc.endpoints, client[n])
+	}
+	// Auth as a team sets it up: root, and a chaos user whose role covers the harness's prefix only.
+	cli := tc.client(t, "", "")
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		if _, err := cli.Put(ctx, "app/config", "v1"); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("the TLS cluster did not come up: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	steps := []func() error{
+		func() error { _, err := cli.Put(ctx, "app/feature", "on"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "root", tc.rootPass); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "chaos"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "chaos", "chaos/", clientv3.GetPrefixRangeEnd("chaos/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "chaos", chaosPass); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "chaos", "chaos"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	}
+	for i, s := range steps {
+		if err := s(); err != nil {
+			t.Fatalf("setting up auth, step %d: %v", i, err)
+		}
+	}
+	return tc
+}
+
+// client is a client of the test's own (as root once auth is on).
+func (tc *tlsCluster) client(t *testing.T, user, pass string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: tc.endpoints, TLS: tc.pki.rootCli, Username: user, Password: pass,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
+// snapshot is every key outside chaos/ with its value and mod revision, and the cluster's revision.
+func (tc *tlsCluster) snapshot(t *testing.T) (map[string]string, int64) {
+	t.Helper()
+	cli := tc.client(t, "root", tc.rootPass)
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = fmt.Sprintf("%s@%d", kv.Value, kv.ModRevision)
+	}
+	return out, resp.Header.Revision
+}
+
+func remoteScenario(tc *tlsCluster, dir, extra string) string {
+	rel := func(p string) string {
+		r, err := filepath.Rel(dir, p)
+		if err != nil {
+			return p
+		}
+		return r
+	}
+	return fmt.Sprintf(`name: staging
+cluster:
+  provider: remote
+  endpoints: [%s]
+  tls: {ca: %s, cert: %s, key: %s}
+  auth: {user: chaos, password-env: ETCD_PASSWORD}
+workload:
+  duration: 8s
+  warmup: 1s
+  rate: 200
+  timeout: 2s
+  mix: [{op: put, weight: 70, keys: 200}, {op: get, weight: 30}]
+%s`, strings.Join(tc.endpoints, ", "), rel(tc.pki.CA), rel(tc.pki.Client[0]), rel(tc.pki.Client[1]), extra)
+}
+
+// chaosEnv runs the binary with extra environment variables.
+func chaosEnv(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(chaosBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stdout.String(), stderr.String()
+}
+
+// assertNoSecret greps every file of the run folder, and the output, for the password.
+func assertNoSecret(t *testing.T, secret, dir string, outputs ...string) {
+	t.Helper()
+	for _, o := range outputs {
+		if strings.Contains(o, secret) {
+			t.Errorf("the password appears in the command's output")
+		}
+	}
+	if dir == "" {
+		return
+	}
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err == nil {
+			n++
+			if bytes.Contains(b, []byte(secret)) {
+				t.Errorf("the password appears in %s", p)
+			}
+		}
+		return nil
+	})
+	if n < 5 {
+		t.Errorf("only %d files in the run folder %s: the grep checked little", n, dir)
+	}
+}
+
+func TestRemoteClusterWithTLSAndAuth(t *testing.T) {
+	pass := "s3cret-" + fmt.Sprint(time.Now().UnixNano())
+	tc := startTLSCluster(t, pass)
+	dir := t.TempDir()
+	env := []string{"ETCD_PASSWORD=" + pass}
+
+	t.Run("dry run changes nothing", func(t *testing.T) {
+		sc := filepath.Join(dir, "dry.yaml")
+		if err := os.WriteFile(sc, []byte(remoteScenario(tc, dir, `faults:
+  - {at: 3s, action: delay, client: follower, latency: 50ms, duration: 2s}
+`)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before, rev := tc.snapshot(t)
+		code, stdout, stderr := chaosEnv(t, env, "run", sc, "--dry-run")
+		if code != 0 {
+			t.Fatalf("dry run: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		t.Logf("dry run:\n%s", stdout)
+		for _, want := range []string{"alpha", "bravo", "charlie", "leader:", "tls, user chaos", "delay -> client follower"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("the plan does not say %q", want)
+			}
+		}
+		after, rev2 := tc.snapshot(t)
+		if rev2 != rev || len(after) != len(before) {
+			t.Errorf("the dry run changed the cluster: revision %d -> %d, %d -> %d keys", rev, rev2, len(before), len(after))
+		}
+		assertNoSecret(t, pass, "", stdout, stderr)
+	})
+
+	t.Run("a run passes, writes only under its prefix and removes it", func(t *testing.T) {
+		sc := filepath.Join(dir, "run.yaml")
+		if err := os.WriteFile(sc, []byte(remoteScenario(tc, dir, `faults:
+  - {at: 3s, action: delay, client: follower, latency: 50ms, duration: 2s}
+thresholds:
+  errors: ["rate < 0.02"]
+  latency.put: ["p(99) < 2s"]
+  availability: ["rate > 0.95"]
+`)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before, rev := tc.snapshot(t)
+		out := filepath.Join(t.TempDir(), "run")
+		code, stdout, stderr := chaosEnv(t, env, "run", sc, "--yes", "--out", out, "--no-progress", "--run-id", "remote-test")
+		t.Logf("stdout:\n%s", stdout)
+		if code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+		}
+		if !strings.Contains(stdout, "remote cluster at") || !strings.Contains(stdout, "3-member remote cluster") {
+			t.Errorf("the summary does not say remote")
+		}
+		res := readResult(t, out)
+		if res.Cluster.Provider != "remote" || strings.Join(res.Cluster.Members, ",") != "alpha,bravo,charlie" || res.KeyPrefix != "chaos/remote-test/" {
+			t.Errorf("cluster %+v, prefix %q", res.Cluster, res.KeyPrefix)
+		}
+		if res.Cluster.ClientPath != "proxy" || len(res.Faults) != 1 || res.Faults[0].Error != "" || res.Faults[0].Skipped != "" {
+			t.Errorf("the client fault did not run through the proxy: path %q, faults %+v", res.Cluster.ClientPath, res.Faults)
+		}
+		for _, f := range []string{"report.html", "junit.xml", "summary.md"} {
+			b, err := os.ReadFile(filepath.Join(out, f))
+			if err != nil || !bytes.Contains(b, []byte("remote")) {
+				t.Errorf("%s does not say remote (%v)", f, err)
+			}
+		}
+		after, rev2 := tc.snapshot(t)
+		for k, v := range before {
+			if after[k] != v {
+				t.Errorf("key %s outside the prefix changed: %s -> %s", k, v, after[k])
+			}
+		}
+		for k := range after {
+			if _, ok := before[k]; !ok {
+				t.Errorf("key %s was left behind", k)
+			}
+		}
+		// etcd's own revision is the witness of the acknowledged writes: each put moved it once.
+		var puts int64
+		if l, ok := res.Latency["put"]; ok {
+			puts = l.Count
+		}
+		if puts < 500 || rev2-rev < puts {
+			t.Errorf("%d acknowledged puts, but the cluster's revision moved by %d", puts, rev2-rev)
+		}
+		assertNoSecret(t, pass, out, stdout, stderr)
+	})
+
+	t.Run("a prefix that holds keys is refused", func(t *testing.T) {
+		cli := tc.client(t, "root", tc.rootPass)
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := cli.Put(ctx, "chaos/taken/x", "someone's"); err != nil {
+			t.Fatal(err)
+		}
+		sc := filepath.Join(dir, "run.yaml")
+		code, stdout, stderr := chaosEnv(t, env, "run", sc, "--yes", "--out", filepath.Join(t.TempDir(), "run"), "--run-id", "taken")
+		if code != 3 || !strings.Contains(stderr, "chaos/taken/ already holds 1 keys") {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+		if r, err := cli.Get(ctx, "chaos/taken/x"); err != nil || len(r.Kvs) != 1 {
+			t.Errorf("the other run's key is gone: %v", err)
+		}
+		assertNoSecret(t, pass, "", stdout, stderr)
+	})
+
+	t.Run("a quorum-breaking fault is refused, and accepted with the allow", func(t *testing.T) {
+		sc := filepath.Join(dir, "quorum.yaml")
+		write := func(allow string) {
+			if err := os.WriteFile(sc, []byte(remoteScenario(tc, dir, `faults:
+  - {at: 3s, action: partition, client: majority, duration: 1s`+allow+`}
+`)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("")
+		code, _, stderr := chaosEnv(t, env, "run", sc, "--yes", "--dry-run")
+		if code != 2 || !strings.Contains(stderr, "quorum guard refuses it") {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+		write(", allow-quorum-loss: true")
+		if code, stdout, stderr := chaosEnv(t, env, "run", sc, "--dry-run"); code != 0 || !strings.Contains(stdout, "allow-quorum-loss") {
+			t.Errorf("with the allow: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+	})
+
+	t.Run("not on a terminal, a remote run needs --yes", func(t *testing.T) {
+		code, _, stderr := chaosEnv(t, env, "run", filepath.Join(dir, "run.yaml"), "--out", filepath.Join(t.TempDir(), "run"))
+		if code != 2 || !strings.Contains(stderr, "--yes") {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+	})
+
+	t.Run("wrong CA, missing client cert, wrong password exit 3 without the secret", func(t *testing.T) {
+		other := newPKI(t, t.TempDir(), "other")
+		base := remoteScenario(tc, dir, "")
+		cases := []struct {
+			name, from, to string
+			env            []string
+			want           string
+		}{
+			{"wrong CA", "ca: " + mustRel(dir, tc.pki.CA), fmt.Sprintf("ca: %q", other.CA), env, "TLS failed: x509: certificate signed by unknown authority"},
+			{"missing client cert", fmt.Sprintf(", cert: %s, key: %s", mustRel(dir, tc.pki.Client[0]), mustRel(dir, tc.pki.Client[1])), "", env, "TLS failed: tls: certificate required"},
+			{"wrong password", "", "", []string{"ETCD_PASSWORD=Wr0ng-" + pass[:6] + "-guess"}, "authentication failed"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				text := base
+				if c.from != "" {
+					if !strings.Contains(text, c.from) {
+						t.Fatalf("the scenario has no %q", c.from)
+					}
+					text = strings.Replace(text, c.from, c.to, 1)
+				}
+				sc := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".yaml")
+				if err := os.WriteFile(sc, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out := filepath.Join(t.TempDir(), "run")
+				start := time.Now()
+				code, stdout, stderr := chaosEnv(t, c.env, "run", sc, "--yes", "--out", out)
+				if code != 3 || !strings.Contains(strings.ToLower(stderr), strings.ToLower(c.want)) {
+					t.Errorf("exit %d (want 3), stderr does not say %q:\n%s", code, c.want, stderr)
+				}
+				if d := time.Since(start); d > 20*time.Second {
+					t.Errorf("took %s to say so", d)
+				}
+				t.Logf("%s: %s", c.name, strings.TrimSpace(stderr))
+				for _, e := range c.env {
+					assertNoSecret(t, strings.TrimPrefix(e, "ETCD_PASSWORD="), "", stdout, stderr)
+					_ = filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+						if err == nil && !d.IsDir() {
+							if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(strings.TrimPrefix(e, "ETCD_PASSWORD="))) {
+								t.Errorf("the password appears in %s", p)
+							}
+						}
+						return nil
+					})
+				}
+			})
+		}
+	})
+}
+
+func mustRel(dir, p string) string {
+	r, err := filepath.Rel(dir, p)
+	if err != nil {
+		return p
+	}
+	return r
+}
+
+func readResult(t *testing.T, dir string) *reports.Result {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r reports.Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
