@@ -68,7 +68,7 @@ func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		err = f(actx)
 		cancel()
-		if ctx.Err() != nil {
+		if runEnded(ctx) {
 			return err, true
 		}
 		class := Classify(err)
@@ -90,6 +90,18 @@ func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time
 		case <-timer.C:
 		}
 	}
+}
+
+// runEnded tells whether the run's context has ended. An attempt's context shares the run's
+// deadline and runs its own timer, which can fire a moment before the run's: by then the deadline
+// has passed even while ctx.Err() is still nil, and an op cut by the load's end must not be recorded
+// as failed.
+func runEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // Wait returns the backoff after the given failed attempt (1-based), with jitter from rng.

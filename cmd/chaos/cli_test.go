@@ -31,18 +31,7 @@ func TestMain(m *testing.M) { testbin.Main(m, &chaosBin) }
 // chaos runs the real binary and returns its exit code, stdout and stderr.
 func chaos(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(chaosBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), stdout.String(), stderr.String()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, stdout.String(), stderr.String()
+	return chaosEnv(t, nil, args...)
 }
 
 func writeScenario(t *testing.T, text string) string {

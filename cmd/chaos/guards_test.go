@@ -68,13 +68,7 @@ func TestQuorumGuardAndLiveMetrics(t *testing.T) {
 	allowed := writeScenario(t, fmt.Sprintf(quorumScenario, ", allow-quorum-loss: true"))
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	out := filepath.Join(t.TempDir(), "run")
-	cmd := exec.Command(chaosBin, "run", allowed, "--out", out, "--no-progress", "--metrics-addr", addr)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := startChaos(t, "run", allowed, "--out", out, "--no-progress", "--metrics-addr", addr)
 	var during, before map[string]float64
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && during == nil {
@@ -140,13 +134,7 @@ faults:
   - {at: 5s, action: kill, target: leader, duration: 2s}
 `)
 	out := filepath.Join(t.TempDir(), "run")
-	cmd := exec.Command(chaosBin, "run", sc, "--out", out, "--no-progress")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := startChaos(t, "run", sc, "--out", out, "--no-progress")
 	// Once the load runs, freeze member-3 from outside the harness: it stops answering.
 	waitEvent(t, out, "load_started", 60*time.Second)
 	cf := readCluster(t, out)
@@ -271,4 +259,19 @@ func waitEvent(t *testing.T, dir, kind string, timeout time.Duration) {
 func cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.ReplaceAll(string(b), "\x00", " ")
+}
+
+// startChaos starts the binary in the background; the channel gets how it ended.
+func startChaos(t *testing.T, args ...string) <-chan error {
+	t.Helper()
+	cmd := exec.Command(chaosBin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done, exited := make(chan error, 1), make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
+	// A test that fails half-way ends the run (by the PID the test started) before its folder goes.
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); <-exited })
+	return done
 }
