@@ -685,9 +685,7 @@ func (r *run) healActive(ctx context.Context, by string) (int, error) {
 					fr.failover.Healed(at)
 				}
 			}
-			if r.active != "" {
-				r.active = ""
-			}
+			r.active = ""
 			r.mu.Unlock()
 			mu.Lock()
 			n++
