@@ -89,7 +89,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout), listCmd(stdout), healCmd(stdout, stderr), reportCmd(stdout, stderr),
-		compareCmd(stdout), nodeCmd())
+		compareCmd(stdout), preflightCmd(stdout, stderr), nodeCmd())
 	return root
 }
 

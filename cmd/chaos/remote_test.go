@@ -32,14 +32,16 @@ import (
 
 // testPKI is a CA and the certificates signed by it, written as PEM files in dir.
 type testPKI struct {
-	dir     string
-	ca      *x509.Certificate
-	caKey   *ecdsa.PrivateKey
-	serial  int64
-	CA      string // path of the CA certificate
-	Server  [2]string
-	Client  [2]string
-	rootCli *tls.Config
+	dir    string
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	serial int64
+	// validity is how long the certificates it issues are valid (the CA: a year)
+	validity time.Duration
+	CA       string // path of the CA certificate
+	Server   [2]string
+	Client   [2]string
+	rootCli  *tls.Config
 }
 
 func writePEM(t *testing.T, path, kind string, der []byte) {
@@ -58,13 +60,13 @@ func newPKI(t *testing.T, dir, name string) *testPKI {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+		NotAfter: time.Now().Add(365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: dir, ca: ca, caKey: key, serial: 1, CA: filepath.Join(dir, name+"-ca.pem")}
+	p := &testPKI{dir: dir, ca: ca, caKey: key, serial: 1, CA: filepath.Join(dir, name+"-ca.pem"), validity: 90 * 24 * time.Hour}
 	writePEM(t, p.CA, "CERTIFICATE", der)
 	p.Server = p.issue(t, name+"-server", "etcd.test", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
 	p.Client = p.issue(t, name+"-client", "etcd-chaos-client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
@@ -86,7 +88,7 @@ func (p *testPKI) issue(t *testing.T, file, cn string, usage []x509.ExtKeyUsage)
 	}
 	p.serial++
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
+		NotAfter: time.Now().Add(p.validity), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "etcd.test"}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	if err != nil {
@@ -102,12 +104,23 @@ func (p *testPKI) issue(t *testing.T, file, cn string, usage []x509.ExtKeyUsage)
 	return out
 }
 
-// tlsCluster is a 3-member cluster the test starts itself, as a team's staging cluster would run:
-// TLS with client certificates on client and peer URLs, auth enabled, members named by the team.
+// tlsCluster is a cluster the test starts itself, as a team's staging cluster would run: by
+// default 3 members named by the team, TLS with client certificates on client and peer URLs, and
+// auth enabled (root, and a chaos user whose role covers chaos/ only).
 type tlsCluster struct {
 	endpoints []string
 	pki       *testPKI
 	rootPass  string
+	plain     bool
+}
+
+// clusterSpec says how startCluster sets a test cluster up.
+type clusterSpec struct {
+	names     []string // default alpha, bravo, charlie
+	plain     bool     // http:// client and peer URLs, no certificates
+	noAuth    bool     // leave auth off
+	chaosPass string   // the chaos user's password (with auth)
+	extra     []string // more etcd flags for every member
 }
 
 func freePort(t *testing.T) int {
@@ -121,31 +134,45 @@ func freePort(t *testing.T) int {
 }
 
 func startTLSCluster(t *testing.T, chaosPass string) *tlsCluster {
+	return startCluster(t, clusterSpec{chaosPass: chaosPass})
+}
+
+func startCluster(t *testing.T, spec clusterSpec) *tlsCluster {
 	t.Helper()
 	dir := t.TempDir()
 	pki := newPKI(t, dir, "staging")
-	names := []string{"alpha", "bravo", "charlie"}
+	names := spec.names
+	if len(names) == 0 {
+		names = []string{"alpha", "bravo", "charlie"}
+	}
+	scheme := "https"
+	if spec.plain {
+		scheme = "http"
+	}
 	var initial []string
 	client, peer := map[string]string{}, map[string]string{}
 	for _, n := range names {
-		client[n] = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
-		peer[n] = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		client[n] = fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
+		peer[n] = fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
 		initial = append(initial, n+"="+peer[n])
 	}
-	tc := &tlsCluster{pki: pki, rootPass: "r00t-" + fmt.Sprint(time.Now().UnixNano())}
+	tc := &tlsCluster{pki: pki, rootPass: "r00t-" + fmt.Sprint(time.Now().UnixNano()), plain: spec.plain}
 	for _, n := range names {
 		data := filepath.Join(dir, n)
 		logf, err := os.Create(filepath.Join(dir, n+".log"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(chaosBin, "node", "--", "--name="+n, "--data-dir="+data,
-			"--listen-client-urls="+client[n], "--advertise-client-urls="+client[n],
-			"--listen-peer-urls="+peer[n], "--initial-advertise-peer-urls="+peer[n],
-			"--initial-cluster="+strings.Join(initial, ","), "--initial-cluster-state=new", "--initial-cluster-token=staging",
-			"--heartbeat-interval=50", "--election-timeout=250",
-			"--cert-file="+pki.Server[0], "--key-file="+pki.Server[1], "--trusted-ca-file="+pki.CA, "--client-cert-auth",
-			"--peer-cert-file="+pki.Server[0], "--peer-key-file="+pki.Server[1], "--peer-trusted-ca-file="+pki.CA, "--peer-client-cert-auth")
+		args := []string{"node", "--", "--name=" + n, "--data-dir=" + data,
+			"--listen-client-urls=" + client[n], "--advertise-client-urls=" + client[n],
+			"--listen-peer-urls=" + peer[n], "--initial-advertise-peer-urls=" + peer[n],
+			"--initial-cluster=" + strings.Join(initial, ","), "--initial-cluster-state=new", "--initial-cluster-token=staging",
+			"--heartbeat-interval=50", "--election-timeout=250"}
+		if !spec.plain {
+			args = append(args, "--cert-file="+pki.Server[0], "--key-file="+pki.Server[1], "--trusted-ca-file="+pki.CA, "--client-cert-auth",
+				"--peer-cert-file="+pki.Server[0], "--peer-key-file="+pki.Server[1], "--peer-trusted-ca-file="+pki.CA, "--peer-client-cert-auth")
+		}
+		cmd := exec.Command(chaosBin, append(args, spec.extra...)...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -166,7 +193,6 @@ func startTLSCluster(t *testing.T, chaosPass string) *tlsCluster {
 		})
 		tc.endpoints = append(tc.endpoints, client[n])
 	}
-	// Auth as a team sets it up: root, and a chaos user whose role covers the harness's prefix only.
 	cli := tc.client(t, "", "")
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -175,10 +201,14 @@ func startTLSCluster(t *testing.T, chaosPass string) *tlsCluster {
 		if _, err := cli.Put(ctx, "app/config", "v1"); err == nil {
 			break
 		} else if ctx.Err() != nil {
-			t.Fatalf("the TLS cluster did not come up: %v", err)
+			t.Fatalf("the test cluster did not come up: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if spec.noAuth {
+		return tc
+	}
+	// Auth as a team sets it up: root, and a chaos user whose role covers the harness's prefix only.
 	steps := []func() error{
 		func() error { _, err := cli.Put(ctx, "app/feature", "on"); return err },
 		func() error { _, err := cli.UserAdd(ctx, "root", tc.rootPass); return err },
@@ -188,7 +218,7 @@ func startTLSCluster(t *testing.T, chaosPass string) *tlsCluster {
 			_, err := cli.RoleGrantPermission(ctx, "chaos", "chaos/", clientv3.GetPrefixRangeEnd("chaos/"), clientv3.PermissionType(clientv3.PermReadWrite))
 			return err
 		},
-		func() error { _, err := cli.UserAdd(ctx, "chaos", chaosPass); return err },
+		func() error { _, err := cli.UserAdd(ctx, "chaos", spec.chaosPass); return err },
 		func() error { _, err := cli.UserGrantRole(ctx, "chaos", "chaos"); return err },
 		func() error { _, err := cli.AuthEnable(ctx); return err },
 	}
@@ -203,8 +233,12 @@ func startTLSCluster(t *testing.T, chaosPass string) *tlsCluster {
 // client is a client of the test's own (as root once auth is on).
 func (tc *tlsCluster) client(t *testing.T, user, pass string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: tc.endpoints, TLS: tc.pki.rootCli, Username: user, Password: pass,
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: tc.endpoints, TLS: tc.pki.rootCli, Username: user, Password: pass,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if tc.plain {
+		cfg.TLS = nil
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
