@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -204,27 +205,46 @@ func (p *preflight) gather(ctx context.Context) error {
 	byID := map[uint64]*pfMember{}
 	var reached []*pfMember
 	var problems []string
-	for _, raw := range p.opts.Endpoints {
+	// Every endpoint at once: one that does not answer costs its timeout once, not once per endpoint.
+	type dialed struct {
+		ep  string
+		cli *clientv3.Client
+		st  *clientv3.StatusResponse
+		rtt time.Duration
+		err error
+	}
+	out := make([]dialed, len(p.opts.Endpoints))
+	var wg sync.WaitGroup
+	for i, raw := range p.opts.Endpoints {
 		ep := p.withScheme(raw)
 		if _, err := url.Parse(ep); err != nil {
 			return fmt.Errorf("%w: --endpoints %s: %v", ErrInput, raw, err)
 		}
-		cli, st, rtt, err := p.dial(ctx, ep)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", ep, err))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := dialed{ep: ep}
+			d.cli, d.st, d.rtt, d.err = p.dial(ctx, ep)
+			out[i] = d
+		}()
+	}
+	wg.Wait()
+	for _, d := range out {
+		if d.err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", d.ep, d.err))
 			continue
 		}
-		id := st.Header.MemberId
+		id := d.st.Header.MemberId
 		if m, dup := byID[id]; dup {
-			_ = cli.Close()
-			problems = append(problems, fmt.Sprintf("%s reaches the same member as %s", ep, m.url))
+			_ = d.cli.Close()
+			problems = append(problems, fmt.Sprintf("%s reaches the same member as %s", d.ep, m.url))
 			continue
 		}
-		m := &pfMember{id: id, url: ep, cli: cli, status: st, rtt: rtt}
+		m := &pfMember{id: id, url: d.ep, cli: d.cli, status: d.st, rtt: d.rtt}
 		byID[id] = m
 		reached = append(reached, m)
 		if p.clusterID == 0 {
-			p.clusterID = st.Header.ClusterId
+			p.clusterID = d.st.Header.ClusterId
 		}
 	}
 	if len(reached) == 0 {

@@ -21,8 +21,10 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/etcd/api/v3/authpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
@@ -465,18 +467,26 @@ func (p *preflight) auth(ctx context.Context) *findings {
 		f.add(skip, "", "a client without credentials could not connect: %v", clientProblem(err))
 	} else {
 		defer cli.Close()
+		// With client-cert auth, etcd takes a certificate's common name as the user of a request
+		// that carries no token: the "guest" here is whoever holds the given certificate.
+		who := "an unauthenticated client"
+		if c := p.opts.Conn; c != nil && c.TLS != nil && len(c.TLS.Certificates) > 0 {
+			if leaf, err := leafOf(&c.TLS.Certificates[0]); err == nil {
+				who = fmt.Sprintf("a client without user or password (only its certificate, whose CN %q etcd takes as a user name)", leaf.Subject.CommonName)
+			}
+		}
 		if _, err := cli.Get(actx, guestKey); err == nil {
-			f.add(fail, "enable auth, so an unauthenticated client is refused", "an unauthenticated client read %s", guestKey)
+			f.add(fail, "enable auth, so an unauthenticated client is refused", "%s read %s", who, guestKey)
 		} else {
-			f.add(pass, "", "an unauthenticated read was refused (%s)", refusal(err))
+			f.add(pass, "", "%s: its read was refused (%s)", who, refusal(err))
 		}
 		// A transaction whose compare is never true: its put is permission-checked but never applied.
 		never := clientv3.Compare(clientv3.CreateRevision(guestKey), "<", 0)
 		if _, err := cli.Txn(actx).If(never).Then(clientv3.OpPut(guestKey, "guest")).Commit(); err == nil {
 			f.add(fail, "enable auth, so an unauthenticated client is refused",
-				"an unauthenticated write was accepted (a transaction whose put never applies: nothing was written)")
+				"%s: its write was accepted (a transaction whose put never applies: nothing was written)", who)
 		} else {
-			f.add(pass, "", "an unauthenticated write was refused (%s)", refusal(err))
+			f.add(pass, "", "%s: its write was refused (%s)", who, refusal(err))
 		}
 	}
 	user := ""
@@ -507,12 +517,12 @@ func (p *preflight) auth(ctx context.Context) *findings {
 	return f
 }
 
-// refusal names why etcd refused a request.
+// refusal is etcd's own words for why it refused a request.
 func refusal(err error) string {
-	if f := fatalClientError(err); f != nil {
-		return f.Error()
+	if s, ok := status.FromError(err); ok && s.Message() != "" {
+		return s.Message()
 	}
-	return err.Error()
+	return rpctypes.ErrorDesc(err)
 }
 
 // roleText is a role and its permissions: "chaos (readwrite chaos/*)".
@@ -740,7 +750,7 @@ func (p *preflight) disk(ctx context.Context) *findings {
 			h := series[0].Histogram
 			q := quantile(h, 0.99)
 			n := h.GetSampleCount()
-			text := fmt.Sprintf("%s: %s p99 %s over %d %ss since it started (limit %s)", m.name, pr.what, msText(q), n, pr.unit, msText(pr.limit))
+			text := fmt.Sprintf("%s: %s p99 %s over %d %ss since it started (from etcd's buckets, as histogram_quantile; limit %s)", m.name, pr.what, msText(q), n, pr.unit, msText(pr.limit))
 			switch {
 			case q > pr.limit && n < minDiskSamples:
 				// Over a few samples the p99 is the slowest of them, most likely from start-up.
@@ -848,8 +858,8 @@ func (p *preflight) client(ctx context.Context) *findings {
 	}
 	for _, b := range blocks {
 		budget := retryBudget(b.timeout, b.retry)
-		text := fmt.Sprintf("%s: request timeout %s, %d attempts, backoff %s to %s, budget %s", b.name, b.timeout,
-			max(b.retry.Attempts, 1), time.Duration(b.retry.Backoff), time.Duration(b.retry.MaxBackoff), budget)
+		text := fmt.Sprintf("%s: request timeout %s, %s, backoff %s to %s, budget %s", b.name, b.timeout,
+			plural(max(b.retry.Attempts, 1), "attempt"), time.Duration(b.retry.Backoff), time.Duration(b.retry.MaxBackoff), budget)
 		switch {
 		case b.timeout < failover && (b.retry.Attempts <= 1 || budget < failover):
 			f.add(warn, fmt.Sprintf("give requests at least %s with their retries (a longer timeout, more attempts, or a deadline)", failover),

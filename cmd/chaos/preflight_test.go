@@ -206,13 +206,13 @@ func TestPreflightSecureCluster(t *testing.T) {
 		wantStatus(t, p, "transport", "pass", "plaintext refused", "a TLS client without a certificate was refused",
 			"a certificate from another CA was refused", "every peer URL is https", "alpha's server certificate etcd.test expires on",
 			"in 89 days", "verifies against the given CA")
-		wantStatus(t, p, "auth", "pass", "auth is enabled", "an unauthenticated read was refused", "an unauthenticated write was refused",
+		wantStatus(t, p, "auth", "pass", "auth is enabled", `CN "etcd-chaos-client" etcd takes as a user name): its read was refused`, "its write was refused",
 			"user root: roles root")
 		wantStatus(t, p, "topology", "warn", "3 voting members (alpha, bravo, charlie)", "127.0.0.1 holds alpha, bravo, charlie")
 		wantStatus(t, p, "versions", "pass", "alpha "+version.Version, "client library "+version.Version)
 		wantStatus(t, p, "monitoring", "pass", "alpha: https://", "/health")
 		wantStatus(t, p, "space", "pass", "no active alarms")
-		wantStatus(t, p, "client", "warn", "request timeout 100ms, 1 attempts", "shorter than a plausible failover (550ms)")
+		wantStatus(t, p, "client", "warn", "request timeout 100ms, 1 attempt,", "shorter than a plausible failover (550ms)")
 		wantStatus(t, p, "timeouts", "pass", "heartbeat 50ms and election timeout 250ms (given)", "client round trip")
 		checkHash(t, tc, "root", tc.rootPass, wantStatus(t, p, "backup", "pass", "saved a", "restored by etcd's own restore code", "a scratch member started"))
 		if st, _, _ := p.check(t, "disk"); st == "skipped" {
@@ -316,7 +316,7 @@ func TestPreflightPlainClusterWithAFullQuota(t *testing.T) {
 	if _, _, r := p.check(t, "transport"); !strings.Contains(r, "TLS") {
 		t.Errorf("transport remedy %q", r)
 	}
-	wantStatus(t, p, "auth", "fail", "auth is disabled", "an unauthenticated client read", "an unauthenticated write was accepted")
+	wantStatus(t, p, "auth", "fail", "auth is disabled", "an unauthenticated client read", "an unauthenticated client: its write was accepted")
 	ev := wantStatus(t, p, "space", "warn", "at or past 80%", "of its 8.0 MiB quota")
 	// The percentage against the test's own reading of the db size (it may have grown a little since).
 	m := regexp.MustCompile(`alpha: db ([\d.]+) MiB of its 8.0 MiB quota \((\d+)%\)`).FindStringSubmatch(ev)
