@@ -129,6 +129,8 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 			defer stop()
 			res, err := harness.Preflight(ctx, opts)
 			switch {
+			case err != nil && ctx.Err() != nil:
+				return &exitError{exitInfra, errors.New("interrupted: the scratch member and its files were removed; the cluster was not changed")}
 			case err != nil && errors.Is(err, harness.ErrInput):
 				return badInput(err)
 			case err != nil:

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -353,6 +354,53 @@ func TestPreflightPlainClusterWithAFullQuota(t *testing.T) {
 	checkHash(t, tc, "", "", wantStatus(t, p, "backup", "pass", "the backup "+good))
 	_, p, _ = runPreflight(t, nil, "--endpoints", eps, "--snapshot", bad)
 	wantStatus(t, p, "backup", "fail", "etcd's restore refused", "sha256")
+
+	// Interrupted or killed while its scratch member runs: Ctrl-C removes the scratch folder at
+	// once; after SIGKILL (the member ran in the process, so it died with it) the next preflight does.
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			scratch := t.TempDir()
+			cmd := exec.Command(chaosBin, "preflight", "--endpoints", eps, "--scratch-dir", scratch)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				// The restore has written the member's data: the scratch member is starting or running.
+				if m, _ := filepath.Glob(filepath.Join(scratch, "etcd-chaos-preflight-*", "member", "member")); len(m) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+					t.Fatalf("the backup check never restored into %s:\n%s", scratch, out.String())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			_ = cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			left, _ := filepath.Glob(filepath.Join(scratch, "*"))
+			t.Logf("after %s: %v, left %v\n%s", sig, err, left, out.String())
+			if sig == syscall.SIGINT {
+				if code := cmd.ProcessState.ExitCode(); code != exitInfra || !strings.Contains(out.String(), "interrupted") {
+					t.Errorf("interrupted preflight: exit %d, want 3 saying interrupted", code)
+				}
+				if len(left) > 0 {
+					t.Errorf("Ctrl-C left %v", left)
+				}
+				return
+			}
+			if len(left) != 1 {
+				t.Fatalf("after SIGKILL, want the one scratch folder left for the next run to remove, found %v", left)
+			}
+			code, _, _ := chaosEnv(t, nil, "preflight", "--endpoints", eps, "--scratch-dir", scratch)
+			if left, _ := filepath.Glob(filepath.Join(scratch, "*")); code != exitFail || len(left) > 0 {
+				t.Errorf("the next preflight: exit %d, left %v", code, left)
+			}
+		})
+	}
 }
 
 func TestPreflightEvenCluster(t *testing.T) {
