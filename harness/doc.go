@@ -5,6 +5,11 @@
 // cancellation. It also plans a run without touching anything (DryRun), serves live Prometheus
 // metrics, and heals what a killed harness left (chaos heal).
 //
+// Preflight (preflight*.go) is the pre-launch checklist against a live cluster: it gathers each
+// member's status, member list entry, /metrics and /health once, then runs ten checks that each
+// return findings (pass, warn, fail, skipped) with their evidence; the backup check restores a
+// snapshot with etcd's own code into a member embedded in this process.
+//
 // A provider is one file behind the Cluster interface (cluster.go): local.go (member processes),
 // container.go (testcontainers-go), remote.go (endpoints, TLS, auth; no process control). What every
 // provider shares lives in base, and each member's process control in a runner.
