@@ -87,6 +87,18 @@ func Preflight(ctx context.Context, opts PreflightOptions) (*reports.Preflight, 
 	if len(opts.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: preflight needs the cluster's client URLs (--endpoints)", ErrInput)
 	}
+	for _, ep := range opts.Endpoints {
+		if strings.HasPrefix(ep, "https://") && (opts.Conn == nil || opts.Conn.TLS == nil) {
+			// https without --cacert: TLS verified against the system's roots.
+			c := &loadgen.Conn{}
+			if opts.Conn != nil {
+				*c = *opts.Conn
+			}
+			c.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			opts.Conn = c
+			break
+		}
+	}
 	p := &preflight{opts: opts, started: time.Now()}
 	tr := &http.Transport{DisableKeepAlives: true}
 	if opts.Conn != nil {

@@ -274,9 +274,12 @@ func (p *preflight) transport(ctx context.Context) *findings {
 		if full.state != nil && len(full.state.PeerCertificates) > 0 {
 			leaf := full.state.PeerCertificates[0]
 			expiry(f, m.name+"'s server certificate "+leaf.Subject.CommonName, leaf.NotAfter)
-			if p.opts.Conn == nil || p.opts.Conn.TLS == nil || p.opts.Conn.TLS.RootCAs == nil {
-				f.add(skip, "", "%s: no CA given (--cacert), so its certificate chain was not verified", m.name)
-			} else {
+			switch {
+			case p.opts.Conn == nil || p.opts.Conn.TLS == nil || p.opts.Conn.TLS.InsecureSkipVerify:
+				f.add(skip, "", "%s: verification is off in the given TLS settings, so its certificate chain was not verified", m.name)
+			case p.opts.Conn.TLS.RootCAs == nil:
+				f.add(pass, "", "%s: its certificate verifies against the system's roots (no --cacert given)", m.name)
+			default:
 				f.add(pass, "", "%s: its certificate verifies against the given CA", m.name)
 			}
 		} else if full.err != nil {
