@@ -95,18 +95,35 @@ func (r *run) claimPrefix(ctx context.Context) error {
 	return nil
 }
 
-// deletePrefix deletes every key the run wrote.
+// deletePrefix deletes every key the run wrote. It tries a few times: at the end of a run a
+// client's TLS handshake and token may take longer than one dial timeout on a loaded machine.
 func (r *run) deletePrefix(ctx context.Context) (int64, error) {
-	cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
-	if err != nil {
-		return 0, err
+	var last error
+	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			}
+		}
+		cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
+		if err != nil {
+			last = clientProblem(err)
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := cli.Delete(dctx, r.prefix, clientv3.WithPrefix())
+		cancel()
+		_ = cli.Close()
+		if err == nil {
+			return resp.Deleted, nil
+		}
+		last = clientProblem(err)
+		if fatalClientError(err) != nil {
+			break // a refused credential or permission: another try will not mend it
+		}
 	}
-	defer cli.Close()
-	resp, err := cli.Delete(ctx, r.prefix, clientv3.WithPrefix())
-	if err != nil {
-		return 0, clientProblem(err)
-	}
-	return resp.Deleted, nil
+	return 0, last
 }
 
 // alarms are the alarms the members reported in their last status ("NOSPACE", "CORRUPT").

@@ -663,6 +663,11 @@ func (p *preflight) timeouts(ctx context.Context) *findings {
 	switch {
 	case et < 5*hb:
 		f.add(fail, "set election-timeout to at least 5 times heartbeat-interval", "election timeout %s is under 5x the heartbeat %s: etcd refuses it", et, hb)
+	case rtt > 0 && et < 10*rtt && samples > 0 && samples < uint64(minRTTSamples*max(len(links), 1)):
+		// A few probes at start-up (TLS handshakes, a loaded machine) are a poor p99.
+		f.add(warn, "rerun preflight once the members have run a few minutes, so the round trip p99 rests on more than start-up probes",
+			"election timeout %s is under 10x the %s %s, but over only %d samples (%d links): too few to fail on", et, what,
+			rtt.Round(time.Microsecond), samples, len(links))
 	case rtt > 0 && et < 10*rtt:
 		f.add(fail, fmt.Sprintf("raise election-timeout to at least %s (10x the measured round trip)", (10*rtt).Round(time.Millisecond)),
 			"election timeout %s is under 10x the %s %s: followers will call elections on a slow round trip", et, what, rtt.Round(time.Microsecond))
@@ -719,6 +724,10 @@ func plural(n int, what string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
+
+// minRTTSamples is the fewest round-trip samples per link whose p99 may fail the timeouts check
+// (etcd probes each peer every few seconds: a member up a minute or two has them).
+const minRTTSamples = 15
 
 func parseID(hex string) uint64 {
 	v, _ := strconv.ParseUint(hex, 16, 64)

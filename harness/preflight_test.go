@@ -83,11 +83,16 @@ func TestPreflightTimeoutsAgainstTheRoundTrip(t *testing.T) {
 		say    string
 	}{
 		{10 * time.Millisecond, 100 * time.Millisecond, reports.CheckFail, "under 10x the peer round trip p99"},
+		{10 * time.Millisecond, 100 * time.Millisecond, reports.CheckWarn, "too few to fail on"},
 		{10 * time.Millisecond, 40 * time.Millisecond, reports.CheckFail, "under 5x the heartbeat"},
 		{20 * time.Millisecond, 500 * time.Millisecond, reports.CheckWarn, "shorter than the mean peer round trip"},
 		{100 * time.Millisecond, time.Second, reports.CheckPass, "election timeout 1s is 31x the peer round trip p99"},
 	} {
-		p := &preflight{members: []*pfMember{fakeMember(t, "a", rtt)}, opts: PreflightOptions{Heartbeat: c.hb, Election: c.et}, started: time.Now()}
+		metrics := rtt
+		if c.say == "too few to fail on" {
+			metrics = histogramText("etcd_network_peer_round_trip_time_seconds", 12, 0.032, `To="2",`)
+		}
+		p := &preflight{members: []*pfMember{fakeMember(t, "a", metrics)}, opts: PreflightOptions{Heartbeat: c.hb, Election: c.et}, started: time.Now()}
 		p.resolveTimeouts()
 		status, evidence, _ := p.timeouts(context.Background()).result()
 		if status != c.status || !strings.Contains(evidence, c.say) {

@@ -214,7 +214,11 @@ func TestPreflightSecureCluster(t *testing.T) {
 		wantStatus(t, p, "monitoring", "pass", "alpha: https://", "/health")
 		wantStatus(t, p, "space", "pass", "no active alarms")
 		wantStatus(t, p, "client", "warn", "request timeout 100ms, 1 attempt,", "shorter than a plausible failover (550ms)")
-		wantStatus(t, p, "timeouts", "pass", "heartbeat 50ms and election timeout 250ms (given)", "client round trip")
+		// Pass, or warn when the start-up probes are too few for their p99 to judge; never fail here.
+		if st, ev, _ := p.check(t, "timeouts"); st == "fail" || !strings.Contains(ev, "heartbeat 50ms and election timeout 250ms (given)") ||
+			!strings.Contains(ev, "client round trip") || (st == "warn" && !strings.Contains(ev, "too few to fail on")) {
+			t.Errorf("timeouts: %s\n%s", st, ev)
+		}
 		checkHash(t, tc, "root", tc.rootPass, wantStatus(t, p, "backup", "pass", "saved a", "restored by etcd's own restore code", "a scratch member started"))
 		if st, _, _ := p.check(t, "disk"); st == "skipped" {
 			t.Errorf("disk: skipped on members that have written")

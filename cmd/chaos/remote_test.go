@@ -380,6 +380,12 @@ thresholds:
 		out := filepath.Join(t.TempDir(), "run")
 		code, stdout, stderr := chaosEnv(t, env, "run", sc, "--yes", "--out", out, "--no-progress", "--run-id", "remote-test")
 		t.Logf("stdout:\n%s", stdout)
+		if stderr != "" {
+			t.Logf("stderr:\n%s", stderr)
+		}
+		if b, err := os.ReadFile(filepath.Join(out, "events.jsonl")); err != nil || !bytes.Contains(b, []byte(`"kind":"keys_deleted"`)) {
+			t.Errorf("events.jsonl has no keys_deleted event (%v):\n%s", err, b)
+		}
 		if code != 0 {
 			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 		}
