@@ -27,6 +27,20 @@ type Shape struct {
 	Blackhole   bool          `json:"blackhole,omitempty"`   // nothing arrives; connections stay open
 }
 
+// Plus is a fault's shape s on top of a standing condition b: delays and jitters add, the lower
+// rate limits, a blackhole is a blackhole, and the fault's correlation and loss apply.
+func (b Shape) Plus(s Shape) Shape {
+	out := Shape{Delay: b.Delay + s.Delay, Jitter: b.Jitter + s.Jitter, Correlation: b.Correlation, Rate: b.Rate,
+		Loss: max(b.Loss, s.Loss), Blackhole: b.Blackhole || s.Blackhole}
+	if s.Jitter > 0 {
+		out.Correlation = s.Correlation
+	}
+	if s.Rate > 0 && (out.Rate == 0 || s.Rate < out.Rate) {
+		out.Rate = s.Rate
+	}
+	return out
+}
+
 // IsZero reports a shape that changes nothing.
 func (s Shape) IsZero() bool { return s == Shape{} }
 

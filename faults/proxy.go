@@ -56,6 +56,7 @@ func (p *Proxy) Name() string { return "proxy" }
 type linkState struct {
 	mu      sync.Mutex
 	shape   Shape
+	base    Shape // the standing condition (cluster.peer-delay): faults add to it, heals return to it
 	changed chan struct{} // closed and replaced whenever the shape changes
 	rng     *rand.Rand
 	lastJit float64 // the last jitter draw, in [-1, 1], for correlation
@@ -86,12 +87,33 @@ func (ls *linkState) get() (Shape, <-chan struct{}) {
 	return ls.shape, ls.changed
 }
 
+// set gives the link the fault's shape on top of its standing condition.
 func (ls *linkState) set(s Shape) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	ls.shape = s
+	ls.shape = ls.base.Plus(s)
 	close(ls.changed)
 	ls.changed = make(chan struct{})
+}
+
+// want is the shape the link has under fault shape s.
+func (ls *linkState) want(s Shape) Shape {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.base.Plus(s)
+}
+
+// SetBase gives links a standing condition for the whole run (cluster.peer-delay): every fault's
+// shape is added to it and every heal returns to it. Links the proxy has not seen yet get it when
+// they appear, as does every connection it cannot attribute to a link.
+func (p *Proxy) SetBase(links []Link, s Shape) {
+	for _, l := range withUnknown(links) {
+		ls := p.link(l)
+		ls.mu.Lock()
+		ls.base = s
+		ls.mu.Unlock()
+		ls.set(Shape{})
+	}
 }
 
 // jitter draws the jitter of one chunk: uniform in [-J, J], correlated with the last draw.
@@ -166,8 +188,9 @@ func withUnknown(links []Link) []Link {
 // Verify implements Network: it reads the proxy's link table back.
 func (p *Proxy) Verify(ctx context.Context, links []Link, s Shape) error {
 	for _, l := range links {
-		if got, _ := p.link(l).get(); got != s {
-			return fmt.Errorf("link %s has %s, want %s", l, got, s)
+		ls := p.link(l)
+		if got, _ := ls.get(); got != ls.want(s) {
+			return fmt.Errorf("link %s has %s, want %s", l, got, ls.want(s))
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,57 @@ func TestSocketOwnerFindsTheDiallingProcess(t *testing.T) {
 	owner := SocketOwner(func() map[string]int { return map[string]int{"other": 1, "me": os.Getpid()} })
 	if got := owner(a); got != "me" {
 		t.Fatalf("owner of a connection this process dialled = %q, want me", got)
+	}
+}
+
+// A standing condition (cluster.peer-delay): a fault's delay adds to it, and its heal returns the
+// link to it, not to nothing.
+func TestProxyBaseShapeUnderFaults(t *testing.T) {
+	p, addr := newTestProxy(t)
+	const base, fault = 30 * time.Millisecond, 60 * time.Millisecond
+	links := []Link{{"a", "b"}, {"b", "a"}}
+	p.SetBase(links, Shape{Delay: base})
+	c, r := peerConn(t, addr, "http://a.example:2380")
+	median := func() time.Duration {
+		var rtts []time.Duration
+		for i := 0; i < 5; i++ {
+			rtt, err := roundTrip(t, c, r, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rtts = append(rtts, rtt)
+		}
+		slices.Sort(rtts)
+		return rtts[2]
+	}
+	within := func(what string, got, want time.Duration) {
+		t.Helper()
+		if got < want || got > want+25*time.Millisecond {
+			t.Errorf("%s: round trip %s, want %s (both directions) and a little", what, got, want)
+		}
+	}
+	within("standing delay", median(), 2*base)
+	if err := p.Apply(context.Background(), links[:1], Shape{Delay: fault}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(context.Background(), links[:1], Shape{Delay: fault}); err != nil {
+		t.Errorf("verify under a base: %v", err)
+	}
+	within("fault on the standing delay", median(), 2*base+fault)
+	if err := p.Heal(context.Background(), links[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.VerifyHealed(context.Background(), links[:1]); err != nil {
+		t.Errorf("verify healed under a base: %v", err)
+	}
+	within("healed back to the standing delay", median(), 2*base)
+}
+
+func TestShapePlus(t *testing.T) {
+	b := Shape{Delay: 10 * time.Millisecond, Jitter: 2 * time.Millisecond, Rate: 1000}
+	got := b.Plus(Shape{Delay: 5 * time.Millisecond, Jitter: time.Millisecond, Correlation: 0.5, Rate: 500, Blackhole: true})
+	want := Shape{Delay: 15 * time.Millisecond, Jitter: 3 * time.Millisecond, Correlation: 0.5, Rate: 500, Blackhole: true}
+	if got != want || b.Plus(Shape{}) != b || (Shape{}).Plus(Shape{}) != (Shape{}) {
+		t.Errorf("Plus = %+v, want %+v", got, want)
 	}
 }

@@ -34,6 +34,9 @@ func describeCluster(sc *scenarios.Scenario, cl Cluster) reports.Cluster {
 	c := reports.Cluster{Provider: sc.Cluster.Provider, Size: len(cl.Names()), Members: cl.Names(), EtcdVersion: cl.EtcdVersion(),
 		EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
 	c.ClientPath, c.PeerPath = cl.Paths()
+	if d := sc.Cluster.PeerDelay; !d.IsZero() {
+		c.PeerDelay = fmt.Sprintf("%s±%s", time.Duration(d.Latency), time.Duration(d.Jitter))
+	}
 	if sc.Cluster.Provider == "remote" {
 		c.Endpoints, c.TLS, c.AuthUser = sc.Cluster.Endpoints, sc.Cluster.TLS != (scenarios.TLS{}), sc.Cluster.Auth.User
 		c.Etcd = nil

@@ -43,6 +43,8 @@ type LocalOptions struct {
 	// path no fault needs. With network: netns and no client proxy, the load dials the members in
 	// their namespaces from the hub namespace.
 	ClientProxy, PeerProxy bool
+	// PeerDelay is a standing shape on every peer link (needs PeerProxy).
+	PeerDelay faults.Shape
 }
 
 // LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports (or on
@@ -144,6 +146,20 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, name+"="+m.peerURL)
+	}
+	if !opts.PeerDelay.IsZero() {
+		if c.proxy == nil || !opts.PeerProxy {
+			return nil, errors.New("cluster.peer-delay needs the proxy on the peer links (network: proxy)")
+		}
+		var links []faults.Link
+		for _, a := range c.members {
+			for _, b := range c.members {
+				if a != b {
+					links = append(links, faults.Link{From: a.name, To: b.name})
+				}
+			}
+		}
+		c.proxy.SetBase(links, opts.PeerDelay) // before any member starts: the first election crosses it too
 	}
 	extra, err := etcdFlags(opts.Etcd)
 	if err != nil {

@@ -137,6 +137,10 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 			}
 		}
 	}
+	if d := sc.Cluster.PeerDelay; !d.IsZero() {
+		lopts.PeerProxy = true
+		lopts.PeerDelay = faults.Shape{Delay: time.Duration(d.Latency), Jitter: time.Duration(d.Jitter)}
+	}
 	copts, err := clusterOptions(sc, lopts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInput, err)

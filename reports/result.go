@@ -117,6 +117,8 @@ type Cluster struct {
 	// it), "netns", "docker-proxy" (a published port); latency read beside a proxy includes it.
 	ClientPath string `json:"client_path,omitempty"`
 	PeerPath   string `json:"peer_path,omitempty"`
+	// PeerDelay is the standing one-way delay on every peer link (cluster.peer-delay), "20ms±5ms".
+	PeerDelay string `json:"peer_delay,omitempty"`
 	// Endpoints are the client URLs a remote cluster was reached at; TLS and Auth say how (never a secret).
 	Endpoints []string `json:"endpoints,omitempty"`
 	TLS       bool     `json:"tls,omitempty"`

@@ -223,7 +223,11 @@ func PathNote(r *Result) string {
 		in = append(in, "client links through the "+r.Cluster.ClientPath)
 	}
 	if proxied(r.Cluster.PeerPath) {
-		in = append(in, "peer links through the "+r.Cluster.PeerPath)
+		peer := "peer links through the " + r.Cluster.PeerPath
+		if r.Cluster.PeerDelay != "" {
+			peer += " with a standing " + r.Cluster.PeerDelay + " one-way delay (cluster.peer-delay)"
+		}
+		in = append(in, peer)
 	}
 	if len(in) == 0 {
 		return ""

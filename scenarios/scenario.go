@@ -43,11 +43,23 @@ type Cluster struct {
 	EtcdBinary   string            `yaml:"etcd-binary"`
 	Etcd         map[string]string `yaml:"etcd"`
 	ReadyTimeout Duration          `yaml:"ready-timeout"`
+	// PeerDelay is a standing condition on every peer link for the whole run, so a cluster on one
+	// machine behaves like one across zones; faults add to it and heal back to it.
+	PeerDelay PeerDelay `yaml:"peer-delay,omitempty"`
 	// Endpoints, TLS and Auth reach a cluster the team already runs (provider: remote).
 	Endpoints []string `yaml:"endpoints,omitempty"`
 	TLS       TLS      `yaml:"tls,omitempty"`
 	Auth      Auth     `yaml:"auth,omitempty"`
 }
+
+// PeerDelay is a one-way delay with jitter on each peer link (a round trip crosses two).
+type PeerDelay struct {
+	Latency Duration `yaml:"latency,omitempty"`
+	Jitter  Duration `yaml:"jitter,omitempty"`
+}
+
+// IsZero reports no standing delay.
+func (d PeerDelay) IsZero() bool { return d.Latency == 0 && d.Jitter == 0 }
 
 // TLS is the client side of TLS to a remote cluster; paths are relative to the scenario file.
 type TLS struct {

@@ -54,6 +54,17 @@ func (v *validator) validate() {
 	v.oneOf("cluster.provider", c.Provider, Providers)
 	v.oneOf("cluster.network", c.Network, Networks)
 	v.remote()
+	if d := c.PeerDelay; !d.IsZero() {
+		switch {
+		case d.Latency < 0 || d.Jitter < 0:
+			v.bad("cluster.peer-delay", "latency %s, jitter %s: neither may be negative", d.Latency, d.Jitter)
+		case d.Jitter > d.Latency:
+			v.bad("cluster.peer-delay.jitter", "%s exceeds the latency %s: a link cannot deliver before it was sent", d.Jitter, d.Latency)
+		}
+		if c.Provider != "local" || c.Network != "proxy" {
+			v.bad("cluster.peer-delay", "needs provider local with network proxy (the harness's proxy on every peer link; netem is not used); here provider %s, network %s", c.Provider, c.Network)
+		}
+	}
 	if c.Provider == "remote" {
 		// remote() has said what does not apply
 	} else if c.Provider == "container" {

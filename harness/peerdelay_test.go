@@ -1,0 +1,122 @@
+package harness
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+)
+
+// rttStats is what every member's etcd_network_peer_round_trip_time_seconds holds: the samples,
+// their mean, and how many fell at or under each of etcd's bucket bounds.
+type rttStats struct {
+	n     uint64
+	sum   float64
+	mean  time.Duration
+	under map[float64]uint64
+}
+
+// minus is the samples of s that came after earlier.
+func (s rttStats) minus(earlier rttStats) rttStats {
+	out := rttStats{n: s.n - earlier.n, under: map[float64]uint64{}, sum: s.sum - earlier.sum}
+	for b, v := range s.under {
+		out.under[b] = v - earlier.under[b]
+	}
+	if out.n > 0 {
+		out.mean = time.Duration(out.sum / float64(out.n) * float64(time.Second))
+	}
+	return out
+}
+
+func peerRTT(t *testing.T, c *LocalCluster) rttStats {
+	t.Helper()
+	st := rttStats{under: map[float64]uint64{}}
+	var sum float64
+	for _, m := range c.members {
+		resp, err := http.Get(m.realURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range histograms(fams, "etcd_network_peer_round_trip_time_seconds") {
+			st.n += s.Histogram.GetSampleCount()
+			sum += s.Histogram.GetSampleSum()
+			for _, b := range s.Histogram.Bucket {
+				st.under[b.GetUpperBound()] += b.GetCumulativeCount()
+			}
+		}
+	}
+	st.sum = sum
+	if st.n > 0 {
+		st.mean = time.Duration(sum / float64(st.n) * float64(time.Second))
+	}
+	return st
+}
+
+// The standing peer delay is the round trip etcd itself measures between its members: two
+// crossings of a 20ms one-way delay. A cluster without it, started beside, is the control.
+func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
+	const oneWay = 20 * time.Millisecond
+	start := func(delay time.Duration) *LocalCluster {
+		dir := t.TempDir()
+		c, err := NewLocal(LocalOptions{Dir: dir, Size: 3, Etcd: fastElections, NodeCommand: []string{chaosBin, "node"},
+			Token: "t-" + filepath.Base(dir), Network: "proxy", Seed: 1, PeerProxy: true, PeerDelay: faults.Shape{Delay: delay}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = c.Close(context.Background(), 2*time.Second)
+			_ = c.RemoveData()
+		})
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitReady(context.Background(), 30*time.Second, "chaos/ready"); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	delayed, control := start(oneWay), start(0)
+	// etcd probes each peer every few seconds. The first round (fresh connections, a cluster still
+	// settling) is set aside: the rounds after it are compared.
+	wait := func(c *LocalCluster, n uint64) rttStats {
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			st := peerRTT(t, c)
+			if st.n >= n {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("etcd measured %d round trips in 40s, want %d", st.n, n)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	d0, c0 := wait(delayed, 6), wait(control, 6)
+	d, c := wait(delayed, d0.n+12).minus(d0), wait(control, c0.n+12).minus(c0)
+	t.Logf("etcd's peer round trips with a %s one-way delay: %d, mean %s, %d at or under 25.6ms, %d under 51.2ms; without: %d, mean %s, %d at or under 25.6ms",
+		oneWay, d.n, d.mean, d.under[0.0256], d.under[0.0512], c.n, c.mean, c.under[0.0256])
+	// Every probe crosses the delay twice, so none can be faster than 40ms: etcd's bucket at 25.6ms
+	// stays empty. Most land in the bucket holding 40ms, (25.6ms, 51.2ms], as the control's land
+	// under 25.6ms.
+	if d.under[0.0256] != 0 || d.mean < 2*oneWay {
+		t.Errorf("etcd saw round trips under 25.6ms (%d) or a mean under 40ms (%s) across a 20ms one-way delay", d.under[0.0256], d.mean)
+	}
+	if 2*d.under[0.0512] < d.n {
+		t.Errorf("only %d of %d round trips at or under 51.2ms: the delay is not the 20ms one-way injected", d.under[0.0512], d.n)
+	}
+	if 2*c.under[0.0256] < c.n {
+		t.Errorf("the control without delay: only %d of %d round trips under 25.6ms", c.under[0.0256], c.n)
+	}
+}
