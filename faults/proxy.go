@@ -56,7 +56,7 @@ func (p *Proxy) Name() string { return "proxy" }
 type linkState struct {
 	mu      sync.Mutex
 	shape   Shape
-	base    Shape // the standing condition (cluster.peer-delay): faults add to it, heals return to it
+	base    Shape         // the standing condition (cluster.peer-delay): faults add to it, heals return to it
 	changed chan struct{} // closed and replaced whenever the shape changes
 	rng     *rand.Rand
 	lastJit float64 // the last jitter draw, in [-1, 1], for correlation
