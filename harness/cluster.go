@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -259,12 +260,17 @@ func (c *base) waitReady(ctx context.Context, timeout time.Duration, key string,
 	defer cli.Close()
 	var last error
 	for {
-		last = c.ready(ctx, cli, key)
-		if last == nil {
+		err := c.ready(ctx, cli, key)
+		if err == nil {
 			return nil
 		}
-		if errors.Is(last, errFatal) {
-			return last
+		if errors.Is(err, errFatal) {
+			return err
+		}
+		// An attempt the deadline cut short says only that it was cut ("use of closed network
+		// connection"): the reason is what the attempt before it found.
+		if ctx.Err() == nil || last == nil {
+			last = err
 		}
 		for _, m := range c.members {
 			if st, _ := m.State(); st == faults.Exited {
@@ -280,10 +286,36 @@ func (c *base) waitReady(ctx context.Context, timeout time.Duration, key string,
 					logs = append(logs, fmt.Sprintf("--- %s (%s):\n%s", m.name, m.logPath, tail(m.logPath, 8)))
 				}
 			}
-			return fmt.Errorf("the cluster was not ready within %s: %v\n%s", timeout, last, strings.Join(logs, "\n"))
+			return fmt.Errorf("the cluster was not ready within %s: %v%s\n%s", timeout, last, c.leaderless(), strings.Join(logs, "\n"))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// leaderless says, from the members' own logs, when elections kept starting without a leader that
+// held: etcd serves clients only once a leader has committed its membership, so before that
+// neither the API nor /metrics answers, and raft's log lines are the witness ("" when they do not
+// say so).
+func (c *base) leaderless() string {
+	var parts []string
+	most := 0
+	for _, m := range c.members {
+		if m.logPath == "" {
+			continue
+		}
+		m.run.flushLogs()
+		b, err := os.ReadFile(m.logPath)
+		if err != nil {
+			continue
+		}
+		cand, lead := bytes.Count(b, []byte("became candidate at term")), bytes.Count(b, []byte("became leader at term"))
+		most = max(most, cand)
+		parts = append(parts, fmt.Sprintf("%s became candidate %d times and leader %d", m.name, cand, lead))
+	}
+	if most < 3 {
+		return ""
+	}
+	return "; elections do not hold (etcd's logs: " + strings.Join(parts, ", ") + "): is the peer round trip near the election timeout?"
 }
 
 // errFatal marks readiness errors that waiting will not mend (a refused credential, say).

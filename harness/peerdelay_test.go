@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // rttStats is what every member's etcd_network_peer_round_trip_time_seconds holds: the samples,
@@ -119,5 +123,36 @@ func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
 	}
 	if 2*c.under[0.0256] < c.n {
 		t.Errorf("the control without delay: only %d of %d round trips under 25.6ms", c.under[0.0256], c.n)
+	}
+}
+
+// A round trip as long as the election timeout: no election can complete (measured here: hb 10ms,
+// et 50ms, 25ms one-way). The run says why it could not start, not what the deadline cut.
+func TestPeerDelayBeyondTheElectionTimeoutNeverElects(t *testing.T) {
+	sc, err := scenarios.Parse("tight.yaml", []byte(`
+name: tight
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 10ms, election-timeout: 50ms}
+  peer-delay: {latency: 30ms}
+  ready-timeout: 5s
+workload:
+  duration: 5s
+  warmup: 1s
+  rate: 50
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	res, err := Run(context.Background(), sc, Options{Out: out, NodeCommand: []string{chaosBin, "node"}})
+	if err == nil || res == nil || res.Verdict != reports.VerdictError {
+		t.Fatalf("a cluster whose round trip exceeds its election timeout started: %v", err)
+	}
+	if !strings.Contains(err.Error(), "not ready within 5s") || !regexp.MustCompile(`elections do not hold \(etcd's logs: member-1 became candidate \d+ times`).MatchString(err.Error()) {
+		t.Errorf("the error does not say no leader was elected:\n%v", err)
+	}
+	if res.Cluster.PeerDelay != "30ms±0s" || res.Cluster.PeerPath != "proxy" {
+		t.Errorf("result cluster: peer delay %q, path %q", res.Cluster.PeerDelay, res.Cluster.PeerPath)
 	}
 }
