@@ -188,10 +188,9 @@ func (p *preflight) withScheme(ep string) string {
 
 // dial reaches one client URL: a client, its Status, and the client-side round trip.
 func (p *preflight) dial(ctx context.Context, ep string) (*clientv3.Client, *clientv3.StatusResponse, time.Duration, error) {
-	rc := &RemoteCluster{opts: RemoteOptions{Conn: p.opts.Conn}}
 	cli, err := loadgen.MeasureClientVia([]string{ep}, p.opts.Conn)
 	if err != nil {
-		return nil, nil, 0, rc.diagnose(ep, err)
+		return nil, nil, 0, diagnose(ep, err, p.opts.Conn)
 	}
 	var st *clientv3.StatusResponse
 	var rtts []time.Duration
@@ -203,7 +202,7 @@ func (p *preflight) dial(ctx context.Context, ep string) (*clientv3.Client, *cli
 		cancel()
 		if err != nil {
 			_ = cli.Close()
-			return nil, nil, 0, rc.diagnose(ep, err)
+			return nil, nil, 0, diagnose(ep, err, p.opts.Conn)
 		}
 		st = s
 	}
@@ -434,7 +433,7 @@ func (f *findings) result() (status, evidence, remedy string) {
 	return status, strings.Join(lines, "\n"), strings.Join(remedies, "; ")
 }
 
-// fresh is the TLS settings of the given connection with another client certificate (nil: none),
+// tlsWith is the TLS settings of the given connection with another client certificate (nil: none),
 // verifying the server as the given settings do; asked records whether the server asked for one.
 func (p *preflight) tlsWith(cert *tls.Certificate, asked *bool) *tls.Config {
 	var cfg *tls.Config

@@ -242,7 +242,7 @@ func removeStaleScratch(root string) {
 		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if !alive(pid) {
 			_ = os.RemoveAll(m)
 		}
 	}

@@ -71,7 +71,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 	for _, ep := range c.opts.Endpoints {
 		cli, err := loadgen.MeasureClientVia([]string{ep}, c.opts.Conn)
 		if err != nil {
-			return fmt.Errorf("connecting to %s: %w", ep, c.diagnose(ep, err))
+			return fmt.Errorf("connecting to %s: %w", ep, diagnose(ep, err, c.opts.Conn))
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := cli.Status(sctx, ep)
@@ -89,7 +89,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 		cancel()
 		_ = cli.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", ep, c.diagnose(ep, err))
+			return fmt.Errorf("%s: %w", ep, diagnose(ep, err, c.opts.Conn))
 		}
 		got = append(got, found{id: st.Header.MemberId, endpoint: ep, version: st.Version})
 	}
@@ -300,20 +300,20 @@ func tlsReason(msg string) string {
 	return msg
 }
 
-// diagnose says why ep could not be reached: the client's own error when it names the problem,
-// else what a TLS handshake of its own finds (gRPC often reports only a deadline).
-func (c *RemoteCluster) diagnose(ep string, err error) error {
+// diagnose says why ep could not be reached with conn: the client's own error when it names the
+// problem, else what a TLS handshake of its own finds (gRPC often reports only a deadline).
+func diagnose(ep string, err error, conn *loadgen.Conn) error {
 	if f := fatalClientError(err); f != nil {
 		return f
 	}
-	if c.opts.Conn == nil || c.opts.Conn.TLS == nil {
+	if conn == nil || conn.TLS == nil {
 		return err
 	}
 	u, perr := url.Parse(ep)
 	if perr != nil {
 		return err
 	}
-	if terr := tlsProbe(u.Host, c.opts.Conn.TLS); terr != nil {
+	if terr := tlsProbe(u.Host, conn.TLS); terr != nil {
 		return fmt.Errorf("TLS failed: %s", tlsReason(terr.Error()))
 	}
 	return err
