@@ -113,16 +113,18 @@ func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
 		oneWay, d.n, d.mean, d.under[0.0256], d.under[0.0512], c.n, c.mean, c.under[0.0256])
 	// Every probe crosses the delay twice, so none can be faster than 40ms: etcd's bucket at 25.6ms
 	// stays empty and the mean is at least 40ms. Both clusters have the proxy on their peer links,
-	// so the difference of the means is what the delay added: not much over 40ms (the control's
-	// mean over a dozen probes wanders by ±10ms on 2 cores, so only the upper side is held here).
+	// so the difference of the means is what the delay added: about 40ms (each mean over a dozen
+	// probes wanders by ±10ms on 2 cores).
 	if d.under[0.0256] != 0 || d.mean < 2*oneWay {
 		t.Errorf("etcd saw round trips under 25.6ms (%d) or a mean under 40ms (%s) across a 20ms one-way delay", d.under[0.0256], d.mean)
 	}
-	if added := d.mean - c.mean; added > 2*oneWay+25*time.Millisecond {
+	if added := d.mean - c.mean; added < 2*oneWay-20*time.Millisecond || added > 2*oneWay+25*time.Millisecond {
 		t.Errorf("the delay added %s to etcd's mean round trip, want about %s", added, 2*oneWay)
 	}
-	if 2*c.under[0.0256] < c.n {
-		t.Errorf("the control without delay: only %d of %d round trips under 25.6ms", c.under[0.0256], c.n)
+	// The control: without the delay some probes are faster than 25.6ms (on 2 cores busy with two
+	// clusters, not all of them), which the delayed cluster's never are.
+	if c.under[0.0256] == 0 {
+		t.Errorf("the control without delay had no round trip under 25.6ms either: the delay is not what the test sees")
 	}
 }
 
