@@ -112,14 +112,11 @@ func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
 	t.Logf("etcd's peer round trips with a %s one-way delay: %d, mean %s, %d at or under 25.6ms, %d under 51.2ms; without: %d, mean %s, %d at or under 25.6ms",
 		oneWay, d.n, d.mean, d.under[0.0256], d.under[0.0512], c.n, c.mean, c.under[0.0256])
 	// Every probe crosses the delay twice, so none can be faster than 40ms: etcd's bucket at 25.6ms
-	// stays empty and the mean is at least 40ms. Both clusters have the proxy on their peer links,
-	// so the difference of the means is what the delay added: about 40ms (each mean over a dozen
-	// probes wanders by ±10ms on 2 cores).
+	// stays empty and the mean is at least 40ms. An upper bound is not held: both clusters have the
+	// proxy (in this -race test process) on their peer links, and under the full suite on 2 cores
+	// etcd's own probe of the control read means from 6ms to 45ms.
 	if d.under[0.0256] != 0 || d.mean < 2*oneWay {
 		t.Errorf("etcd saw round trips under 25.6ms (%d) or a mean under 40ms (%s) across a 20ms one-way delay", d.under[0.0256], d.mean)
-	}
-	if added := d.mean - c.mean; added < 2*oneWay-20*time.Millisecond || added > 2*oneWay+25*time.Millisecond {
-		t.Errorf("the delay added %s to etcd's mean round trip, want about %s", added, 2*oneWay)
 	}
 	// The control: without the delay some probes are faster than 25.6ms (on 2 cores busy with two
 	// clusters, not all of them), which the delayed cluster's never are.
