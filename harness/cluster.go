@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
+	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
@@ -49,7 +51,7 @@ type Cluster interface {
 	// Paths says what sits on the client links and on the peer links.
 	Paths() (client, peer string)
 	EtcdVersion() string
-	// MemberMetric reads one unlabelled metric from a member's own /metrics.
+	// MemberMetric reads a metric from a member's own /metrics, summed over its labelled series.
 	MemberMetric(ctx context.Context, member, name string) (float64, error)
 	// Close stops what the harness started (members, proxies, namespaces, containers).
 	Close(ctx context.Context, grace time.Duration) error
@@ -286,18 +288,38 @@ func (c *base) waitReady(ctx context.Context, timeout time.Duration, key string,
 					logs = append(logs, fmt.Sprintf("--- %s (%s):\n%s", m.name, m.logPath, tail(m.logPath, 8)))
 				}
 			}
-			return fmt.Errorf("the cluster was not ready within %s: %v%s\n%s", timeout, last, c.leaderless(), strings.Join(logs, "\n"))
+			return &NotReadyError{Timeout: timeout, Last: last, Elections: c.leaderless(), Logs: strings.Join(logs, "\n")}
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
+// NotReadyError is a cluster that did not become ready in time: the last attempt's error, what
+// etcd's own logs say of its elections when they did not hold, and the tail of each member's log.
+type NotReadyError struct {
+	Timeout   time.Duration
+	Last      error
+	Elections *reports.Unheld // nil: the logs do not show elections that failed to hold
+	Logs      string
+}
+
+func (e *NotReadyError) Error() string {
+	var unheld string
+	if u := e.Elections; u != nil {
+		unheld = "; elections do not hold (etcd's logs: " + strings.Join(u.PerMember, ", ") + "): is the peer round trip near the election timeout?"
+	}
+	return fmt.Sprintf("the cluster was not ready within %s: %v%s\n%s", e.Timeout, e.Last, unheld, e.Logs)
+}
+
+func (e *NotReadyError) Unwrap() error { return e.Last }
+
 // leaderless says, from the members' own logs, when elections kept starting without a leader that
 // held: etcd serves clients only once a leader has committed its membership, so before that
-// neither the API nor /metrics answers, and raft's log lines are the witness ("" when they do not
-// say so).
-func (c *base) leaderless() string {
-	var parts []string
+// neither the API nor /metrics answers, and raft's log lines are the witness (nil when they do not
+// say so). Each term has at most one leader and its leader logs it once, so the leaders summed over
+// the members are the elections that completed.
+func (c *base) leaderless() *reports.Unheld {
+	u := &reports.Unheld{}
 	most := 0
 	for _, m := range c.members {
 		if m.logPath == "" {
@@ -310,12 +332,14 @@ func (c *base) leaderless() string {
 		}
 		cand, lead := bytes.Count(b, []byte("became candidate at term")), bytes.Count(b, []byte("became leader at term"))
 		most = max(most, cand)
-		parts = append(parts, fmt.Sprintf("%s became candidate %d times and leader %d", m.name, cand, lead))
+		u.Candidacies += cand
+		u.Leaders += lead
+		u.PerMember = append(u.PerMember, fmt.Sprintf("%s became candidate %d times and leader %d", m.name, cand, lead))
 	}
 	if most < 3 {
-		return ""
+		return nil
 	}
-	return "; elections do not hold (etcd's logs: " + strings.Join(parts, ", ") + "): is the peer round trip near the election timeout?"
+	return u
 }
 
 // errFatal marks readiness errors that waiting will not mend (a refused credential, say).
@@ -362,15 +386,42 @@ func memberMetric(ctx context.Context, tr *http.Transport, m *member, name strin
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	sum, seen := 0.0, false
+	base, label, _ := strings.Cut(name, "{") // name{le="0.0001"}: only the series with that label
+	label = strings.TrimSuffix(label, "}")
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, base)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
 		}
+		if rest[0] == '{' {
+			i := strings.LastIndexByte(rest, '}')
+			if i < 0 {
+				continue
+			}
+			if label != "" && !slices.Contains(strings.Split(rest[1:i], ","), label) {
+				continue
+			}
+			rest = rest[i+1:]
+		} else if label != "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %s: %w", m.name, line, err)
+		}
+		sum, seen = sum+v, true
 	}
-	return 0, fmt.Errorf("%s has no metric %s", m.name, name)
+	if !seen {
+		return 0, fmt.Errorf("%s has no metric %s", m.name, name)
+	}
+	return sum, nil
 }
 
-// MemberMetric reads one unlabelled metric from a member's /metrics over the control path.
+// MemberMetric reads a metric from a member's /metrics over the control path, summed over its
+// labelled series (etcd_network_peer_round_trip_time_seconds_sum has one per peer); a name with one
+// label, name{le="0.0001"}, sums only the series that have it.
 func (c *base) MemberMetric(ctx context.Context, member, name string) (float64, error) {
 	m := c.byName(member)
 	if m == nil {

@@ -27,6 +27,9 @@ type Options struct {
 	Out         string   // run folder (created)
 	NodeCommand []string // see LocalOptions
 	KeepData    bool     // keep member data dirs after a passing run
+	// DiscardData removes the member data dirs after any run, not only a passing one (a sweep's many
+	// runs would otherwise fill the disk at about 120MB a member).
+	DiscardData bool
 	Progress    io.Writer
 	Logger      *slog.Logger
 	// RunID names the run; it writes only under the key prefix chaos/<RunID>/ (default: made up).
@@ -174,7 +177,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 			err = errors.Join(err, fmt.Errorf("%w: stopping members: %v", ErrInfra, cerr))
 		}
 		r.events.Log(time.Now(), "cluster_stopped")
-		if res != nil && res.Passed && !opts.KeepData {
+		if res != nil && (res.Passed || opts.DiscardData) && !opts.KeepData {
 			if rerr := r.cl.RemoveData(); rerr != nil {
 				r.log.Warn("removing data dirs", "err", rerr)
 			}
@@ -224,6 +227,10 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		if ctx.Err() != nil {
 			res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted before the cluster was ready"
 			return res, nil
+		}
+		var nr *NotReadyError
+		if errors.As(err, &nr) && nr.Elections != nil {
+			res.Leader.Unheld = nr.Elections
 		}
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
@@ -340,6 +347,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		}
 	}
 
+	res.Cluster.PeerRTT = r.peerRTT(ctx)
 	// Recovery measurements may still be running: give them workload.recovery at most.
 	if ctx.Err() == nil {
 		r.waitMeasurements(ctx, w.Recovery.D())
@@ -359,6 +367,28 @@ type counterAt struct {
 	pid int
 }
 
+// peerRTT is the peer round trip etcd itself measured: etcd probes each peer every 4s and records
+// the smoothed round trip (SRTT) in etcd_network_peer_round_trip_time_seconds 5s after a peer is
+// added and then every 30s (every 5s while the prober is unhealthy). A prober with no successful
+// probe yet records 0, which the mean leaves out (the first bucket, at most 0.1ms, is not counted;
+// its few real samples still add their time to the sum). Nil when no member recorded a round trip.
+func (r *run) peerRTT(ctx context.Context) *reports.PeerRTT {
+	var sum, count, zeros float64
+	const metric = "etcd_network_peer_round_trip_time_seconds"
+	for _, m := range r.cl.Members() {
+		s, serr := r.cl.MemberMetric(ctx, m.Name(), metric+"_sum")
+		n, nerr := r.cl.MemberMetric(ctx, m.Name(), metric+"_count")
+		z, zerr := r.cl.MemberMetric(ctx, m.Name(), metric+`_bucket{le="0.0001"}`)
+		if serr == nil && nerr == nil && zerr == nil {
+			sum, count, zeros = sum+s, count+n, zeros+z
+		}
+	}
+	if count-zeros <= 0 {
+		return nil
+	}
+	return &reports.PeerRTT{MeanMs: math.Round(sum/(count-zeros)*1e6) / 1e3, Samples: int(count - zeros)}
+}
+
 // etcdLeaderChanges reads etcd_server_leader_changes_seen_total from every member that answers.
 func (r *run) etcdLeaderChanges(ctx context.Context) map[string]counterAt {
 	out := map[string]counterAt{}
@@ -368,6 +398,21 @@ func (r *run) etcdLeaderChanges(ctx context.Context) map[string]counterAt {
 		}
 	}
 	return out
+}
+
+// faultWindowEnd is where fault k's window ends: at the next fault, its heal plus
+// workload.recovery, or the load's end, whichever comes first.
+func (r *run) faultWindowEnd(frs []*faultRun, k int, end time.Time) time.Time {
+	fr, windowEnd := frs[k], end
+	if k+1 < len(frs) && !frs[k+1].injAt.IsZero() && frs[k+1].injAt.Before(windowEnd) {
+		windowEnd = frs[k+1].injAt
+	}
+	if !fr.healAt.IsZero() {
+		if w := fr.healAt.Add(r.sc.Workload.Recovery.D()); w.Before(windowEnd) {
+			windowEnd = w
+		}
+	}
+	return windowEnd
 }
 
 func failInfra(res *reports.Result, err error) (*reports.Result, error) {
@@ -753,16 +798,7 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	r.mu.Unlock()
 	for k, fr := range frs {
 		if fr.failover != nil && fr.inj != nil && fr.record.Error == "" {
-			// The fault's window: until the next fault, its heal plus workload.recovery, or the load's end.
-			windowEnd := end
-			if k+1 < len(frs) && !frs[k+1].injAt.IsZero() && frs[k+1].injAt.Before(windowEnd) {
-				windowEnd = frs[k+1].injAt
-			}
-			if !fr.healAt.IsZero() {
-				if w := fr.healAt.Add(r.sc.Workload.Recovery.D()); w.Before(windowEnd) {
-					windowEnd = w
-				}
-			}
+			windowEnd := r.faultWindowEnd(frs, k, end)
 			fo := fr.failover.Result(windowEnd)
 			r.mon.Untrack(fr.failover)
 			fr.record.Election = fo.Election
@@ -785,6 +821,25 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 			res.Recoveries = append(res.Recoveries, rc)
 			sample(&caught, msDur(rc.CaughtUpMs))
 			sample(&read, msDur(rc.ReadRestoredMs))
+		}
+	}
+	// Leader changes no fault's window holds are spurious: nothing the scenario did explains them.
+	// Here a window is not cut at the load's end: an election a fault caused may complete after it.
+	never := end.Add(24 * time.Hour)
+	for _, c := range changes {
+		explained := false
+		for k, fr := range frs {
+			if fr.injAt.IsZero() || c.At.Before(fr.injAt) {
+				continue
+			}
+			if c.At.Before(r.faultWindowEnd(frs, k, never)) || c.At.Equal(fr.injAt) {
+				explained = true
+				break
+			}
+		}
+		if !explained {
+			res.Leader.Spurious++
+			res.Leader.SpuriousAtS = append(res.Leader.SpuriousAtS, r.sinceStart(c.At))
 		}
 	}
 	trends["outage.write"] = outage

@@ -2,8 +2,11 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +77,9 @@ func TestFaultsCostWhatWasSeen(t *testing.T) {
 	}
 	if len(res.Failovers) != 1 {
 		t.Errorf("failovers = %+v, want the kill's alone", res.Failovers)
+	}
+	if res.Leader.Spurious != 0 {
+		t.Errorf("%d spurious leader changes (at %v s): the kill's election is explained by the kill", res.Leader.Spurious, res.Leader.SpuriousAtS)
 	}
 	elected := etcdElectedAt(t, filepath.Join(out, "members", fo.NewLeader, "etcd.log"), fo.NewTerm)
 	injected := res.LoadStartedAt.Add(time.Duration(kill.AtS * float64(time.Second)))
@@ -255,5 +261,101 @@ func TestAckedPutsMatchEtcdRevisions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A leader change no fault of the scenario explains is spurious. The test itself stops the leader
+// (SIGSTOP for 1s at an election timeout of 250ms) behind the harness's back, in a run with no
+// fault: the harness must count one spurious change, at that moment, and etcd's own counter on the
+// members that ran on must have seen it. TestFaultsCostWhatWasSeen holds the negative control: a
+// declared leader kill's election is not spurious.
+func TestSpuriousElectionIsOneNoFaultExplains(t *testing.T) {
+	sc, err := scenarios.Parse("spurious.yaml", []byte(`
+name: spurious
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 8s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, keys: 100}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	type ran struct {
+		res *reports.Result
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		res, err := Run(context.Background(), sc, Options{Out: out, NodeCommand: []string{chaosBin, "node"}})
+		done <- ran{res, err}
+	}()
+	var ready time.Time
+	for deadline := time.Now().Add(30 * time.Second); ready.IsZero() && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(out, "events.jsonl")); err == nil && strings.Contains(string(b), `"cluster_ready"`) {
+			ready = time.Now()
+		}
+	}
+	if ready.IsZero() {
+		t.Fatal("the cluster was not ready in 30s")
+	}
+	time.Sleep(3 * time.Second) // into the load, past the warm-up
+	b, err := os.ReadFile(filepath.Join(out, "cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf ClusterFile
+	if err := json.Unmarshal(b, &cf); err != nil {
+		t.Fatal(err)
+	}
+	var leader ClusterMember
+	for _, m := range cf.Members {
+		cli, err := loadgen.MeasureClient([]string{m.MemberURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := cli.Status(ctx, m.MemberURL)
+		cancel()
+		cli.Close()
+		if err == nil && st.Leader == st.Header.MemberId {
+			leader = m
+		}
+	}
+	if leader.PID == 0 {
+		t.Fatal("no member says it leads")
+	}
+	stoppedAt := time.Now()
+	if err := syscall.Kill(leader.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	_ = syscall.Kill(leader.PID, syscall.SIGCONT)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("run: %v", r.err)
+	}
+	res := r.res
+	at := stoppedAt.Sub(res.LoadStartedAt).Seconds()
+	t.Logf("stopped the leader %s at %.2fs of the load for 1s: leader changes %d, spurious %d at %v, etcd's counters %v",
+		leader.Name, at, res.Leader.Changes, res.Leader.Spurious, res.Leader.SpuriousAtS, res.Leader.SeenByEtcd)
+	if res.Leader.Spurious < 1 || res.Leader.Spurious != res.Leader.Changes {
+		t.Fatalf("spurious %d of %d leader changes; want every change (at least one) spurious: no fault explains them", res.Leader.Spurious, res.Leader.Changes)
+	}
+	if d := res.Leader.SpuriousAtS[0] - at; d < 0 || d > 1.5 {
+		t.Errorf("the first spurious change at %.2fs, the leader stopped at %.2fs: want it within the stop", res.Leader.SpuriousAtS[0], at)
+	}
+	seen := 0
+	for m, n := range res.Leader.SeenByEtcd {
+		if m != leader.Name && n >= 1 {
+			seen++
+		}
+	}
+	if seen < 2 {
+		t.Errorf("etcd's leader change counters %v: the two members that ran on did not both see a change", res.Leader.SeenByEtcd)
 	}
 }

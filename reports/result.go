@@ -119,10 +119,21 @@ type Cluster struct {
 	PeerPath   string `json:"peer_path,omitempty"`
 	// PeerDelay is the standing one-way delay on every peer link (cluster.peer-delay), "20ms±5ms".
 	PeerDelay string `json:"peer_delay,omitempty"`
+	// PeerRTT is the peer round trip etcd itself measured during the run.
+	PeerRTT *PeerRTT `json:"peer_rtt,omitempty"`
 	// Endpoints are the client URLs a remote cluster was reached at; TLS and Auth say how (never a secret).
 	Endpoints []string `json:"endpoints,omitempty"`
 	TLS       bool     `json:"tls,omitempty"`
 	AuthUser  string   `json:"auth_user,omitempty"`
+}
+
+// PeerRTT is etcd's own measure of the peer round trip (etcd_network_peer_round_trip_time_seconds:
+// each link's smoothed probe round trip, recorded 5s after the peer is added and then every 30s):
+// the mean of the records over the members' lifetimes, leaving out the zeros a prober records
+// before its first probe succeeds. Samples is how many records that is.
+type PeerRTT struct {
+	MeanMs  float64 `json:"mean_ms"`
+	Samples int     `json:"samples"`
 }
 
 // Abort says which stop condition tripped, when, and what it saw.
@@ -278,6 +289,22 @@ type LeaderStats struct {
 	// SeenByEtcd is, per member that ran through the whole load, how many leader changes etcd
 	// itself counted meanwhile (etcd_server_leader_changes_seen_total): a witness for Changes.
 	SeenByEtcd map[string]int `json:"seen_by_etcd,omitempty"`
+	// Spurious counts the leader changes seen outside every fault's window (from the fault's
+	// injection to the next fault, its heal plus workload.recovery, or the load's end): no fault
+	// explains them, so they are the cost of timeouts set too tight. SpuriousAtS are their times,
+	// seconds from the load's start.
+	Spurious    int       `json:"spurious"`
+	SpuriousAtS []float64 `json:"spurious_at_s,omitempty"`
+	// Unheld is set when the cluster never became ready because, by etcd's own logs, elections did
+	// not hold: leaders were elected and deposed, or no election completed.
+	Unheld *Unheld `json:"unheld,omitempty"`
+}
+
+// Unheld is what etcd's logs said of a cluster whose elections did not hold before it was ready.
+type Unheld struct {
+	Candidacies int      `json:"candidacies"` // "became candidate" lines over the members
+	Leaders     int      `json:"leaders"`     // "became leader" lines: elections that completed
+	PerMember   []string `json:"per_member"`
 }
 
 // ProberStats is the failover prober's record.

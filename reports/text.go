@@ -141,6 +141,13 @@ func WriteText(w io.Writer, r *Result) error {
 	}
 	fmt.Fprintf(&b, "throughput: avg %.0f ops/s, min %.0f, max %.0f (whole seconds after the warm-up); leader changes %d; prober availability %.4f (%d of %d writes during the load)\n",
 		r.Throughput.Avg, r.Throughput.Min, r.Throughput.Max, r.Leader.Changes, r.Prober.Availability, r.Prober.Acked, r.Prober.Sent)
+	if r.Leader.Spurious > 0 {
+		fmt.Fprintf(&b, "spurious leader changes: %d, outside every fault's window (at %s s from the load's start): are the timeouts too tight for this network?\n",
+			r.Leader.Spurious, strings.Trim(fmt.Sprint(r.Leader.SpuriousAtS), "[]"))
+	}
+	if rtt := r.Cluster.PeerRTT; rtt != nil {
+		fmt.Fprintf(&b, "peer round trip measured by etcd: mean %.1fms over %d records of its probes\n", rtt.MeanMs, rtt.Samples)
+	}
 	fmt.Fprintf(&b, "load: %s\n", LoadText(r.Load))
 	for _, w := range r.Workloads {
 		fmt.Fprintf(&b, "workload %s (%s):", w.Name, w.Kind)

@@ -574,6 +574,14 @@ func EtcdMillis(s string) (int64, error) {
 	return d.Milliseconds(), nil
 }
 
+// Timeouts are the heartbeat interval and election timeout the members run with, in milliseconds:
+// the scenario's, or etcd's defaults (100 and 1000). A value that does not parse reads as 0.
+func (c Cluster) Timeouts() (heartbeatMs, electionMs int64) {
+	heartbeatMs, _ = EtcdMillis(orDefault(c.Etcd["heartbeat-interval"], "100"))
+	electionMs, _ = EtcdMillis(orDefault(c.Etcd["election-timeout"], "1000"))
+	return heartbeatMs, electionMs
+}
+
 func orDefault(s, def string) string {
 	if s == "" {
 		return def
