@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,52 +13,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 )
-
-// browser starts headless Chromium (Debian's chromium, which make deps installs) for one test.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatal("no chromium: make deps installs Debian's chromium package")
-	}
-	// Chromium's profile and its temporary files go to the test's own folder, removed after it.
-	tmp := t.TempDir()
-	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1200, 900),
-		chromedp.UserDataDir(filepath.Join(tmp, "profile")), chromedp.Env("TMPDIR=" + tmp)}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
-}
-
-// inked measures a chart's screenshot: the share of pixels that are not (near) white, and how many
-// distinct colours it has. A blank or missing chart has neither.
-func inked(img image.Image) (share float64, colours int) {
-	b := img.Bounds()
-	seen := map[[3]uint32]bool{}
-	ink := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			if r < 0xf000 || g < 0xf000 || bl < 0xf000 {
-				ink++
-			}
-			seen[[3]uint32{r >> 12, g >> 12, bl >> 12}] = true
-		}
-	}
-	return float64(ink) / float64(b.Dx()*b.Dy()), len(seen)
-}
 
 var fetchRe = regexp.MustCompile(`(?i)(src|href)\s*=\s*"(https?:)?//|url\(|@import|<link\b|<script\b[^>]*\bsrc`)
 
@@ -101,7 +56,7 @@ func checkCharts(t *testing.T, ctx context.Context, html string, want []string) 
 			problems = append(problems, fmt.Sprintf("chart %s: %v", id, err))
 			continue
 		}
-		share, colours := inked(img)
+		share, colours := testbin.Inked(img)
 		t.Logf("chart %-16s %4dx%-4d px, %.1f%% inked, %d colours", id, img.Bounds().Dx(), img.Bounds().Dy(), share*100, colours)
 		if img.Bounds().Dx() < 300 || img.Bounds().Dy() < 100 || share < 0.01 || colours < 4 {
 			problems = append(problems, fmt.Sprintf("chart %s is blank or too small (%dx%d, %.2f%% inked, %d colours)", id, img.Bounds().Dx(), img.Bounds().Dy(), share*100, colours))
@@ -135,7 +90,7 @@ func TestHTMLReportInChromium(t *testing.T) {
 	if m := fetchRe.FindString(string(src)); m != "" {
 		t.Errorf("report.html fetches %q: it must be self-contained", m)
 	}
-	ctx := browser(t)
+	ctx := testbin.Browser(t)
 	if problems := checkCharts(t, ctx, html, wantCharts); len(problems) > 0 {
 		t.Errorf("report.html:\n%s", strings.Join(problems, "\n"))
 	}
