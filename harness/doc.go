@@ -10,6 +10,11 @@
 // return findings (pass, warn, fail, skipped) with their evidence; the backup check restores a
 // snapshot with etcd's own code into a member embedded in this process.
 //
+// Sweep (sweep.go) is chaos sweep: PlanSweep loads the scenario for every combination of the
+// --vary values (the refused ones skipped), names the cells and orders them by the seed; RunSweep
+// runs each cell's repeats through Run, resuming from the run folders a stopped sweep left, and
+// rewrites the sweep's files (reports.WriteSweep) after every run.
+//
 // A provider is one file behind the Cluster interface (cluster.go): local.go (member processes),
 // container.go (testcontainers-go), remote.go (endpoints, TLS, auth; no process control). What every
 // provider shares lives in base, and each member's process control in a runner.

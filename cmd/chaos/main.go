@@ -89,7 +89,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout), listCmd(stdout), healCmd(stdout, stderr), reportCmd(stdout, stderr),
-		compareCmd(stdout), preflightCmd(stdout, stderr), nodeCmd())
+		compareCmd(stdout), preflightCmd(stdout, stderr), sweepCmd(stdout, stderr), nodeCmd())
 	return root
 }
 
@@ -359,31 +359,51 @@ func healCmd(stdout, stderr io.Writer) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "heal DIR",
 		Short: "Heal what a killed harness left: resume paused members, end member processes, close the ledger",
-		Args:  cobra.ExactArgs(1),
+		Long: `Heals a run folder a killed harness left: resumes paused members, ends member processes, removes
+containers and namespaces, and closes the ledger. DIR may also be a sweep folder (chaos sweep
+--out): then every run folder in it is healed.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := harness.Heal(cmd.Context(), args[0], force)
-			if err != nil {
-				if errors.Is(err, harness.ErrHarnessAlive) {
-					return badInput(err)
+			dirs := []string{args[0]}
+			if _, err := os.Stat(filepath.Join(args[0], "cluster.json")); err != nil {
+				if _, serr := os.Stat(filepath.Join(args[0], "sweep.json")); serr == nil {
+					dirs, _ = filepath.Glob(filepath.Join(args[0], "cells", "*", "repeat-*", "cluster.json"))
+					for i := range dirs {
+						dirs[i] = filepath.Dir(dirs[i])
+					}
 				}
-				return &exitError{exitInfra, err}
 			}
-			for _, e := range rep.Unhealed {
-				fmt.Fprintf(stdout, "fault #%d %s on %s was left %s: healed\n", e.Fault, e.Action, strings.Join(e.Members, ","), e.Step)
-			}
-			for _, m := range rep.Resumed {
-				fmt.Fprintf(stdout, "member %s was paused: resumed\n", m)
-			}
-			for _, m := range rep.Stopped {
-				fmt.Fprintf(stdout, "member %s was still running: stopped\n", m)
-			}
-			for _, what := range rep.Removed {
-				if !strings.Contains(what, " ") {
-					what = "network namespace " + what
+			healed := 0
+			for _, dir := range dirs {
+				rep, err := harness.Heal(cmd.Context(), dir, force)
+				if err != nil {
+					if errors.Is(err, harness.ErrHarnessAlive) {
+						return badInput(err)
+					}
+					return &exitError{exitInfra, err}
 				}
-				fmt.Fprintf(stdout, "%s was left: removed\n", what)
+				prefix := ""
+				if len(dirs) > 1 || dir != args[0] {
+					prefix = dir + ": "
+				}
+				for _, e := range rep.Unhealed {
+					fmt.Fprintf(stdout, "%sfault #%d %s on %s was left %s: healed\n", prefix, e.Fault, e.Action, strings.Join(e.Members, ","), e.Step)
+				}
+				for _, m := range rep.Resumed {
+					fmt.Fprintf(stdout, "%smember %s was paused: resumed\n", prefix, m)
+				}
+				for _, m := range rep.Stopped {
+					fmt.Fprintf(stdout, "%smember %s was still running: stopped\n", prefix, m)
+				}
+				for _, what := range rep.Removed {
+					if !strings.Contains(what, " ") {
+						what = "network namespace " + what
+					}
+					fmt.Fprintf(stdout, "%s%s was left: removed\n", prefix, what)
+				}
+				healed += len(rep.Unhealed) + len(rep.Stopped) + len(rep.Removed)
 			}
-			if len(rep.Unhealed)+len(rep.Stopped)+len(rep.Removed) == 0 {
+			if healed == 0 {
 				fmt.Fprintln(stdout, "nothing to heal")
 			}
 			return nil
