@@ -324,21 +324,27 @@ func (c *SweepCell) qualifies() bool {
 	return c.Status == CellDone && c.SpuriousElections == 0 && c.Failover != nil
 }
 
+// groupBy groups the cells by their values of paths, the groups' keys in the cells' order.
+func (s *Sweep) groupBy(paths []string) (map[string][]*SweepCell, []string) {
+	groups := map[string][]*SweepCell{}
+	var keys []string
+	for i := range s.Cells {
+		c := &s.Cells[i]
+		k := key(c.Values, paths)
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], c)
+	}
+	return groups, keys
+}
+
 // Recommend chooses, among the tuned settings whose cells qualify under every condition swept, the
 // one with the lowest failover p90 (the worst over the conditions); and the same per condition.
 func (s *Sweep) Recommend() {
 	s.Recommendation, s.NoRecommendation, s.ByCondition = nil, "", nil
 	tuned, conds := s.tuned()
-	byCond := map[string][]*SweepCell{}
-	var condKeys []string
-	for i := range s.Cells {
-		c := &s.Cells[i]
-		k := key(c.Values, conds)
-		if _, ok := byCond[k]; !ok {
-			condKeys = append(condKeys, k)
-		}
-		byCond[k] = append(byCond[k], c)
-	}
+	byCond, condKeys := s.groupBy(conds)
 	for _, k := range condKeys {
 		if len(conds) == 0 {
 			break
@@ -356,16 +362,7 @@ func (s *Sweep) Recommend() {
 		}
 	}
 	// A setting qualifies overall when its cell qualifies under every condition.
-	settings := map[string][]*SweepCell{}
-	var order []string
-	for i := range s.Cells {
-		c := &s.Cells[i]
-		k := key(c.Values, tuned)
-		if _, ok := settings[k]; !ok {
-			order = append(order, k)
-		}
-		settings[k] = append(settings[k], c)
-	}
+	settings, order := s.groupBy(tuned)
 	var best []*SweepCell
 	worst := func(cs []*SweepCell) float64 {
 		w := 0.0

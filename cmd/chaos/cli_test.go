@@ -202,6 +202,25 @@ func assertGone(t *testing.T, cf harness.ClusterFile) {
 	}
 }
 
+// waitGone polls until the members of a run are gone: the kernel delivers the parent-death signal
+// to them a moment after the harness dies.
+func waitGone(t *testing.T, cf harness.ClusterFile) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		alive := 0
+		for _, m := range cf.Members {
+			if syscall.Kill(m.PID, 0) == nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 const longPause = `name: long-pause
 cluster:
   size: 3
@@ -276,20 +295,7 @@ func TestHealAfterHarnessKilled(t *testing.T) {
 	if !strings.Contains(stdout, "fault #0 pause on") || !strings.Contains(stdout, "healed") {
 		t.Errorf("chaos heal output: %q", stdout)
 	}
-	// Poll briefly: the kernel delivers the parent-death SIGKILL to members asynchronously.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		alive := 0
-		for _, m := range cf.Members {
-			if syscall.Kill(m.PID, 0) == nil {
-				alive++
-			}
-		}
-		if alive == 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitGone(t, cf)
 	assertGone(t, cf)
 	entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
 	if u := faults.Unhealed(entries); len(u) != 0 {

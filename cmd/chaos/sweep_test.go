@@ -11,14 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
-	"github.com/etcd-chaos/etcd-chaos/harness"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 )
@@ -253,25 +251,6 @@ func TestSweepResumesAndRecommends(t *testing.T) {
 		if img.Bounds().Dx() < 200 || share < 0.2 || colours < 6 {
 			t.Errorf("heatmap %d is blank or too small", i)
 		}
-	}
-}
-
-// waitGone polls until the members of a run are gone: the kernel delivers the parent-death signal
-// to them a moment after the harness dies.
-func waitGone(t *testing.T, cf harness.ClusterFile) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		alive := 0
-		for _, m := range cf.Members {
-			if syscall.Kill(m.PID, 0) == nil {
-				alive++
-			}
-		}
-		if alive == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
