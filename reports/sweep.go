@@ -648,3 +648,58 @@ func writeAtomic(path string, b []byte) error {
 	}
 	return nil
 }
+
+// spreadJSON is how sweep.json writes a spread: always an object, with n 0 and null numbers when
+// nothing was measured (a cell that never became ready), so a reader can take cells[].failover.p90_ms
+// of every cell.
+type spreadJSON struct {
+	N     int      `json:"n"`
+	P50Ms *float64 `json:"p50_ms"`
+	P90Ms *float64 `json:"p90_ms"`
+	MaxMs *float64 `json:"max_ms"`
+}
+
+func spreadToJSON(s *Spread) spreadJSON {
+	if s == nil {
+		return spreadJSON{}
+	}
+	p50, p90, mx := s.P50Ms, s.P90Ms, s.MaxMs
+	return spreadJSON{N: s.N, P50Ms: &p50, P90Ms: &p90, MaxMs: &mx}
+}
+
+func (j spreadJSON) spread() *Spread {
+	if j.N == 0 || j.P50Ms == nil || j.P90Ms == nil || j.MaxMs == nil {
+		return nil
+	}
+	return &Spread{N: j.N, P50Ms: *j.P50Ms, P90Ms: *j.P90Ms, MaxMs: *j.MaxMs}
+}
+
+// MarshalJSON writes the cell with its spreads as objects even when nothing was measured (the
+// outer fields, shallower than the embedded cell's, take their names).
+func (c SweepCell) MarshalJSON() ([]byte, error) {
+	type plain SweepCell
+	return json.Marshal(struct {
+		plain
+		Failover      spreadJSON `json:"failover"`
+		LeaderElected spreadJSON `json:"leader_elected"`
+		WriteRestored spreadJSON `json:"write_restored"`
+		OutageWrite   spreadJSON `json:"outage_write"`
+	}{plain(c), spreadToJSON(c.Failover), spreadToJSON(c.LeaderElected), spreadToJSON(c.WriteRestored), spreadToJSON(c.OutageWrite)})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (c *SweepCell) UnmarshalJSON(b []byte) error {
+	type plain SweepCell
+	v := struct {
+		*plain
+		Failover      spreadJSON `json:"failover"`
+		LeaderElected spreadJSON `json:"leader_elected"`
+		WriteRestored spreadJSON `json:"write_restored"`
+		OutageWrite   spreadJSON `json:"outage_write"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	c.Failover, c.LeaderElected, c.WriteRestored, c.OutageWrite = v.Failover.spread(), v.LeaderElected.spread(), v.WriteRestored.spread(), v.OutageWrite.spread()
+	return nil
+}

@@ -158,3 +158,35 @@ func TestSweepCSVAndHTML(t *testing.T) {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// sweep.json writes every cell's spreads as objects, null numbers where nothing was measured, and
+// reads them back.
+func TestSweepCellJSON(t *testing.T) {
+	done := fixtureCell("10ms", "500ms", "0ms", 600, 0)
+	nv := SweepCell{ID: "nv", Values: map[string]string{hbPath: "10ms"}, Runs: []SweepRun{{Repeat: 1, Unheld: &Unheld{Leaders: 3}, Spurious: 2}}}
+	nv.Fold(2)
+	b, err := json.Marshal([]SweepCell{done, nv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if f := raw[0]["failover"].(map[string]any); f["p90_ms"] != 600.0 || f["p50_ms"] != 590.0 || f["max_ms"] != 600.0 {
+		t.Errorf("failover of a done cell: %v", f)
+	}
+	if f, ok := raw[1]["failover"].(map[string]any); !ok || f["p90_ms"] != nil || f["n"] != 0.0 {
+		t.Errorf("failover of a not viable cell: %v, want an object with null numbers", raw[1]["failover"])
+	}
+	if raw[1]["spurious_elections"] != 2.0 || raw[1]["id"] != "nv" {
+		t.Errorf("the rest of the cell: %v", raw[1])
+	}
+	var back []SweepCell
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back[0].Failover == nil || *back[0].Failover != *done.Failover || back[1].Failover != nil || back[1].ID != "nv" || back[1].SpuriousElections != 2 {
+		t.Errorf("read back: %+v", back)
+	}
+}
