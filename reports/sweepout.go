@@ -103,11 +103,14 @@ func optMs(v *float64) string {
 	return fmt.Sprintf("%.1f", *v)
 }
 
-// cellLabel is a cell's values as "heartbeat-interval 10ms, election-timeout 50ms, latency 30ms".
+// cellLabel is a cell's values (or some of them) in the order of the --vary flags, as
+// "heartbeat-interval 10ms, election-timeout 50ms, latency 30ms".
 func cellLabel(s *Sweep, values map[string]string) string {
 	var parts []string
 	for _, v := range s.Vary {
-		parts = append(parts, ShortPath(v.Path)+" "+values[v.Path])
+		if val, ok := values[v.Path]; ok {
+			parts = append(parts, ShortPath(v.Path)+" "+val)
+		}
 	}
 	return strings.Join(parts, ", ")
 }
@@ -135,7 +138,7 @@ func WriteSweepText(w io.Writer, s *Sweep) error {
 	}
 	b.WriteString("\n")
 	if r := s.Recommendation; r != nil {
-		fmt.Fprintf(&b, "recommendation: %s\n  why: %s\n  margin: %s\n  %s\n", otherValues(r.Values, nil), r.Why, r.Margin, r.RuleOfThumb)
+		fmt.Fprintf(&b, "recommendation: %s\n  why: %s\n  margin: %s\n  %s\n", cellLabel(s, r.Values), r.Why, r.Margin, r.RuleOfThumb)
 		for _, e := range r.Evidence {
 			fmt.Fprintf(&b, "  evidence: %s: %d repeats, failover %s ms, %d spurious, RTT injected %.0fms measured %s ms\n",
 				e.Cell, e.Repeats, spreadText(e.Failover), e.SpuriousElections, e.InjectedRTTMs, optMs(e.MeasuredRTTMs))
@@ -144,7 +147,7 @@ func WriteSweepText(w io.Writer, s *Sweep) error {
 		fmt.Fprintf(&b, "no recommendation: %s\n", s.NoRecommendation)
 	}
 	for _, r := range s.ByCondition {
-		fmt.Fprintf(&b, "  at %s alone: %s (failover p90 %.0fms)\n", otherValues(r.Conditions, nil), otherValues(r.Values, nil), r.FailoverP90Ms)
+		fmt.Fprintf(&b, "  at %s alone: %s (failover p90 %.0fms)\n", cellLabel(s, r.Conditions), cellLabel(s, r.Values), r.FailoverP90Ms)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -338,7 +341,6 @@ var sweepTmpl = template.Must(template.New("sweep").Funcs(template.FuncMap{
 	"opt":    optMs,
 	"pct":    func(v float64) string { return fmt.Sprintf("%.2f%%", v*100) },
 	"css":    func(s string) template.CSS { return template.CSS(s) },
-	"vals":   func(m map[string]string) string { return otherValues(m, nil) },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>sweep {{.S.Scenario}}</title>
@@ -361,14 +363,14 @@ td.h.notviable .bolt{color:#ffb3b3} td.h.recommended{box-shadow:inset 0 0 0 4px 
 
 <h2>Recommendation</h2>
 {{with .S.Recommendation}}<div class="rec" id="recommendation">
-<p><b>{{vals .Values}}</b>: failover p90 {{printf "%.0f" .FailoverP90Ms}}ms. {{.Why}}.</p>
+<p><b>{{label $.S .Values}}</b>: failover p90 {{printf "%.0f" .FailoverP90Ms}}ms. {{.Why}}.</p>
 <p><b>Margin:</b> {{.Margin}}.</p>
 <p><b>Rule of thumb:</b> {{.RuleOfThumb}}.</p>
 <table><tr><th>evidence cell</th><th>repeats</th><th>failover p50 / p90 / max ms</th><th>spurious</th><th>RTT injected</th><th>RTT measured by etcd</th></tr>
 {{range .Evidence}}<tr><td>{{label $.S .Values}}</td><td>{{.Repeats}}</td><td>{{spread .Failover}}</td><td>{{.SpuriousElections}}</td><td>{{printf "%.0f" .InjectedRTTMs}}ms</td><td>{{opt .MeasuredRTTMs}}ms</td></tr>
 {{end}}</table></div>
 {{else}}<div class="none" id="recommendation"><p><b>No recommendation:</b> {{.S.NoRecommendation}}.</p></div>{{end}}
-{{if .S.ByCondition}}<p class="muted">Per condition alone: {{range .S.ByCondition}}at {{vals .Conditions}}: {{vals .Values}} ({{printf "%.0f" .FailoverP90Ms}}ms); {{end}}</p>{{end}}
+{{if .S.ByCondition}}<p class="muted">Each condition alone:</p><ul class="muted">{{range .S.ByCondition}}<li>at {{label $.S .Conditions}}: {{label $.S .Values}} (failover p90 {{printf "%.0f" .FailoverP90Ms}}ms)</li>{{end}}</ul>{{end}}
 
 <h2>Failover p90 (write_restored) by {{short .X}} × {{short .Y}}</h2>
 <p class="muted">Green is the sweep's fastest, red its slowest (log scale). <span style="color:#b00020;font-weight:700">⚡N</span> and a red ring: N spurious leader changes over the repeats (no fault to explain them). Dark: not viable (elections never held). Hatched: skipped (etcd refuses it). Blue ring: the recommendation's evidence.</p>

@@ -196,9 +196,11 @@ func TestSweepResumesAndRecommends(t *testing.T) {
 		if c.Status != reports.CellDone || c.MeasuredRTTMs == nil {
 			continue
 		}
-		lo, hi := 0.0, 5.0
+		// etcd's probe crosses the two delayed links: never under the injected 60ms; on a busy
+		// machine a little over it.
+		lo, hi := 0.0, 20.0
 		if c.InjectedRTTMs == 60 {
-			lo, hi = 50, 100
+			lo, hi = 58, 150
 		}
 		if *c.MeasuredRTTMs < lo || *c.MeasuredRTTMs > hi {
 			t.Errorf("%s: etcd measured a peer round trip of %.1fms, injected %gms", c.ID, *c.MeasuredRTTMs, c.InjectedRTTMs)
