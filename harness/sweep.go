@@ -392,7 +392,7 @@ func cellFinished(c *reports.SweepCell, repeat int) bool {
 }
 
 func sweepRun(res *reports.Result, out, dir string, j int) reports.SweepRun {
-	sr := reports.SweepRunOf(res)
+	sr := reports.SweepRunOf(res, dir)
 	sr.Repeat = j
 	if rel, err := filepath.Rel(out, dir); err == nil {
 		sr.Dir = rel

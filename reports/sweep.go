@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // SweepVersion is bumped when sweep.json changes incompatibly.
@@ -120,21 +122,27 @@ type SweepRun struct {
 	// ready, the leaders etcd's logs show elected beyond the first (none held).
 	Spurious      int      `json:"spurious_elections"`
 	LeaderChanges int      `json:"leader_changes"`
+	// PutP99Ms is the put p99 in steady state: over the whole seconds of latency.hlog after the
+	// warm-up that ended before the first fault was injected (ops are in the second they completed
+	// in, so none of them waited on the fault); SteadyS is how many seconds that is. Nil when no
+	// whole second fits.
 	PutP99Ms      *float64 `json:"put_p99_ms"`
+	SteadyS       float64  `json:"steady_s,omitempty"`
 	Ops           int64    `json:"ops"`
 	FailedOps     int64    `json:"failed_ops"`
 	PeerRTTMs     *float64 `json:"measured_rtt_ms"`
 	// TargetRate and AchievedRate are the load's ops/s; Dropped the due ops never sent. A load
-	// that fell behind its target measured a backlog: its put p99 counts the wait in it.
+	// that fell behind its target measured a backlog: its latency counts the wait in it.
 	TargetRate   float64 `json:"target_rate,omitempty"`
 	AchievedRate float64 `json:"achieved_rate,omitempty"`
 	Dropped      int64   `json:"dropped,omitempty"`
 	Seconds      float64 `json:"seconds"` // how long the run took, start to end
 }
 
-// behind: an open-loop load that got under 90% of its target rate, or left due ops unsent.
+// behind: an open-loop load that got under 90% of its target rate, or left more due ops unsent
+// than the one or two the load's end cuts.
 func (r SweepRun) behind() bool {
-	return r.Ready && r.TargetRate > 0 && (r.AchievedRate < 0.9*r.TargetRate || r.Dropped > 0)
+	return r.Ready && r.TargetRate > 0 && (r.AchievedRate < 0.9*r.TargetRate || r.Dropped > max(2, r.Ops/100))
 }
 
 // Recommendation is the pair to use and why.
@@ -167,8 +175,9 @@ type Evidence struct {
 	MeasuredRTTMs     *float64          `json:"measured_rtt_ms"`
 }
 
-// SweepRunOf reads what a sweep keeps of one run from its result.
-func SweepRunOf(res *Result) SweepRun {
+// SweepRunOf reads what a sweep keeps of one run from its result (and, for the steady state's
+// latency, its folder's latency.hlog).
+func SweepRunOf(res *Result, dir string) SweepRun {
 	sr := SweepRun{Seed: res.Seed, Verdict: res.Verdict, Reason: firstLineOf(res.Reason), Unheld: res.Leader.Unheld,
 		LeaderChanges: res.Leader.Changes, Spurious: res.Leader.Spurious, Ops: res.Ops, FailedOps: res.FailedOps,
 		LeaderElectedMs: []float64{}, WriteRestoredMs: []float64{}, OutageWriteMs: []float64{}}
@@ -192,22 +201,54 @@ func SweepRunOf(res *Result) SweepRun {
 			sr.OutageWriteMs = append(sr.OutageWriteMs, *f.OutageWriteMs)
 		}
 	}
-	steady := res.Latency["put"]
-	for _, p := range res.Phases {
-		if p.Name == "before" {
-			steady = p.Latency["put"]
-		}
-	}
-	if steady.Count > 0 {
-		v := steady.P99
-		sr.PutP99Ms = &v
-	}
+	sr.PutP99Ms, sr.SteadyS = steadyP99(dir, res, "put")
 	if rtt := res.Cluster.PeerRTT; rtt != nil {
 		v := rtt.MeanMs
 		sr.PeerRTTMs = &v
 	}
 	sr.TargetRate, sr.AchievedRate, sr.Dropped = res.Load.TargetRate, math.Round(res.Load.AchievedRate*10)/10, res.Load.Dropped
 	return sr
+}
+
+// steadyP99 merges op's latency.hlog seconds that began after the warm-up and ended before the
+// first fault's acting call (or the load's end), and returns their p99 and how many seconds they span.
+func steadyP99(dir string, res *Result, op string) (*float64, float64) {
+	from, to := -1.0, math.Inf(1)
+	for _, p := range res.Phases {
+		if p.Name == "before" {
+			from, to = p.StartS, p.EndS
+		}
+	}
+	for _, f := range res.Faults {
+		if f.AtS > 0 && f.AtS < to {
+			to = f.AtS
+		}
+	}
+	if from < 0 || dir == "" {
+		return nil, 0
+	}
+	ivs, err := readHlog(filepath.Join(dir, "latency.hlog"), float64(res.LoadStartedAt.Unix()))
+	if err != nil {
+		return nil, 0
+	}
+	var merged *hdrhistogram.Histogram
+	span := 0.0
+	for _, iv := range ivs {
+		if iv.Tag != op || iv.Start < from-0.05 || iv.End > to {
+			continue
+		}
+		if merged == nil {
+			merged = hdrhistogram.Import(iv.H.Export())
+		} else {
+			merged.Merge(iv.H)
+		}
+		span += iv.End - iv.Start
+	}
+	if merged == nil || merged.TotalCount() == 0 {
+		return nil, 0
+	}
+	v := StatsOf(HDR{H: merged}).P99
+	return &v, math.Round(span*10) / 10
 }
 
 func firstLineOf(s string) string {
@@ -250,7 +291,7 @@ func (c *SweepCell) Fold(repeat int) {
 		}
 		if r.behind() && !strings.Contains(c.Note, "fell behind") {
 			c.addNote(fmt.Sprintf("repeat %d: the load fell behind its target (%.0f of %.0f ops/s, %d due ops never sent): "+
-				"the cluster could not keep up at this setting, and put p99 counts the wait in the backlog", r.Repeat, r.AchievedRate, r.TargetRate, r.Dropped))
+				"the cluster could not keep up at this setting, and its latency counts the wait in the backlog", r.Repeat, r.AchievedRate, r.TargetRate, r.Dropped))
 		}
 		switch {
 		case !r.Ready && r.Unheld != nil:
@@ -500,34 +541,63 @@ func (s *Sweep) margin(tuned []string, cells []*SweepCell) string {
 			want[k] = v
 		}
 		want[path] = values[i-1]
-		var next *SweepCell
-		for j := range s.Cells {
-			if SameValues(s.Cells[j].Values, want) {
-				next = &s.Cells[j]
-			}
-		}
+		next := s.cellOf(want)
 		label := fmt.Sprintf("%s %s", ShortPath(path), values[i-1])
-		if cond := otherValues(c.Values, tuned); cond != "" {
+		cond := otherValues(c.Values, tuned)
+		if cond != "" {
 			label += " at " + cond
 		}
-		switch {
-		case next == nil:
-			out = append(out, label+" was not tried (skipped: "+s.skipReason(want)+")")
-		case next.SpuriousElections > 0:
-			out = append(out, fmt.Sprintf("%s had %d spurious elections over %d runs", label, next.SpuriousElections, len(next.Runs)))
-		case next.Status == CellNotViable:
-			out = append(out, label+" was not viable: elections did not hold")
-		case next.Status != CellDone:
-			out = append(out, label+" did not finish every repeat")
-		default:
-			p90 := "no failover measured"
-			if next.Failover != nil {
-				p90 = fmt.Sprintf("failover p90 %.0fms", next.Failover.P90Ms)
-			}
-			out = append(out, fmt.Sprintf("%s had no spurious elections either (%s): no margin was seen to fail", label, p90))
+		if next != nil {
+			out = append(out, label+" "+next.outcome())
+			continue
 		}
+		m := label + " was not tried (skipped: " + s.skipReason(want) + ")"
+		// The next tighter value tried under the same conditions, with any other tuned setting.
+		for k := i - 1; k >= 0; k-- {
+			var tried []string
+			for j := range s.Cells {
+				o := &s.Cells[j]
+				if o.Values[path] == values[k] && otherValues(o.Values, tuned) == cond {
+					tried = append(tried, otherValues(o.Values, append(slices.Clone(s.conds()), path))+" "+o.outcome())
+				}
+			}
+			if len(tried) > 0 {
+				m += fmt.Sprintf("; the next tighter tried there, %s %s: %s", ShortPath(path), values[k], strings.Join(tried, ", "))
+				break
+			}
+		}
+		out = append(out, m)
 	}
 	return strings.Join(out, "; ")
+}
+
+func (s *Sweep) conds() []string {
+	_, conds := s.tuned()
+	return conds
+}
+
+func (s *Sweep) cellOf(values map[string]string) *SweepCell {
+	for j := range s.Cells {
+		if SameValues(s.Cells[j].Values, values) {
+			return &s.Cells[j]
+		}
+	}
+	return nil
+}
+
+// outcome says what a cell showed, for a margin: spurious elections, not viable, or none.
+func (c *SweepCell) outcome() string {
+	switch {
+	case c.Status == CellNotViable:
+		return fmt.Sprintf("was not viable: elections did not hold (%d leaders deposed, by etcd's logs)", c.SpuriousElections)
+	case c.SpuriousElections > 0:
+		return fmt.Sprintf("had %d spurious elections over %d runs", c.SpuriousElections, len(c.Runs))
+	case c.Status != CellDone:
+		return "did not finish every repeat"
+	case c.Failover == nil:
+		return "had no spurious elections either (no failover measured): no margin was seen to fail"
+	}
+	return fmt.Sprintf("had no spurious elections either (failover p90 %.0fms): no margin was seen to fail", c.Failover.P90Ms)
 }
 
 func (s *Sweep) skipReason(values map[string]string) string {

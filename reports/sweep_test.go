@@ -91,8 +91,13 @@ func TestRecommendationAndItsMargin(t *testing.T) {
 	// With the heartbeat of 100ms the next tighter election timeout, 50ms, was skipped: said so.
 	s2 := fixtureSweep(fixtureCell("100ms", "500ms", "0ms", 650, 0), fixtureCell("100ms", "500ms", "30ms", 660, 0),
 		fixtureCell("10ms", "1000ms", "0ms", 1100, 0), fixtureCell("10ms", "1000ms", "30ms", 1200, 0))
+	nv := SweepCell{ID: "nv", Values: map[string]string{hbPath: "10ms", etPath: "50ms", latPath: "30ms"},
+		Runs: []SweepRun{{Repeat: 1, Unheld: &Unheld{Candidacies: 120, Leaders: 25}, Spurious: 24}}}
+	nv.Fold(2)
+	s2.Cells = append(s2.Cells, nv)
 	s2.Recommend()
-	if r := s2.Recommendation; r == nil || r.Values[hbPath] != "100ms" || !strings.Contains(r.Margin, "election-timeout 50ms at latency 0ms was not tried (skipped: election-timeout: 50ms must be at least 5 times") {
+	if r := s2.Recommendation; r == nil || r.Values[hbPath] != "100ms" || !strings.Contains(r.Margin, "election-timeout 50ms at latency 0ms was not tried (skipped: election-timeout: 50ms must be at least 5 times") ||
+		!strings.Contains(r.Margin, "the next tighter tried there, election-timeout 50ms: heartbeat-interval 10ms was not viable: elections did not hold (24 leaders deposed") {
 		t.Errorf("recommendation %+v", s2.Recommendation)
 	}
 }

@@ -28,14 +28,14 @@ cluster:
   size: 3
   ready-timeout: 6s
 workload:
-  duration: 5s
-  warmup: 500ms
+  duration: 5500ms
+  warmup: 1s
   recovery: 3s
   clients: 8
   rate: 40
   mix: [{op: put, keys: 100}]
 faults:
-  - {at: 1500ms, action: kill, target: leader, duration: 1500ms}
+  - {at: 2500ms, action: kill, target: leader, duration: 1500ms}
 `
 
 var sweepGrid = []string{
@@ -204,6 +204,11 @@ func TestSweepResumesAndRecommends(t *testing.T) {
 		}
 		if *c.MeasuredRTTMs < lo || *c.MeasuredRTTMs > hi {
 			t.Errorf("%s: etcd measured a peer round trip of %.1fms, injected %gms", c.ID, *c.MeasuredRTTMs, c.InjectedRTTMs)
+		}
+		// A put commits only once a follower acknowledged it: at least one injected round trip.
+		// The steady state's p99 holds no op the kill delayed (it would be over a second).
+		if c.PutP99Ms == nil || *c.PutP99Ms < c.InjectedRTTMs || *c.PutP99Ms > lo+500 {
+			t.Errorf("%s: put p99 in steady state %v, injected RTT %gms", c.ID, c.PutP99Ms, c.InjectedRTTMs)
 		}
 	}
 	if r := s.Recommendation; r == nil || r.Values["cluster.etcd.election-timeout"] != "1000ms" || len(r.Evidence) != 2 || r.Margin == "" || r.RuleOfThumb == "" {
