@@ -120,17 +120,17 @@ type SweepRun struct {
 	OutageWriteMs   []float64 `json:"outage_write_ms"`
 	// Spurious: leader changes outside every fault's window; for a cluster that never became
 	// ready, the leaders etcd's logs show elected beyond the first (none held).
-	Spurious      int      `json:"spurious_elections"`
-	LeaderChanges int      `json:"leader_changes"`
+	Spurious      int `json:"spurious_elections"`
+	LeaderChanges int `json:"leader_changes"`
 	// PutP99Ms is the put p99 in steady state: over the whole seconds of latency.hlog after the
 	// warm-up that ended before the first fault was injected (ops are in the second they completed
 	// in, so none of them waited on the fault); SteadyS is how many seconds that is. Nil when no
 	// whole second fits.
-	PutP99Ms      *float64 `json:"put_p99_ms"`
-	SteadyS       float64  `json:"steady_s,omitempty"`
-	Ops           int64    `json:"ops"`
-	FailedOps     int64    `json:"failed_ops"`
-	PeerRTTMs     *float64 `json:"measured_rtt_ms"`
+	PutP99Ms  *float64 `json:"put_p99_ms"`
+	SteadyS   float64  `json:"steady_s,omitempty"`
+	Ops       int64    `json:"ops"`
+	FailedOps int64    `json:"failed_ops"`
+	PeerRTTMs *float64 `json:"measured_rtt_ms"`
 	// TargetRate and AchievedRate are the load's ops/s; Dropped the due ops never sent. A load
 	// that fell behind its target measured a backlog: its latency counts the wait in it.
 	TargetRate   float64 `json:"target_rate,omitempty"`
