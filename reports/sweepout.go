@@ -363,7 +363,7 @@ td.h.notviable .bolt{color:#ffb3b3} td.h.recommended{box-shadow:inset 0 0 0 4px 
 
 <h2>Recommendation</h2>
 {{with .S.Recommendation}}<div class="rec" id="recommendation">
-<p><b>{{label $.S .Values}}</b>: failover p90 {{printf "%.0f" .FailoverP90Ms}}ms. {{.Why}}.</p>
+<p><b>{{label $.S .Values}}</b>: failover p90 {{printf "%.0f" .FailoverP90Ms}}ms — {{.Why}}.</p>
 <p><b>Margin:</b> {{.Margin}}.</p>
 <p><b>Rule of thumb:</b> {{.RuleOfThumb}}.</p>
 <table><tr><th>evidence cell</th><th>repeats</th><th>failover p50 / p90 / max ms</th><th>spurious</th><th>RTT injected</th><th>RTT measured by etcd</th></tr>
