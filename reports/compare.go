@@ -37,8 +37,10 @@ type metric struct {
 	unit        string
 	lowerBetter bool
 	floor       float64 // the noise floor: smaller changes never count
-	// electionNoise: a value that one election's randomized timeout can move by up to the election
-	// timeout (etcd draws it from [ET, 2ET)): failovers, and tails that span a failover.
+	// electionNoise: a value an election's randomized timeouts move: failovers, and tails that span
+	// a failover. etcd draws a timeout from [ET, 2ET), and an election whose pre-vote or vote fails
+	// (a follower a tick short of its own timeout refuses it; a split vote) waits for another draw:
+	// one failover takes from ET to about 4ET, so two single runs of one build differ by up to 3ET.
 	electionNoise bool
 	info          bool
 }
@@ -123,9 +125,10 @@ var ErrDifferentScenarios = errors.New("the runs are of different scenarios")
 //     says the new runs are worse (p <= 0.05; with fewer than 3 a side, every new run worse than every
 //     baseline run), and the median is worse by more than the tolerance, the noise floor and the
 //     baseline's own spread (max - min);
-//   - with one run on a side there is no spread to learn from: a metric that one election's
-//     randomized timeout moves (failovers; tails and availability in a run with elections) must be
-//     worse by more than the election timeout too; others by more than the tolerance and floor;
+//   - with one run on a side there is no spread to learn from: a metric that an election's
+//     randomized timeouts move (failovers; tails and availability in a run with elections) must be
+//     worse by more than 3 election timeouts too (see electionNoise); others by more than the
+//     tolerance and floor;
 //   - a metric the baseline had and the new runs lack (a failover no longer seen) is a regression,
 //     and so is a failover that never completed in a new run.
 //
@@ -225,14 +228,14 @@ func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
 		return
 	}
 	if k.electionNoise {
-		allowed = math.Max(allowed, et)
+		allowed = math.Max(allowed, 3*et)
 	}
 	d.Allowed = allowed
 	if shift > allowed {
 		d.Regression = true
 		d.Why = fmt.Sprintf("worse by %s, more than allowed (%s) for one run a side", fmtVal(shift, d.Unit), fmtVal(allowed, d.Unit))
 	} else if shift > math.Max(tol*math.Abs(d.Base), k.floor) {
-		d.Why = fmt.Sprintf("worse, but within one election timeout (%s): one run a side cannot tell; use --repeat", fmtVal(et, "ms"))
+		d.Why = fmt.Sprintf("worse, but within what an election's randomized timeouts move one run (3x the election timeout, %s): one run a side cannot tell; use --repeat", fmtVal(3*et, "ms"))
 	}
 }
 
