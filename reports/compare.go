@@ -400,7 +400,7 @@ func WriteCompare(w io.Writer, base, cur []*Result, ds []Delta, tol float64) err
 	}
 	fmt.Fprintf(&b, "baseline %s vs new %s, tolerance %.0f%%\n", side(base), side(cur), tol*100)
 	if len(base) < 3 || len(cur) < 3 {
-		fmt.Fprintf(&b, "note: %d baseline and %d new runs: with fewer than 3 a side, noisy metrics are judged against the election timeout, not a distribution (chaos run --repeat 3 gives one)\n",
+		fmt.Fprintf(&b, "note: %d baseline and %d new runs: with fewer than 3 a side, noisy metrics are judged against the election timeout (3x it with one run a side), not a distribution (chaos run --repeat 3 gives one)\n",
 			len(base), len(cur))
 	}
 	b.WriteString("\n")
