@@ -408,19 +408,7 @@ func TestHealRemovesNamespacesOfAKilledHarness(t *testing.T) {
 	if !strings.Contains(stdout, "fault #0 partition") || strings.Count(stdout, "network namespace") != 4 {
 		t.Errorf("chaos heal output:\n%s", stdout)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		alive := 0
-		for _, m := range cf.Members {
-			if syscall.Kill(m.PID, 0) == nil {
-				alive++
-			}
-		}
-		if alive == 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitGone(t, cf)
 	assertGone(t, cf)
 }
 
