@@ -49,12 +49,17 @@ func describeCluster(sc *scenarios.Scenario, cl Cluster) reports.Cluster {
 // a remote cluster's size is known once it is reached).
 func quorumGuard(sc *scenarios.Scenario, size int) error {
 	var errs []error
-	for i, f := range sc.Faults {
+	seen := map[string]bool{}
+	for _, f := range sc.Faults {
 		if f.AllowQuorumLoss {
 			continue
 		}
 		if lose, why := scenarios.QuorumLoss(f, size); lose {
-			errs = append(errs, fmt.Errorf("faults[%d] (line %d): %s: the quorum guard refuses it; set allow-quorum-loss: true on the fault to run it anyway", i, f.Line, why))
+			e := fmt.Sprintf("%s (line %d): %s: the quorum guard refuses it; set allow-quorum-loss: true on the fault to run it anyway", f.Path(), f.Line, why)
+			if !seen[e] { // once per fault of the file, not per occurrence
+				seen[e] = true
+				errs = append(errs, errors.New(e))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -509,7 +509,7 @@ func (r *run) sinceStart(t time.Time) float64 {
 
 // fire resolves, injects, holds and heals one fault, and starts its recovery measurements.
 func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
-	fr := &faultRun{index: i, spec: f, record: reports.FaultRecord{Index: i, Action: f.Action, Target: f.Target.String()}}
+	fr := &faultRun{index: i, spec: f, record: reports.FaultRecord{Index: i, Template: f.Template, Occurrence: f.Occurrence, Action: f.Action, Target: f.Target.String()}}
 	r.mu.Lock()
 	r.faults = append(r.faults, fr)
 	r.mu.Unlock()
@@ -823,6 +823,7 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 			sample(&read, msDur(rc.ReadRestoredMs))
 		}
 	}
+	res.FaultStats = reports.FaultStatsOf(res)
 	// Leader changes no fault's window holds are spurious: nothing the scenario did explains them.
 	// Here a window is not cut at the load's end: an election a fault caused may complete after it.
 	never := end.Add(24 * time.Hour)

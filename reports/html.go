@@ -66,6 +66,10 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{end}}</table>{{end}}
 
 {{if .R.Faults}}<h2>Faults, failover and recovery</h2>
+{{with .Stats}}<table><tr><th>action</th><th>faults</th><th>measured</th><th>elections</th><th>leader elected (ms, p50 / p99 / max)</th><th>writes restored</th><th>write outage</th><th>caught up</th></tr>
+{{range .}}<tr><td>{{.Action}}</td><td>{{.Faults}}</td><td>{{.Measured}}</td><td>{{.Elections}}</td><td>{{.LeaderElected.Text}}</td><td>{{.WriteRestored.Text}}</td><td>{{.OutageWrite.Text}}</td><td>{{.CaughtUp.Text}}</td></tr>
+{{end}}</table>{{end}}
+{{if .Many}}<details><summary>every fault, failover and recovery ({{len .R.Faults}} faults)</summary>{{end}}
 <table><tr><th>#</th><th>action</th><th>target</th><th>members</th><th>injected</th><th>healed</th><th>cost</th><th>write outage</th><th>slowest probe</th><th>network</th><th>bytes across its links</th><th>error</th></tr>
 {{range .R.Faults}}<tr><td>{{.Index}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{join .Members ", "}}{{if .WasLeader}} (leader){{end}}</td><td>{{printf "%.3fs" .AtS}}</td><td>{{secs .HealedAtS}}</td><td>{{if .Election}}election{{else if .OutageWriteMs}}no election{{end}}</td><td>{{if .OutageWriteMs}}{{ms .OutageWriteMs}}{{end}}</td><td>{{if .SlowestProbeMs}}{{ms .SlowestProbeMs}}{{end}}</td><td>{{.Network}}{{if .Links}} ({{len .Links}} links){{end}}</td><td>{{if .LinkBytes}}{{$.LinkBytes .}}{{end}}</td><td>{{.Error}}</td></tr>
 {{end}}</table>
@@ -74,7 +78,7 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{end}}</table>{{end}}
 {{if .R.Recoveries}}<table><tr><th>fault</th><th>member</th><th>caught up</th><th>linearizable read</th></tr>
 {{range .R.Recoveries}}<tr><td>#{{.Fault}}</td><td>{{.Member}}</td><td>{{ms .CaughtUpMs}}</td><td>{{ms .ReadRestoredMs}}</td></tr>
-{{end}}</table>{{end}}{{end}}
+{{end}}</table>{{end}}{{if .Many}}</details>{{end}}{{end}}
 
 <h2>Charts</h2>
 <p class="muted">Shaded: a fault from injection to heal. Dashed purple: a leader change. Latency is measured from each op's due time (open loop), so stalls show.</p>
@@ -107,6 +111,9 @@ type htmlData struct {
 	Charts  []Chart
 	Missing []string
 	Members []string
+	// Stats sums the faults up by action when there are several; Many folds the per-fault tables.
+	Stats []FaultStat
+	Many  bool
 }
 
 // LinkBytes sums what crossed a fault's links while it held.

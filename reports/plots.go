@@ -352,7 +352,10 @@ func (rd *RunDir) Charts() (charts []Chart, missing []string) {
 		add(rd.latencyOverTime(op))
 	}
 	add(rd.throughputOverTime())
-	if len(rd.Result.Faults) > 0 {
+	switch n := len(rd.Result.Faults); {
+	case n > ManyFaults:
+		add(rd.failoverOverTime())
+	case n > 0:
 		add(rd.failoverTimeline())
 	}
 	for _, op := range ops {

@@ -46,6 +46,9 @@ type Result struct {
 
 	Thresholds []ThresholdResult       `json:"thresholds"`
 	Faults     []FaultRecord           `json:"faults"`
+	// FaultStats sums up the faults per action ("all" first when there are several): for a soak's
+	// hundreds of occurrences, count, p50, p99 and max of what they cost.
+	FaultStats []FaultStat `json:"fault_stats,omitempty"`
 	Failovers  []Failover              `json:"failovers"`
 	Recoveries []Recovery              `json:"recoveries"`
 	Latency    map[string]LatencyStats `json:"latency"`
@@ -160,7 +163,11 @@ type ThresholdResult struct {
 
 // FaultRecord is one fault as it happened.
 type FaultRecord struct {
-	Index     int      `json:"index"`
+	Index int `json:"index"`
+	// Template is the fault's index in the scenario file; Occurrence counts the occurrences of a
+	// repeating fault (or an action list) from 1, and is absent for a plain fault.
+	Template   int      `json:"template"`
+	Occurrence int      `json:"occurrence,omitempty"`
 	Action    string   `json:"action"`
 	Target    string   `json:"target"`
 	Members   []string `json:"members"`

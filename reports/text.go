@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -39,7 +40,11 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, "ABORTED at %.1fs: %s (observed %s); %s\n", a.AtS, a.Condition, a.Observed, healed)
 	}
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	if len(r.Faults) > 0 {
+	many := len(r.Faults) > ManyFaults
+	if many {
+		writeFaultStats(&b, r)
+	}
+	if len(r.Faults) > 0 && !many {
 		fmt.Fprintln(&b, "\nfaults")
 		for _, f := range r.Faults {
 			healed := "never healed"
@@ -70,7 +75,7 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		tw.Flush()
 	}
-	if len(r.Faults) > 0 {
+	if len(r.Faults) > 0 && !many {
 		fmt.Fprintln(&b, "\nwhat each fault cost (measured, not predicted)")
 		for _, f := range r.Faults {
 			fo := FailoverOf(r, f.Index)
@@ -92,7 +97,7 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		tw.Flush()
 	}
-	if len(r.Recoveries) > 0 {
+	if len(r.Recoveries) > 0 && !many {
 		fmt.Fprintln(&b, "\nrecovery after heal")
 		for _, rc := range r.Recoveries {
 			fmt.Fprintf(tw, "  #%d %s\tcaught up %s\tlinearizable read %s\n", rc.Fault, rc.Member, msText(rc.CaughtUpMs), msText(rc.ReadRestoredMs))
@@ -189,6 +194,51 @@ func WriteText(w io.Writer, r *Result) error {
 	writeVerdict(&b, r)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeFaultStats sums up many faults by action, then names the few that cost the most: every
+// occurrence is in result.json and report.html.
+func writeFaultStats(b *strings.Builder, r *Result) {
+	fmt.Fprintf(b, "\n%d faults (every one is in result.json and report.html); ms as p50 / p99 / max\n", len(r.Faults))
+	tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  action\tfaults\tmeasured\telections\tleader elected\twrites restored\twrite outage\tcaught up")
+	for _, st := range FaultStatsOf(r) {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", st.Action, st.Faults, st.Measured, st.Elections,
+			st.LeaderElected.Text(), st.WriteRestored.Text(), st.OutageWrite.Text(), st.CaughtUp.Text())
+	}
+	tw.Flush()
+	var worst []FaultRecord
+	var bad int
+	for _, f := range r.Faults {
+		switch {
+		case f.Skipped != "" || f.Error != "":
+			bad++
+		case f.OutageWriteMs != nil:
+			worst = append(worst, f)
+		}
+	}
+	sort.SliceStable(worst, func(i, j int) bool { return *worst[i].OutageWriteMs > *worst[j].OutageWriteMs })
+	if len(worst) > 5 {
+		worst = worst[:5]
+	}
+	if len(worst) > 0 {
+		fmt.Fprintln(b, "the longest write outages")
+		for _, f := range worst {
+			fmt.Fprintf(tw, "  #%d %s %s\tat %.1fs\twrite outage %s\n", f.Index, f.Action, strings.Join(f.Members, ","), f.AtS, msText(f.OutageWriteMs))
+		}
+		tw.Flush()
+	}
+	if bad > 0 {
+		fmt.Fprintln(b, "not measured")
+		for _, f := range r.Faults {
+			if f.Skipped != "" {
+				fmt.Fprintf(tw, "  #%d %s\tat %.1fs\tskipped by the quorum guard: %s\n", f.Index, f.Action, f.AtS, f.Skipped)
+			} else if f.Error != "" {
+				fmt.Fprintf(tw, "  #%d %s\tat %.1fs\tERROR: %s\n", f.Index, f.Action, f.AtS, f.Error)
+			}
+		}
+		tw.Flush()
+	}
 }
 
 // writeVerdict writes the last line of a summary: the verdict and why.

@@ -309,7 +309,11 @@ func (sc *Scenario) Marshal() ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(sc); err != nil {
+	out := *sc
+	if sc.FaultTemplates != nil {
+		out.Faults = sc.FaultTemplates // as written: a repeating fault stays one entry
+	}
+	if err := enc.Encode(&out); err != nil {
 		return nil, fmt.Errorf("encoding the scenario: %w", err)
 	}
 	return buf.Bytes(), enc.Close()

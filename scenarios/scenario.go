@@ -11,13 +11,15 @@ import (
 
 // Scenario is one run's plan: which cluster, what load, which faults when, and which thresholds must hold.
 type Scenario struct {
-	Name        string     `yaml:"name"`
-	Description string     `yaml:"description"`
-	Seed        int64      `yaml:"seed"`
-	Cluster     Cluster    `yaml:"cluster"`
-	Workload    Workload   `yaml:"workload"`
-	Faults      []Fault    `yaml:"faults"`
-	Thresholds  Thresholds `yaml:"thresholds"`
+	Name        string   `yaml:"name"`
+	Description string   `yaml:"description"`
+	Seed        int64    `yaml:"seed"`
+	Cluster     Cluster  `yaml:"cluster"`
+	Workload    Workload `yaml:"workload"`
+	Faults      []Fault  `yaml:"faults"`
+	// FaultTemplates are the faults as the file wrote them, before repeats were expanded.
+	FaultTemplates []Fault    `yaml:"-"`
+	Thresholds     Thresholds `yaml:"thresholds"`
 	// Abort are stop conditions: when one trips, every fault heals at once and the run stops.
 	Abort Aborts `yaml:"abort,omitempty"`
 	// Workloads run beside the KV load of workload, each with its own clients and retry policy.
@@ -168,11 +170,21 @@ type Op struct {
 // Fault is one scheduled fault. A process fault names a target; a network fault chooses its links
 // with exactly one of target (every peer link of the target, both ways), isolate, groups, one-way,
 // majorities-ring or client (the links between the load generator and the target).
+//
+// A repeating fault (every) fires at start, start+every, ... while each occurrence heals by until
+// (default: the load's end); an action list picks one action per occurrence from the seed. Parse
+// expands it: Faults holds the occurrences, FaultTemplates the faults as written.
 type Fault struct {
-	At       Duration `yaml:"at"`
-	Action   string   `yaml:"action"`
-	Target   Target   `yaml:"target,omitempty"`
-	Duration Duration `yaml:"duration,omitempty"`
+	At Duration `yaml:"at,omitempty"`
+	// Action is this occurrence's action; Actions is what the file says (one action or a list).
+	Action   string     `yaml:"-"`
+	Actions  ActionList `yaml:"action"`
+	Target   Target     `yaml:"target,omitempty"`
+	Duration Duration   `yaml:"duration,omitempty"`
+
+	Every Duration `yaml:"every,omitempty"`
+	Start Duration `yaml:"start,omitempty"`
+	Until Duration `yaml:"until,omitempty"`
 
 	Isolate        Targets    `yaml:"isolate,omitempty"`
 	Groups         [][]string `yaml:"groups,omitempty"`
@@ -189,7 +201,14 @@ type Fault struct {
 	AllowQuorumLoss bool `yaml:"allow-quorum-loss,omitempty"`
 	// Line is the fault's line in the scenario file (0 when unknown).
 	Line int `yaml:"-"`
+	// Template is the index in the file of the fault this is an occurrence of; Occurrence counts
+	// from 1 for a repeating fault or an action list, and is 0 for a plain one.
+	Template   int `yaml:"-"`
+	Occurrence int `yaml:"-"`
 }
+
+// Path is the fault's field path in the scenario file: faults[N] of its template.
+func (f Fault) Path() string { return fmt.Sprintf("faults[%d]", f.Template) }
 
 // OneWay is a one-way partition or shaping: only the bytes from From to To.
 type OneWay struct {

@@ -160,7 +160,24 @@ func (v *validator) validate() {
 	v.workloads()
 	v.checks()
 
+	v.expandFaults()
 	v.validateFaults()
+	v.dedupe()
+}
+
+// dedupe drops repeated problems: each occurrence of a repeating fault is validated on its own,
+// and a problem of the fault as written would otherwise be named once per occurrence.
+func (v *validator) dedupe() {
+	seen := map[string]bool{}
+	var out Problems
+	for _, p := range v.problems {
+		k := fmt.Sprintf("%d\x00%s\x00%s", p.Line, p.Field, p.Msg)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	v.problems = out
 }
 
 func (v *validator) validateFaults() {
@@ -173,11 +190,11 @@ func (v *validator) validateFaults() {
 	remote := sc.Cluster.Provider == "remote"
 	type window struct {
 		from, to time.Duration
-		i        int
+		f        Fault
 	}
 	var windows []window
-	for i, f := range sc.Faults {
-		p := fmt.Sprintf("faults[%d]", i)
+	for _, f := range sc.Faults {
+		p := f.Path()
 		v.oneOf(p+".action", f.Action, Actions)
 		end := f.At + f.Duration
 		switch {
@@ -209,13 +226,21 @@ func (v *validator) validateFaults() {
 				v.bad(p, "%s: the quorum guard refuses it; set allow-quorum-loss: true on the fault to run it anyway", why)
 			}
 		}
-		windows = append(windows, window{f.At.D(), end.D(), i})
+		windows = append(windows, window{f.At.D(), end.D(), f})
 	}
-	sort.Slice(windows, func(a, b int) bool { return windows[a].from < windows[b].from })
+	sort.SliceStable(windows, func(a, b int) bool { return windows[a].from < windows[b].from })
 	for k := 1; k < len(windows); k++ {
 		prev, cur := windows[k-1], windows[k]
 		if cur.from < prev.to || cur.from == prev.from {
-			v.bad(fmt.Sprintf("faults[%d].at", cur.i), "overlaps faults[%d] (%s to %s); faults run one after another", prev.i, prev.from, prev.to)
+			field := ".at"
+			if cur.f.Every != 0 {
+				field = ".start"
+			}
+			what := ""
+			if cur.f.Occurrence > 0 {
+				what = fmt.Sprintf(" (occurrence %d, at %s)", cur.f.Occurrence, cur.f.At)
+			}
+			v.bad(cur.f.Path()+field, "%soverlaps %s (%s to %s); faults run one after another", strings.TrimPrefix(what+" ", " "), prev.f.OccurrenceText(), prev.from, prev.to)
 		}
 	}
 }
