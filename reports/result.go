@@ -44,11 +44,11 @@ type Result struct {
 	// LoadStartedAt is time zero of the fault schedule (the load's start, warm-up included).
 	LoadStartedAt time.Time `json:"load_started_at"`
 
-	Thresholds []ThresholdResult       `json:"thresholds"`
-	Faults     []FaultRecord           `json:"faults"`
+	Thresholds []ThresholdResult `json:"thresholds"`
+	Faults     []FaultRecord     `json:"faults"`
 	// FaultStats sums up the faults per action ("all" first when there are several): for a soak's
 	// hundreds of occurrences, count, p50, p99 and max of what they cost.
-	FaultStats []FaultStat `json:"fault_stats,omitempty"`
+	FaultStats []FaultStat             `json:"fault_stats,omitempty"`
 	Failovers  []Failover              `json:"failovers"`
 	Recoveries []Recovery              `json:"recoveries"`
 	Latency    map[string]LatencyStats `json:"latency"`
@@ -168,12 +168,12 @@ type FaultRecord struct {
 	// repeating fault (or an action list) from 1, and is absent for a plain fault.
 	Template   int      `json:"template"`
 	Occurrence int      `json:"occurrence,omitempty"`
-	Action    string   `json:"action"`
-	Target    string   `json:"target"`
-	Members   []string `json:"members"`
-	WasLeader bool     `json:"was_leader"`  // the leader when it fired was among the members
-	AtS       float64  `json:"at_s"`        // its acting call began, seconds from load start
-	HealedAtS *float64 `json:"healed_at_s"` // the heal's acting call began; nil if never healed by the run
+	Action     string   `json:"action"`
+	Target     string   `json:"target"`
+	Members    []string `json:"members"`
+	WasLeader  bool     `json:"was_leader"`  // the leader when it fired was among the members
+	AtS        float64  `json:"at_s"`        // its acting call began, seconds from load start
+	HealedAtS  *float64 `json:"healed_at_s"` // the heal's acting call began; nil if never healed by the run
 	// CallMs is how long the acting call took (a signal: microseconds; a Docker API call: more): the
 	// fault took effect within it.
 	CallMs *float64 `json:"call_ms,omitempty"`
