@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -53,6 +57,8 @@ type Cluster interface {
 	EtcdVersion() string
 	// MemberMetric reads a metric from a member's own /metrics, summed over its labelled series.
 	MemberMetric(ctx context.Context, member, name string) (float64, error)
+	// MemberMetrics reads a member's whole /metrics page (members.jsonl is scraped from it).
+	MemberMetrics(ctx context.Context, member string) (map[string]*dto.MetricFamily, error)
 	// Close stops what the harness started (members, proxies, namespaces, containers).
 	Close(ctx context.Context, grace time.Duration) error
 	// RemoveData deletes the members' data dirs, where the harness owns them.
@@ -372,19 +378,11 @@ func (c *base) ready(ctx context.Context, cli *clientv3.Client, key string) erro
 // memberMetric reads one unlabelled metric from m's own /metrics (etcd's Prometheus endpoint on
 // its client URL), over tr.
 func memberMetric(ctx context.Context, tr *http.Transport, m *member, name string) (float64, error) {
-	defer tr.CloseIdleConnections()
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, m.realURL+"/metrics", nil)
+	body, err := fetchMetrics(ctx, tr, m)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("reading the metrics of %s: %w", m.name, err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	sum, seen := 0.0, false
 	base, label, _ := strings.Cut(name, "{") // name{le="0.0001"}: only the series with that label
@@ -419,6 +417,59 @@ func memberMetric(ctx context.Context, tr *http.Transport, m *member, name strin
 	return sum, nil
 }
 
+// fetchMetrics reads m's /metrics page (at most 32 MiB, within 2s) over tr.
+func fetchMetrics(ctx context.Context, tr *http.Transport, m *member) ([]byte, error) {
+	defer tr.CloseIdleConnections()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, m.realURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading the metrics of %s: %w", m.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading the metrics of %s: HTTP %d", m.name, resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the metrics of %s: %w", m.name, err)
+	}
+	return b, nil
+}
+
+// MemberMetrics reads a member's whole /metrics page over the control path, parsed.
+func (c *base) MemberMetrics(ctx context.Context, member string) (map[string]*dto.MetricFamily, error) {
+	m := c.byName(member)
+	if m == nil {
+		return nil, fmt.Errorf("no member %s", member)
+	}
+	body, err := fetchMetrics(ctx, c.metricsTransport(), m)
+	if err != nil {
+		return nil, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the metrics of %s: %w", member, err)
+	}
+	return fams, nil
+}
+
+func (c *base) metricsTransport() *http.Transport {
+	tr := &http.Transport{}
+	if c.control != nil {
+		tr.TLSClientConfig = c.control.TLS
+		if d := c.control.Dial; d != nil {
+			tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d(ctx, addr) }
+		}
+	}
+	return tr
+}
+
 // MemberMetric reads a metric from a member's /metrics over the control path, summed over its
 // labelled series (etcd_network_peer_round_trip_time_seconds_sum has one per peer); a name with one
 // label, name{le="0.0001"}, sums only the series that have it.
@@ -427,14 +478,7 @@ func (c *base) MemberMetric(ctx context.Context, member, name string) (float64, 
 	if m == nil {
 		return 0, fmt.Errorf("no member %s", member)
 	}
-	tr := &http.Transport{}
-	if c.control != nil {
-		tr.TLSClientConfig = c.control.TLS
-		if d := c.control.Dial; d != nil {
-			tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d(ctx, addr) }
-		}
-	}
-	return memberMetric(ctx, tr, m, name)
+	return memberMetric(ctx, c.metricsTransport(), m, name)
 }
 
 func (c *base) byName(name string) *member {

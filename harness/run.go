@@ -76,6 +76,7 @@ type run struct {
 	mon     *loadgen.Monitor
 	kv      *loadgen.KV
 	safety  *loadgen.SafetyLog
+	scraper *memberScraper // nil: cluster.scrape-interval 0s
 
 	workloads []loadgen.Workload
 	outcomes  []loadgen.Outcome
@@ -295,6 +296,18 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	go func() { defer measWG.Done(); r.watcher.Run(measCtx) }()
 	go func() { defer measWG.Done(); r.prober.Run(measCtx) }()
 	defer func() { stopMeasuring(); measWG.Wait() }()
+	if every := sc.Cluster.ScrapeInterval.D(); every > 0 {
+		if r.scraper, err = r.newMemberScraper(); err != nil {
+			return failInfra(res, err)
+		}
+		defer func() {
+			if err := r.scraper.close(); err != nil {
+				r.log.Warn("members.jsonl", "err", err)
+			}
+		}()
+		measWG.Add(1)
+		go func() { defer measWG.Done(); r.scraper.run(measCtx, every) }()
+	}
 
 	if r.opts.MetricsAddr != "" {
 		lm, err := r.startMetrics(r.opts.MetricsAddr)
@@ -854,9 +867,12 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 			trends[k] = append(prev, v...)
 		}
 	}
+	if r.scraper != nil {
+		res.MemberHealth = r.scraper.health()
+	}
 	res.Thresholds = reports.Evaluate(r.sc.Thresholds, reports.Metrics{Trends: trends, Ops: sum.Ops, Failed: sum.Failed,
 		LeaderChanges: res.Leader.Changes, Throughput: sum.PerSecond, Retries: sum.Retries, ProbesSent: sent, ProbesAcked: acked,
-		FaultsMeasured: len(outage)})
+		FaultsMeasured: len(outage), Members: res.MemberHealth})
 
 	var failed []string
 	for _, t := range res.Thresholds {

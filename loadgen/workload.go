@@ -73,6 +73,8 @@ func NewWorkload(b scenarios.Block, env Env) (Workload, error) {
 		return newWatch(b, env)
 	case "kv":
 		return newKVGroup(b, env)
+	case "leak":
+		return newLeak(b, env)
 	}
 	return nil, fmt.Errorf("unknown workload kind %q", b.Kind)
 }

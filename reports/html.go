@@ -23,6 +23,8 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.3fs", *v)
 	},
 	"loadText": LoadText,
+	"bytes":    BytesText,
+	"perh":     GrowthText,
 	"pathNote": func(r *Result) string {
 		return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(PathNote(r)), "note:"))
 	},
@@ -79,6 +81,12 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{if .R.Recoveries}}<table><tr><th>fault</th><th>member</th><th>caught up</th><th>linearizable read</th></tr>
 {{range .R.Recoveries}}<tr><td>#{{.Fault}}</td><td>{{.Member}}</td><td>{{ms .CaughtUpMs}}</td><td>{{ms .ReadRestoredMs}}</td></tr>
 {{end}}</table>{{end}}{{if .Many}}</details>{{end}}{{end}}
+
+{{if .R.MemberHealth}}<h2>Members over the run</h2>
+<p class="muted">Scraped from each member's /metrics into members.jsonl; growth per hour by least squares over the scrapes after the warm-up (one intercept per process lifetime).</p>
+<table><tr><th>member</th><th>RSS (growth)</th><th>open fds (growth)</th><th>db size (growth)</th><th>WAL fsync p99 max</th><th>backend commit p99 max</th><th>scrapes</th></tr>
+{{range .R.MemberHealth}}<tr><td>{{.Member}}</td><td>{{bytes .LastRSSBytes}} ({{perh .RSSGrowthPerH true}})</td><td>{{printf "%.0f" .MaxOpenFDs}} ({{perh .FDsGrowthPerH false}})</td><td>{{bytes .MaxDBSize}} ({{perh .DBSizeGrowthPerH true}})</td><td>{{printf "%.1f" .MaxWALFsyncMs}}ms</td><td>{{printf "%.1f" .MaxCommitMs}}ms</td><td>{{.Scrapes}} ({{.Failed}} failed, {{.Restarts}} restarts)</td></tr>
+{{end}}</table>{{end}}
 
 <h2>Charts</h2>
 <p class="muted">Shaded: a fault from injection to heal. Dashed purple: a leader change. Latency is measured from each op's due time (open loop), so stalls show.</p>

@@ -361,6 +361,11 @@ func (rd *RunDir) Charts() (charts []Chart, missing []string) {
 	for _, op := range ops {
 		add(rd.spectrumChart(op))
 	}
+	if mc, err := rd.memberCharts(); err != nil {
+		missing = append(missing, err.Error())
+	} else {
+		charts = append(charts, mc...)
+	}
 	return charts, missing
 }
 

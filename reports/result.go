@@ -64,6 +64,9 @@ type Result struct {
 	Load         LoadStats             `json:"load"`
 	Leader       LeaderStats           `json:"leader"`
 	Prober       ProberStats           `json:"prober"`
+	// MemberHealth sums up each member's scrapes (members.jsonl): growth per hour of RSS, open fds
+	// and db size after the warm-up, and the largest levels seen.
+	MemberHealth []MemberHealth `json:"member_health,omitempty"`
 	// Checks are the safety checks: each passes, fails, or is unknown (never a pass).
 	Checks []Check `json:"checks"`
 	// Workloads are the workloads beside the main KV load, with what each measured.

@@ -33,6 +33,8 @@ type RunDir struct {
 	Totals  map[string]*Interval         // histograms.hlog: the whole run per op (warm-up excluded)
 	Phases  map[int]map[string]*Interval // histograms.hlog: per phase index and op
 	Members []string                     // members with a log in the folder
+	// MemberSamples are members.jsonl: each member's /metrics scraped every few seconds.
+	MemberSamples []MemberSample
 }
 
 // ReadRunDir reads a run folder. result.json is required; the other files are optional (a run that
@@ -44,6 +46,9 @@ func ReadRunDir(dir string) (*RunDir, error) {
 	}
 	rd := &RunDir{Dir: dir, Result: res, Totals: map[string]*Interval{}, Phases: map[int]map[string]*Interval{}}
 	if rd.Events, err = readEvents(filepath.Join(dir, "events.jsonl")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if rd.MemberSamples, err = ReadMembers(dir); err != nil {
 		return nil, err
 	}
 	zero := float64(res.LoadStartedAt.Unix())

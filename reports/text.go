@@ -153,6 +153,13 @@ func WriteText(w io.Writer, r *Result) error {
 	if rtt := r.Cluster.PeerRTT; rtt != nil {
 		fmt.Fprintf(&b, "peer round trip measured by etcd: mean %.1fms over %d records of its probes\n", rtt.MeanMs, rtt.Samples)
 	}
+	if len(r.MemberHealth) > 0 {
+		fmt.Fprintln(&b, "members (members.jsonl; growth per hour by least squares after the warm-up)")
+		for _, h := range r.MemberHealth {
+			fmt.Fprintf(tw, "  %s\t%s\n", h.Member, MemberHealthText(h))
+		}
+		tw.Flush()
+	}
 	fmt.Fprintf(&b, "load: %s\n", LoadText(r.Load))
 	for _, w := range r.Workloads {
 		fmt.Fprintf(&b, "workload %s (%s):", w.Name, w.Kind)
@@ -239,6 +246,25 @@ func writeFaultStats(b *strings.Builder, r *Result) {
 		}
 		tw.Flush()
 	}
+}
+
+// GrowthText is a growth per hour: "+1.2MB/h" for bytes, "+30/h" for a count.
+func GrowthText(v *float64, bytes bool) string {
+	switch {
+	case v == nil:
+		return "growth unknown"
+	case bytes:
+		return fmt.Sprintf("%+.1fMB/h", *v/1e6)
+	}
+	return fmt.Sprintf("%+.0f/h", *v)
+}
+
+// MemberHealthText is one member's summary: levels, growth per hour, scrapes.
+func MemberHealthText(h MemberHealth) string {
+	g := GrowthText
+	return fmt.Sprintf("RSS %s (%s)\tfds %.0f (%s)\tdb %s (%s)\twal fsync p99 max %.1fms\t%d scrapes, %d failed, %d restarts, fitted %d over %.0fs",
+		BytesText(h.LastRSSBytes), g(h.RSSGrowthPerH, true), h.MaxOpenFDs, g(h.FDsGrowthPerH, false), BytesText(h.MaxDBSize), g(h.DBSizeGrowthPerH, true),
+		h.MaxWALFsyncMs, h.Scrapes, h.Failed, h.Restarts, h.Fitted, h.SpanS)
 }
 
 // writeVerdict writes the last line of a summary: the verdict and why.

@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,8 @@ type Metrics struct {
 	ProbesAcked   int64
 	// FaultsMeasured is how many faults were watched for what they cost (elections, outages).
 	FaultsMeasured int
+	// Members are the members' scrapes summed up (member.* metrics).
+	Members []MemberHealth
 }
 
 // Threshold statuses.
@@ -131,8 +134,47 @@ func observe(th scenarios.Threshold, m Metrics) (float64, string, bool) {
 			v = s.Mean()
 		}
 		return v, fmt.Sprintf("%.1f ops/s", v), true
+	case scenarios.Member:
+		return observeMember(th, m.Members)
 	}
 	return 0, "unknown metric", false
+}
+
+// observeMember aggregates a member metric over the members that have a value: the largest, the
+// smallest or the mean. A growth needs 3 scrapes after the warm-up; with none, "no samples" fails.
+func observeMember(th scenarios.Threshold, members []MemberHealth) (float64, string, bool) {
+	var vals Samples
+	var names []string
+	fitted := 0
+	for _, h := range members {
+		fitted += h.Fitted
+		if v, ok := memberValue(th.Metric, th.PerHour, h); ok {
+			vals, names = append(vals, v), append(names, h.Member)
+		}
+	}
+	if len(vals) == 0 {
+		return 0, fmt.Sprintf("no samples (%d scrapes after the warm-up; a growth needs 3 of a member)", fitted), false
+	}
+	var v float64
+	who := ""
+	switch th.Agg {
+	case "min":
+		v = vals.Min()
+		who = names[slices.Index(vals, v)]
+	case "avg":
+		v, who = vals.Mean(), fmt.Sprintf("mean of %d members", len(vals))
+	default:
+		v = vals.Max()
+		who = names[slices.Index(vals, v)]
+	}
+	text := fmt.Sprintf("%.0f", v)
+	if th.IsBytes {
+		text = BytesText(v)
+	}
+	if th.PerHour {
+		text += "/h"
+	}
+	return v, fmt.Sprintf("%s (%s)", text, who), true
 }
 
 // FormatDuration prints a duration with 3 significant digits in a readable unit.

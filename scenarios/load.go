@@ -224,6 +224,7 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	}
 	def("cluster.subnet", func() { c.Subnet = "198.18.0.0/15" })
 	def("cluster.ready-timeout", func() { c.ReadyTimeout = Duration(30 * time.Second) })
+	def("cluster.scrape-interval", func() { c.ScrapeInterval = Duration(10 * time.Second) })
 	w := &sc.Workload
 	def("workload.duration", func() { w.Duration = Duration(30 * time.Second) })
 	def("workload.warmup", func() { w.Warmup = Duration(2 * time.Second) })
@@ -249,7 +250,9 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 			}
 		})
 		seen[b.Kind]++
-		def(p+"clients", func() { b.Clients = map[string]int{"lease": 4, "lock": 4, "election": 3, "watch": 4, "kv": 8}[b.Kind] })
+		def(p+"clients", func() {
+			b.Clients = map[string]int{"lease": 4, "lock": 4, "election": 3, "watch": 4, "kv": 8, "leak": 1}[b.Kind]
+		})
 		def(p+"timeout", func() { b.Timeout = Duration(time.Second) })
 		retryDefaults(def, p+"retry", &b.Retry)
 		switch b.Kind {
@@ -267,6 +270,9 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 		case "watch":
 			def(p+"prefixes", func() { b.Prefixes = 2 })
 			def(p+"rate", func() { b.Rate = 100 })
+		case "leak":
+			def(p+"leaks", func() { b.Leaks = "connections" })
+			def(p+"rate", func() { b.Rate = 10 })
 		case "kv":
 			def(p+"connections", func() { b.Connections = min(max(b.Clients, 1), 8) })
 			def(p+"mix", func() { b.Mix = []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}} })

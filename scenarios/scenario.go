@@ -48,6 +48,9 @@ type Cluster struct {
 	// PeerDelay is a standing condition on every peer link for the whole run, so a cluster on one
 	// machine behaves like one across zones; faults add to it and heal back to it.
 	PeerDelay PeerDelay `yaml:"peer-delay,omitempty"`
+	// ScrapeInterval is how often each member's /metrics is scraped into members.jsonl (RSS, fds,
+	// db size, fsync, ...): 10s by default; 0s turns it off.
+	ScrapeInterval Duration `yaml:"scrape-interval"`
 	// Endpoints, TLS and Auth reach a cluster the team already runs (provider: remote).
 	Endpoints []string `yaml:"endpoints,omitempty"`
 	TLS       TLS      `yaml:"tls,omitempty"`
@@ -137,6 +140,8 @@ type Block struct {
 	// kv
 	Connections int  `yaml:"connections,omitempty"`
 	Mix         []Op `yaml:"mix,omitempty"`
+	// leak: what it leaks, rate per second (connections, watchers or leases)
+	Leaks string `yaml:"leaks,omitempty"`
 }
 
 // Checks configures the safety checks.
@@ -220,7 +225,9 @@ type OneWay struct {
 var (
 	Providers = []string{"local", "container", "remote"}
 	// WorkloadKinds are the kinds of workload blocks.
-	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv"}
+	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv", "leak"}
+	// Leaks are what a leak workload leaks on purpose (a negative control for member.* thresholds).
+	Leaks = []string{"connections", "watchers", "leases"}
 	// MetricOps are the ops with a latency.<op> metric: the KV ops and the other workloads' ops.
 	MetricOps = []string{"put", "get", "delete", "txn", "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch"}
 	// RetryClasses are the error classes a retry policy can name.

@@ -22,7 +22,14 @@ const (
 	Counter
 	// Gauge metrics are plain numbers with avg, min, max (throughput in ops/s, retries in attempts per op).
 	Gauge
+	// Member metrics are read from the members' own /metrics (members.jsonl), one value per member,
+	// aggregated over the members with max, min or avg: a growth per hour (least squares over the
+	// run after the warm-up) or, for member.db_size without /h, the largest size seen.
+	Member
 )
+
+// MemberMetrics are the member metric names.
+var MemberMetrics = []string{"member.rss_growth", "member.fds_growth", "member.db_size"}
 
 // Aggregations valid for each metric kind.
 var aggregations = map[MetricKind][]string{
@@ -30,6 +37,7 @@ var aggregations = map[MetricKind][]string{
 	Rate:    {"rate", "count"},
 	Counter: {"count"},
 	Gauge:   {"avg", "min", "max"},
+	Member:  {"max", "min", "avg"},
 }
 
 // MetricKindOf returns the kind of a threshold metric name, or 0 if the name is not a metric.
@@ -44,6 +52,8 @@ func MetricKindOf(name string) MetricKind {
 		return Counter
 	case "throughput":
 		return Gauge
+	case "member.rss_growth", "member.fds_growth", "member.db_size":
+		return Member
 	}
 	if op, ok := strings.CutPrefix(name, "latency."); ok && (contains(MetricOps, op) || op == "all") {
 		return Trend
@@ -65,7 +75,7 @@ func MetricNames() []string {
 	for _, op := range append(append([]string{}, MetricOps...), "all") {
 		names = append(names, "retries."+op)
 	}
-	return names
+	return append(names, MemberMetrics...)
 }
 
 // Threshold is one condition on one metric, in k6's grammar: "p(99) < 50ms", "max < 3s", "rate < 0.01".
@@ -75,9 +85,13 @@ type Threshold struct {
 	Agg        string  // p, avg, med, min, max, rate, count
 	Percentile float64 // for Agg == "p"
 	Op         string  // <, <=, >, >=, ==, !=
-	Value      float64 // nanoseconds for a duration, else the number
+	Value      float64 // nanoseconds for a duration, bytes for a size, else the number
 	IsDuration bool
-	Line       int
+	// PerHour marks a growth: member.rss_growth and member.fds_growth always, member.db_size when
+	// its value ends in /h ("max < 50MB/h"); IsBytes a value in bytes.
+	PerHour bool
+	IsBytes bool
+	Line    int
 }
 
 // Thresholds keeps the order they were written in.
@@ -123,6 +137,9 @@ func ParseThreshold(metric, expr string) (Threshold, error) {
 		t.Value, t.IsDuration = float64(d), true
 		return t, nil
 	}
+	if kind == Member {
+		return parseMemberValue(t, expr, raw)
+	}
 	f, err := strconv.ParseFloat(strings.TrimSuffix(raw, "%"), 64)
 	if err != nil {
 		return Threshold{}, fmt.Errorf("%q: %q is not a number", expr, raw)
@@ -131,6 +148,40 @@ func ParseThreshold(metric, expr string) (Threshold, error) {
 		f /= 100
 	}
 	t.Value = f
+	return t, nil
+}
+
+var byteUnits = []struct {
+	suffix string
+	factor float64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+// parseMemberValue reads a member metric's value: bytes (50MB, 2GiB, 1e6) for rss and db size,
+// a count for open fds, with /h for a growth per hour (optional where the metric is a growth).
+func parseMemberValue(t Threshold, expr, raw string) (Threshold, error) {
+	num, perHour := strings.CutSuffix(raw, "/h")
+	switch t.Metric {
+	case "member.rss_growth", "member.fds_growth":
+		t.PerHour = true
+	default:
+		t.PerHour = perHour
+	}
+	example := map[string]string{"member.rss_growth": "50MB/h", "member.fds_growth": "100/h", "member.db_size": "2GB, or 100MB/h for its growth"}[t.Metric]
+	t.IsBytes = t.Metric != "member.fds_growth"
+	factor := 1.0
+	if t.IsBytes {
+		for _, u := range byteUnits {
+			if n, ok := strings.CutSuffix(num, u.suffix); ok {
+				num, factor = n, u.factor
+				break
+			}
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return Threshold{}, fmt.Errorf("%q: %q is not a value such as %s (units B, KB, MB, GB, KiB, MiB, GiB)", expr, raw, example)
+	}
+	t.Value = f * factor
 	return t, nil
 }
 

@@ -96,6 +96,14 @@ func (v *validator) validate() {
 	if c.ReadyTimeout <= 0 {
 		v.bad("cluster.ready-timeout", "must be more than 0")
 	}
+	if si := c.ScrapeInterval; si != 0 && si < Duration(500*time.Millisecond) {
+		v.bad("cluster.scrape-interval", "%s: valid: 0s (off) or 500ms and more", si)
+	}
+	for _, t := range sc.Thresholds {
+		if contains(MemberMetrics, t.Metric) && c.ScrapeInterval == 0 {
+			v.add(t.Line, "thresholds."+t.Metric, "needs the members scraped: cluster.scrape-interval is 0s (off)")
+		}
+	}
 	if c.EtcdBinary != "" {
 		if st, err := os.Stat(c.EtcdBinary); err != nil {
 			v.bad("cluster.etcd-binary", "cannot use %q: %v", c.EtcdBinary, err)
@@ -483,6 +491,7 @@ var blockFields = map[string][]string{
 	"election": {"hold", "session-ttl"},
 	"watch":    {"rate", "prefixes"},
 	"kv":       {"rate", "connections", "mix"},
+	"leak":     {"rate", "leaks"},
 }
 
 func (v *validator) workloads() {
@@ -497,7 +506,7 @@ func (v *validator) workloads() {
 			v.bad(p+".name", "%q is also workloads[%d]'s name; names must differ", b.Name, prev)
 		}
 		names[b.Name] = i
-		for _, f := range []string{"rate", "ttl", "keys", "locks", "hold", "session-ttl", "prefixes", "connections", "mix"} {
+		for _, f := range []string{"rate", "ttl", "keys", "locks", "hold", "session-ttl", "prefixes", "connections", "mix", "leaks"} {
 			if _, given := v.present[p+"."+f]; given && !contains(blockFields[b.Kind], f) {
 				v.bad(p+"."+f, "does not apply to a %s workload; it takes %s", b.Kind, strings.Join(blockFields[b.Kind], ", "))
 			}
@@ -539,6 +548,14 @@ func (v *validator) workloads() {
 			}
 			if b.Rate <= 0 {
 				v.bad(p+".rate", "a watch workload needs a rate (writes per second to the watched prefixes)")
+			}
+		case "leak":
+			v.oneOf(p+".leaks", b.Leaks, Leaks)
+			if b.Rate <= 0 || b.Rate > 1000 {
+				v.bad(p+".rate", "%v: valid: more than 0, up to 1000 (things leaked per second)", b.Rate)
+			}
+			if b.Clients != 1 {
+				v.bad(p+".clients", "%d: a leak workload has one client per member; leave clients out", b.Clients)
 			}
 		case "kv":
 			if b.Connections < 1 || b.Connections > b.Clients {
