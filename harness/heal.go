@@ -23,6 +23,24 @@ type HealReport struct {
 	Removed  []string             // network namespaces, containers, networks and volumes removed
 }
 
+// harnessAlive says whether the run's harness still runs (a reused PID runs something else).
+func harnessAlive(cf ClusterFile) bool {
+	return alive(cf.HarnessPID) && cf.HarnessPID != os.Getpid() && strings.Contains(cmdline(cf.HarnessPID), "chaos")
+}
+
+// RunningHarness is the PID of a run folder's harness while it still runs, else 0.
+func RunningHarness(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		return 0
+	}
+	var cf ClusterFile
+	if json.Unmarshal(b, &cf) != nil || !harnessAlive(cf) {
+		return 0
+	}
+	return cf.HarnessPID
+}
+
 // ErrHarnessAlive is returned by Heal when the run's harness still runs (it heals its own faults).
 var ErrHarnessAlive = fmt.Errorf("the harness of this run is still running")
 
@@ -43,7 +61,7 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 	if err := json.Unmarshal(b, &cf); err != nil {
 		return nil, fmt.Errorf("reading %s/cluster.json: %w", dir, err)
 	}
-	if alive(cf.HarnessPID) && cf.HarnessPID != os.Getpid() && strings.Contains(cmdline(cf.HarnessPID), "chaos") && !force {
+	if harnessAlive(cf) && !force {
 		return nil, fmt.Errorf("%w (pid %d); stop it with Ctrl-C, or pass --force", ErrHarnessAlive, cf.HarnessPID)
 	}
 	rep := &HealReport{}

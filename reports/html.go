@@ -35,7 +35,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:3px}
 .verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}
-.pass{background:#2e7d32}.fail{background:#c62828}.error,.interrupted,.aborted{background:#ef6c00}
+.pass{background:#2e7d32}.fail{background:#c62828}.error,.interrupted,.aborted,.partial{background:#ef6c00}
 table{border-collapse:collapse;margin:6px 0 10px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-variant-numeric:tabular-nums}
 th{background:#f5f5f5} td.ok{color:#2e7d32;font-weight:600} td.bad{color:#c62828;font-weight:600} td.unk{color:#ef6c00;font-weight:600}
 figure.chart{margin:10px 0 18px} figure.chart svg{display:block;width:100%;height:auto;background:#fff}
@@ -151,6 +151,19 @@ func WriteReports(dir string) error {
 	if err != nil {
 		return err
 	}
+	return writeReports(dir, rd)
+}
+
+// WriteReportsOf writes the reports of a run folder for a result given (a partial one).
+func WriteReportsOf(dir string, res *Result) error {
+	rd, err := ReadRunDirOf(dir, res)
+	if err != nil {
+		return err
+	}
+	return writeReports(dir, rd)
+}
+
+func writeReports(dir string, rd *RunDir) error {
 	var errs []error
 	for _, out := range []struct {
 		name  string

@@ -113,7 +113,7 @@ func WriteJUnit(w io.Writer, r *Result) error {
 			Failure: &junitProblem{Message: "aborted: " + r.Reason, Type: "aborted", Text: r.Reason}})
 		s.Failures++
 	}
-	if r.Verdict == VerdictError || r.Verdict == VerdictInterrupted {
+	if r.Verdict == VerdictError || r.Verdict == VerdictInterrupted || r.Verdict == VerdictPartial {
 		s.Cases = append(s.Cases, junitCase{Name: "run", Classname: class, Time: s.Time,
 			Error: &junitProblem{Message: r.Verdict + ": " + r.Reason, Type: r.Verdict, Text: r.Reason}})
 		s.Errors++

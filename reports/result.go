@@ -33,6 +33,9 @@ type Result struct {
 	Passed      bool      `json:"passed"`
 	Verdict     string    `json:"verdict"`
 	Reason      string    `json:"reason,omitempty"`
+	// Partial marks a result rebuilt by chaos report from a run whose harness died before it
+	// wrote result.json (verdict "partial"): what was on disk, up to where it stopped.
+	Partial bool `json:"partial,omitempty"`
 	StartedAt   time.Time `json:"started_at"`
 	EndedAt     time.Time `json:"ended_at"`
 	Cluster     Cluster   `json:"cluster"`

@@ -44,8 +44,16 @@ func ReadRunDir(dir string) (*RunDir, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ReadRunDirOf(dir, res)
+}
+
+// ReadRunDirOf reads a run folder's raw files beside a result given (a partial one, rebuilt
+// while its run still goes, is never written to the folder's result.json).
+func ReadRunDirOf(dir string, res *Result) (*RunDir, error) {
+	var err error
 	rd := &RunDir{Dir: dir, Result: res, Totals: map[string]*Interval{}, Phases: map[int]map[string]*Interval{}}
-	if rd.Events, err = readEvents(filepath.Join(dir, "events.jsonl")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// A killed harness may leave events.jsonl's last line cut short: a partial run reads up to it.
+	if rd.Events, err = readEvents(filepath.Join(dir, "events.jsonl")); err != nil && !errors.Is(err, fs.ErrNotExist) && !res.Partial {
 		return nil, err
 	}
 	if rd.MemberSamples, err = ReadMembers(dir); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -416,10 +417,31 @@ containers and namespaces, and closes the ledger. DIR may also be a sweep folder
 func reportCmd(stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "report DIR",
-		Short: "Rebuild summary.txt, summary.md, junit.xml and report.html from a run folder's raw files",
+		Short: "Rebuild summary.txt, summary.md, junit.xml and report.html from a run folder's raw files (a killed run's too, marked partial)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := reports.ReadResult(args[0]); err != nil {
+			if _, err := reports.ReadResult(args[0]); errors.Is(err, fs.ErrNotExist) {
+				// The harness died before result.json: rebuild what its appended files hold.
+				// While the run still goes, the reports show it so far and result.json is left to it.
+				live := harness.RunningHarness(args[0])
+				res, perr := reports.PartialResult(args[0], live)
+				if perr != nil {
+					return badInput(fmt.Errorf("%s is not a run folder: %w", args[0], perr))
+				}
+				fmt.Fprintf(stderr, "%s: %s\n", args[0], res.Reason)
+				if live == 0 {
+					if werr := res.WriteJSON(args[0]); werr != nil {
+						return &exitError{exitInfra, werr}
+					}
+				} else if werr := reports.WriteReportsOf(args[0], res); werr != nil {
+					return &exitError{exitInfra, werr}
+				} else {
+					for _, f := range []string{"summary.txt", "summary.md", "junit.xml", "report.html"} {
+						fmt.Fprintln(stdout, filepath.Join(args[0], f))
+					}
+					return nil
+				}
+			} else if err != nil {
 				return badInput(fmt.Errorf("%s is not a run folder: %w", args[0], err))
 			}
 			if err := reports.WriteReports(args[0]); err != nil {
