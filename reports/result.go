@@ -25,20 +25,20 @@ const (
 
 // Result is the whole verdict of one run, written as result.json.
 type Result struct {
-	Version     int       `json:"version"`
-	Scenario    string    `json:"scenario"`
-	Description string    `json:"description,omitempty"`
-	File        string    `json:"file"`
-	Seed        int64     `json:"seed"`
-	Passed      bool      `json:"passed"`
-	Verdict     string    `json:"verdict"`
-	Reason      string    `json:"reason,omitempty"`
+	Version     int    `json:"version"`
+	Scenario    string `json:"scenario"`
+	Description string `json:"description,omitempty"`
+	File        string `json:"file"`
+	Seed        int64  `json:"seed"`
+	Passed      bool   `json:"passed"`
+	Verdict     string `json:"verdict"`
+	Reason      string `json:"reason,omitempty"`
 	// Partial marks a result rebuilt by chaos report from a run whose harness died before it
 	// wrote result.json (verdict "partial"): what was on disk, up to where it stopped.
-	Partial bool `json:"partial,omitempty"`
-	StartedAt   time.Time `json:"started_at"`
-	EndedAt     time.Time `json:"ended_at"`
-	Cluster     Cluster   `json:"cluster"`
+	Partial   bool      `json:"partial,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+	Cluster   Cluster   `json:"cluster"`
 	// RunID names the run; KeyPrefix is where it wrote ("chaos/<run id>/").
 	RunID     string `json:"run_id,omitempty"`
 	KeyPrefix string `json:"key_prefix,omitempty"`
