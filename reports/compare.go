@@ -91,6 +91,40 @@ func runMetrics(r *Result) (map[string]float64, map[string]metric) {
 			put(m.name, v, metric{unit: "ms", lowerBetter: true, floor: m.floor, electionNoise: m.noise})
 		}
 	}
+	// A soak's hundreds of failovers: its maximum is one outlier; the median and p99 say more.
+	if len(r.Faults) > ManyFaults {
+		for _, m := range []struct {
+			name string
+			vs   []*float64
+		}{{"failover.write_restored", restored}, {"outage.write", outage}} {
+			if len(m.vs) == 0 {
+				continue
+			}
+			var s Samples
+			for _, v := range m.vs {
+				if v == nil {
+					s = append(s, math.Inf(1))
+				} else {
+					s = append(s, *v)
+				}
+			}
+			// The median of 30 elections or more is not one draw: its noise is the runs' spread.
+			put(m.name+" p50", s.Quantile(50), metric{unit: "ms", lowerBetter: true, floor: 1, electionNoise: len(s) < 30})
+			put(m.name+" p99", s.Quantile(99), metric{unit: "ms", lowerBetter: true, floor: 1, electionNoise: true})
+		}
+	}
+	// Member growth is held by thresholds; a comparison shows it beside the rest.
+	var rss, fds float64
+	grown := false
+	for _, h := range r.MemberHealth {
+		if h.RSSGrowthPerH != nil && h.FDsGrowthPerH != nil {
+			rss, fds, grown = math.Max(rss, *h.RSSGrowthPerH/1e6), math.Max(fds, *h.FDsGrowthPerH), true
+		}
+	}
+	if grown {
+		put("member.rss_growth max", rss, metric{unit: "MB/h", info: true})
+		put("member.fds_growth max", fds, metric{unit: "/h", info: true})
+	}
 	for op, s := range r.Latency {
 		if op == "failed" || s.Count == 0 {
 			continue
@@ -224,6 +258,36 @@ func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
 			}
 		case shift > allowed:
 			d.Why = "worse, but the runs overlap: within the noise"
+		}
+		return
+	}
+	if len(b) >= 3 && len(n) == 1 {
+		// A history of runs against one new run: the history's own spread is the noise. The new
+		// run regresses when it is worse than every baseline run, by more than the tolerance.
+		worst := slices.Max(b)
+		if !k.lowerBetter {
+			worst = slices.Min(b)
+		}
+		d.Allowed = worse(d.Base, worst) + allowed
+		// One new run is one draw of an election's randomized timeouts: beyond the history, a
+		// metric they move must also be worse than the median by 3 election timeouts.
+		noise := 0.0
+		if k.electionNoise {
+			noise = 3 * et
+			d.Allowed = math.Max(d.Allowed, noise)
+		}
+		beyond := worse(worst, d.New)
+		switch {
+		case beyond > allowed && shift > noise:
+			d.Regression = true
+			d.Why = fmt.Sprintf("worse than every one of the %d baseline runs, by %s beyond the worst of them (more than the tolerance)", len(b), fmtVal(beyond, d.Unit))
+			if noise > 0 {
+				d.Why += fmt.Sprintf(", and more than 3 election timeouts (%s) beyond their median", fmtVal(noise, "ms"))
+			}
+		case beyond > allowed:
+			d.Why = fmt.Sprintf("worse than every baseline run, but within what one election's randomized timeouts move one run (3x the election timeout, %s)", fmtVal(noise, "ms"))
+		case shift > allowed:
+			d.Why = fmt.Sprintf("worse than the median, within the %d baseline runs' own spread", len(b))
 		}
 		return
 	}
@@ -399,7 +463,9 @@ func WriteCompare(w io.Writer, base, cur []*Result, ds []Delta, tol float64) err
 		return fmt.Sprintf("%s (%d runs, medians)", rs[0].Scenario, len(rs))
 	}
 	fmt.Fprintf(&b, "baseline %s vs new %s, tolerance %.0f%%\n", side(base), side(cur), tol*100)
-	if len(base) < 3 || len(cur) < 3 {
+	if len(base) >= 3 && len(cur) == 1 {
+		fmt.Fprintf(&b, "note: one new run against %d baseline runs: a metric regresses when the new run is worse than every baseline run by more than the tolerance (and, where one election's timeouts move it, by 3 election timeouts beyond their median)\n", len(base))
+	} else if len(base) < 3 || len(cur) < 3 {
 		fmt.Fprintf(&b, "note: %d baseline and %d new runs: with fewer than 3 a side, noisy metrics are judged against the election timeout (3x it with one run a side), not a distribution (chaos run --repeat 3 gives one)\n",
 			len(base), len(cur))
 	}

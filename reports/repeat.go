@@ -28,6 +28,67 @@ type Aggregate struct {
 	Max    float64   `json:"max"`
 }
 
+// ReadHistory gathers the baseline of a nightly job: every run under the paths (a run folder, a
+// --repeat folder, or a folder of run folders, one level down), keeping only the runs of the
+// scenario that passed (a failed or partial night is no baseline), the last n by start time.
+// It says what it left out.
+func ReadHistory(paths []string, scenario string, n int) (runs []*Result, left string, err error) {
+	var all []*Result
+	failed, other := 0, 0
+	for _, p := range paths {
+		rs, rerr := ReadRuns(p)
+		if rerr != nil {
+			entries, derr := os.ReadDir(p)
+			if derr != nil {
+				return nil, "", fmt.Errorf("%s: %w", p, rerr)
+			}
+			found := false
+			for _, e := range entries {
+				if !e.IsDir() {
+					continue
+				}
+				sub, serr := ReadRuns(filepath.Join(p, e.Name()))
+				if serr != nil {
+					continue // not a run folder: a history folder may hold other things
+				}
+				found = true
+				rs = append(rs, sub...)
+			}
+			if !found {
+				return nil, "", fmt.Errorf("%s: neither a run folder nor a folder of run folders: %w", p, rerr)
+			}
+		}
+		all = append(all, rs...)
+	}
+	for _, r := range all {
+		switch {
+		case r.Scenario != scenario:
+			other++
+		case !r.Passed:
+			failed++
+		default:
+			runs = append(runs, r)
+		}
+	}
+	slices.SortStableFunc(runs, func(a, b *Result) int { return a.StartedAt.Compare(b.StartedAt) })
+	older := 0
+	if n > 0 && len(runs) > n {
+		older = len(runs) - n
+		runs = runs[older:]
+	}
+	var parts []string
+	if failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d that did not pass", failed))
+	}
+	if other > 0 {
+		parts = append(parts, fmt.Sprintf("%d of other scenarios", other))
+	}
+	if older > 0 {
+		parts = append(parts, fmt.Sprintf("%d older than the last %d", older, n))
+	}
+	return runs, strings.Join(parts, ", "), nil
+}
+
 // ReadRuns reads what a path holds for comparison: a run folder or its result.json (one run), or a
 // --repeat folder (each of its runs).
 func ReadRuns(path string) ([]*Result, error) {

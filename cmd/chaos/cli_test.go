@@ -649,3 +649,42 @@ thresholds:
 		t.Errorf("different scenarios: exit %d, %s", code, stderr)
 	}
 }
+
+// A nightly job compares its run with the passing runs of its history folder.
+func TestCompareWithHistory(t *testing.T) {
+	hist := t.TempDir()
+	for i := 0; i < 3; i++ {
+		dir := copyFixture(t)
+		res, err := reports.ReadResult(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.StartedAt = res.StartedAt.Add(time.Duration(i) * 24 * time.Hour)
+		res.Passed, res.Verdict = true, reports.VerdictPass // the fixture's own run failed a threshold
+		if err := res.WriteJSON(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir, filepath.Join(hist, fmt.Sprintf("night-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tonight := copyFixture(t)
+	code, stdout, stderr := chaos(t, "compare", "--history", hist, tonight)
+	if code != 0 || !strings.Contains(stdout, "history: 3 passing runs") || !strings.Contains(stdout, "no regression") {
+		t.Fatalf("compare with a history of the same night: exit %d\n%s%s", code, stdout, stderr)
+	}
+	res, _ := reports.ReadResult(tonight)
+	res.Throughput.Avg /= 2
+	if err := res.WriteJSON(tonight); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, _ := chaos(t, "compare", "--history", hist, "--last", "2", tonight); code != 1 || !strings.Contains(stdout, "throughput avg") || !strings.Contains(stdout, "REGRESSION") {
+		t.Errorf("half the throughput of every night: exit %d\n%s", code, stdout)
+	}
+	if code, _, stderr := chaos(t, "compare", "--history", t.TempDir(), tonight); code != 2 || !strings.Contains(stderr, "neither a run folder nor a folder of run folders") {
+		t.Errorf("an empty history: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := chaos(t, "compare", "--history", hist, tonight, tonight); code != 2 || !strings.Contains(stderr, "one NEW run") {
+		t.Errorf("two runs with --history: exit %d, %s", code, stderr)
+	}
+}

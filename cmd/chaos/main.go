@@ -473,8 +473,10 @@ func parseTolerance(s string) (float64, error) {
 
 func compareCmd(stdout io.Writer) *cobra.Command {
 	var tolerance string
+	var history []string
+	var last int
 	c := &cobra.Command{
-		Use:   "compare BASE NEW",
+		Use:   "compare BASE NEW | compare --history DIR [--history DIR ...] NEW",
 		Short: "Compare runs with baseline runs; exit 1 on a regression beyond the noise and the tolerance",
 		Long: "Compares failover, outage and recovery times, p99 latency per op, throughput, error rate and availability.\n" +
 			"BASE and NEW are run folders (or their result.json) or chaos run --repeat folders (every run in them).\n" +
@@ -482,17 +484,49 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 			"every new run worse with fewer than 3) and the median is worse by more than the tolerance, the noise floor\n" +
 			"(1ms, 1 op/s, 0.1%) and the baseline's own spread. With one run a side, metrics that one election's\n" +
 			"randomized timeout moves must also be worse by more than the election timeout. A metric that disappeared\n" +
-			"is a regression. Runs of different scenarios are refused (exit 2).",
-		Args: cobra.ExactArgs(2),
+			"is a regression. Runs of different scenarios are refused (exit 2).\n\n" +
+			"--history compares NEW with the last --last runs that passed under each DIR (a run folder, a --repeat\n" +
+			"folder or a folder of run folders), of NEW's scenario: the nightly job's baseline. With 3 or more of them\n" +
+			"against one new run, a metric regresses when the new run is worse than every baseline run by more than the\n" +
+			"tolerance. No passing run to compare with is exit 2.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(history) > 0 {
+				if len(args) != 1 {
+					return fmt.Errorf("with --history, give one NEW run (got %d arguments)", len(args))
+				}
+				return nil
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tol, err := parseTolerance(tolerance)
 			if err != nil {
 				return badInput(err)
 			}
+			if last < 1 {
+				return badInput(fmt.Errorf("--last %d: valid: 1 or more runs", last))
+			}
 			var rs [2][]*reports.Result
-			for i, a := range args {
-				if rs[i], err = reports.ReadRuns(a); err != nil {
-					return badInput(fmt.Errorf("%s: %w", a, err))
+			if len(history) > 0 {
+				if rs[1], err = reports.ReadRuns(args[0]); err != nil {
+					return badInput(fmt.Errorf("%s: %w", args[0], err))
+				}
+				var left string
+				if rs[0], left, err = reports.ReadHistory(history, rs[1][0].Scenario, last); err != nil {
+					return badInput(err)
+				}
+				if left != "" {
+					left = " (left out: " + left + ")"
+				}
+				if len(rs[0]) == 0 {
+					return badInput(fmt.Errorf("no passing run of %s in %s to compare with%s", rs[1][0].Scenario, strings.Join(history, ", "), left))
+				}
+				fmt.Fprintf(stdout, "history: %d passing runs of %s%s\n", len(rs[0]), rs[1][0].Scenario, left)
+			} else {
+				for i, a := range args {
+					if rs[i], err = reports.ReadRuns(a); err != nil {
+						return badInput(fmt.Errorf("%s: %w", a, err))
+					}
 				}
 			}
 			ds, err := reports.Compare(rs[0], rs[1], tol)
@@ -509,6 +543,8 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&tolerance, "tolerance", "10%", "how much worse a metric may be before it counts as a regression")
+	c.Flags().StringArrayVar(&history, "history", nil, "compare with the passing runs under this folder (repeatable): a nightly job's past runs")
+	c.Flags().IntVar(&last, "last", 10, "with --history, the newest passing runs to compare with")
 	return c
 }
 
