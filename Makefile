@@ -4,7 +4,7 @@ BIN     := bin/chaos
 # Cluster tests time failovers: run packages one at a time so they do not compete for the 2 cores.
 TESTFLAGS ?= -p 1 -count=1 -timeout 18m
 
-.PHONY: build run test test-long bench vet deps clean
+.PHONY: build run test test-long bench vet deps clean soak-nightly
 
 # Statically linked (CGO_ENABLED=0): provider container runs the same binary FROM scratch.
 build:
@@ -43,6 +43,12 @@ test-long: build
 	for s in $$(./$(BIN) list | cut -d' ' -f1); do \
 		./$(BIN) run $$s --out results/test-long-$$s || exit $$?; \
 	done
+
+# The nightly soak flow: a 30-minute soak of repeating faults, compared with the last passing
+# nights in soak-history/ (chaos compare --history), kept there when it passes. DURATION=5m for a
+# quick look; HISTORY, LAST, SEED and SCENARIO as in scripts/soak-nightly.sh.
+soak-nightly: build
+	CHAOS=./$(BIN) ./scripts/soak-nightly.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -count 3 ./loadgen

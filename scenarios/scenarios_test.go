@@ -12,7 +12,7 @@ func TestBuiltinsParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"client-delay", "election-failover", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "lease-churn",
-		"lock-contention", "lock-pause", "one-way-leader", "partition-leader", "partition-minority", "rolling-restart", "slow-follower", "slow-leader", "watch-under-kill"}
+		"lock-contention", "lock-pause", "one-way-leader", "partition-leader", "partition-minority", "rolling-restart", "slow-follower", "slow-leader", "soak", "watch-under-kill"}
 	var got []string
 	for _, b := range list {
 		got = append(got, b.Name)
