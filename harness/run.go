@@ -59,6 +59,10 @@ type faultRun struct {
 	injAt    time.Time         // when the fault's acting call began (zero: it never ran)
 	healAt   time.Time         // when the heal's acting call began
 	recov    []reports.Recovery
+	// result is what the fault cost, taken once its window ended (settleFaults): from then on its
+	// tracker is no longer fed and keeps nothing.
+	result    *loadgen.FailoverResult
+	windowEnd time.Time
 }
 
 type run struct {
@@ -268,6 +272,15 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.events.SetZero(r.loadStart)
 	r.rec = loadgen.NewRecorder(r.loadStart, hlog)
 	r.recs = []*loadgen.Recorder{r.rec}
+	// histograms.hlog is written as the run goes: each phase once no op due in it can still end.
+	hists, err := os.Create(filepath.Join(r.opts.Out, "histograms.hlog"))
+	if err != nil {
+		return failInfra(res, err)
+	}
+	defer hists.Close()
+	if err := r.rec.StreamHistograms(hists); err != nil {
+		return failInfra(res, err)
+	}
 	if sc.Checks.KVSafety && slices.ContainsFunc(w.Mix, func(o scenarios.Op) bool { return o.Op != "get" }) {
 		r.safety = loadgen.NewSafetyLog() // a mix without writes has nothing to lose
 	}
@@ -280,6 +293,9 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.kv = kv
 	if err := r.startWorkloads(); err != nil {
 		return failInfra(res, err)
+	}
+	for _, rec := range r.recs {
+		rec.SettleAfter(settleAfter(sc))
 	}
 	defer func() {
 		for _, wl := range r.workloads {
@@ -584,6 +600,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		}
 	}
 	r.mu.Unlock()
+	r.settleFaults()
 	fr.record.AtS = r.sinceStart(now)
 	r.events.Log(now, "fault_injected", "fault", i, "action", f.Action, "target", inj.Target, "members", fr.record.Members,
 		"leader", p.leader, "term", p.term, "links", fr.record.Links)
@@ -660,6 +677,36 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 			fr.recov[k] = reports.Recovery{Fault: i, Member: name, CaughtUpMs: reports.Ms(cu), ReadRestoredMs: reports.Ms(rr)}
 			r.events.Log(time.Now(), "member_recovered", "fault", i, "member", name, "caught_up_ms", fr.recov[k].CaughtUpMs, "read_restored_ms", fr.recov[k].ReadRestoredMs)
 		}()
+	}
+}
+
+// settleFaults takes the result of every fault whose window has ended (the next fault fired, or its
+// heal plus workload.recovery passed) and stops tracking it, so what a run keeps per fault does not
+// grow with its length. The last faults are measured at the run's end.
+func (r *run) settleFaults() {
+	now := time.Now()
+	r.mu.Lock()
+	frs := append([]*faultRun(nil), r.faults...)
+	r.mu.Unlock()
+	never := now.Add(24 * time.Hour)
+	for k, fr := range frs {
+		if fr.result != nil || fr.failover == nil || fr.inj == nil || fr.record.Error != "" || fr.injAt.IsZero() {
+			continue
+		}
+		nextFired := k+1 < len(frs) && !frs[k+1].injAt.IsZero()
+		r.mu.Lock()
+		healAt := fr.healAt
+		r.mu.Unlock()
+		if !nextFired && (healAt.IsZero() || now.Before(healAt.Add(r.sc.Workload.Recovery.D()))) {
+			continue
+		}
+		r.mu.Lock()
+		we := r.faultWindowEnd(frs, k, never)
+		r.mu.Unlock()
+		fo := fr.failover.Result(we)
+		r.mon.Untrack(fr.failover)
+		fr.failover.Release()
+		fr.result, fr.windowEnd = &fo, we
 	}
 }
 
@@ -770,8 +817,11 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	res.Errors, res.Attempts, res.Retries, res.AttemptCodes = sum.Errors, sum.Attempts, sum.Retries, sum.Codes
 	tp := reports.Samples(sum.PerSecond)
 	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond, Timeline: sum.Timeline}
-	if err := writeFile(filepath.Join(r.opts.Out, "histograms.hlog"), r.rec.WriteHistograms); err != nil {
+	if err := r.rec.CloseHistograms(); err != nil {
 		r.log.Warn("writing histograms.hlog", "err", err)
+	}
+	if sum.LateOps > 0 {
+		r.log.Warn("ops outlived their phase's settling: counted in the totals, not in their phase", "ops", sum.LateOps)
 	}
 	if len(tp) > 0 {
 		res.Throughput.Avg, res.Throughput.Min, res.Throughput.Max = tp.Mean(), tp.Min(), tp.Max()
@@ -812,8 +862,13 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	for k, fr := range frs {
 		if fr.failover != nil && fr.inj != nil && fr.record.Error == "" {
 			windowEnd := r.faultWindowEnd(frs, k, end)
-			fo := fr.failover.Result(windowEnd)
-			r.mon.Untrack(fr.failover)
+			var fo loadgen.FailoverResult
+			if fr.result != nil {
+				fo, windowEnd = *fr.result, fr.windowEnd
+			} else {
+				fo = fr.failover.Result(windowEnd)
+				r.mon.Untrack(fr.failover)
+			}
 			fr.record.Election = fo.Election
 			fr.record.OutageWriteMs = reports.Ms(fo.WriteOutage)
 			from, we := r.sinceStart(fo.OutageFrom), r.sinceStart(windowEnd)
@@ -917,21 +972,26 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	return res, nil
 }
 
+// settleAfter is how long after a phase ends an op due in it may still complete: every attempt's
+// timeout and the longest backoff between them (or the retry deadline), of the KV load and every
+// workload, twice, and at least 30s.
+func settleAfter(sc *scenarios.Scenario) time.Duration {
+	longest := func(timeout scenarios.Duration, r scenarios.Retry) time.Duration {
+		if r.Deadline > 0 {
+			return r.Deadline.D()
+		}
+		return time.Duration(r.Attempts) * (timeout.D() + r.MaxBackoff.D())
+	}
+	d := longest(sc.Workload.Timeout, sc.Workload.Retry)
+	for _, b := range sc.Workloads {
+		d = max(d, longest(b.Timeout, b.Retry))
+	}
+	return max(2*d, 30*time.Second)
+}
+
 func msDur(v *float64) time.Duration {
 	if v == nil {
 		return -1
 	}
 	return time.Duration(*v * float64(time.Millisecond))
-}
-
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -71,6 +71,14 @@ func (f *Failover) Close(t time.Time) {
 	f.mu.Unlock()
 }
 
+// Release drops what the tracker kept once its result is taken (Result) and it is no longer fed:
+// a soak's hundreds of faults keep their results, not each one's prober acknowledgements.
+func (f *Failover) Release() {
+	f.mu.Lock()
+	f.elections, f.sends, f.lats = nil, nil, nil
+	f.mu.Unlock()
+}
+
 func (f *Failover) sight(at time.Time, term uint64, leader, by string) {
 	for i := range f.elections {
 		if f.elections[i].term == term {

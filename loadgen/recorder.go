@@ -69,8 +69,10 @@ type phase struct {
 	name       string
 	start, end time.Time
 	warmup     bool
-	h          [NumOps]*hdrhistogram.Histogram
-	failed     [NumOps]int64 // ops due in the phase that failed (not in h)
+	h          [NumOps]*hdrhistogram.Histogram // nil until an op due in the phase succeeds
+	failed     [NumOps]int64                   // ops due in the phase that failed (not in h)
+	// settled is the phase's summary once it was settled (see SettleAfter): h is freed then.
+	settled *reports.Phase
 }
 
 // kvOp tells the KV load's ops (put, get, delete, txn) from the other workloads': the run's totals
@@ -114,6 +116,15 @@ type Recorder struct {
 	hlog           *hdrhistogram.HistogramLogWriter
 	hlogErr        error
 	sink           func(Second) // each closed interval, for stop conditions
+	// settleAfter, when set, bounds the phases kept whole: a phase that ended longer ago than it is
+	// summed up, its histograms written to histLog (when streaming) and freed, so a soak of hundreds
+	// of faults keeps a few phases' histograms (each op's is about 200 KB), not all of them.
+	settleAfter time.Duration
+	histLog     *hdrhistogram.HistogramLogWriter
+	histErr     error
+	// lateOps counts ops due in a phase already settled (they took longer than settleAfter): they
+	// count in the totals, not in their phase.
+	lateOps int64
 }
 
 // Second is one closed one-second interval: the KV ops that completed in it and the latency of
@@ -191,11 +202,99 @@ func firstErr(errs ...error) error {
 
 func (r *Recorder) newPhase(name string, at time.Time, warmup bool) *phase {
 	p := &phase{name: name, start: at, warmup: warmup}
-	for i := range p.h {
-		p.h[i] = NewHistogram()
-	}
 	r.phases = append(r.phases, p)
 	return p
+}
+
+// SettleAfter makes the recorder sum up and free each phase d after it ended (d must exceed the
+// longest an op can take, with its retries: a later op of a settled phase counts in the totals only).
+func (r *Recorder) SettleAfter(d time.Duration) {
+	r.mu.Lock()
+	r.settleAfter = d
+	r.mu.Unlock()
+}
+
+// StreamHistograms writes the histogram log (histograms.hlog) to w as the run goes: each settled
+// phase's histograms now, the totals and the phases still open at CloseHistograms.
+func (r *Recorder) StreamHistograms(w io.Writer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lw := hdrhistogram.NewHistogramLogWriter(w)
+	lw.SetBaseTime(r.zero.UnixMilli())
+	r.histErr = firstErr(lw.OutputComment("etcd-chaos histograms: total.<op> for the run without warm-up, p<i>.<op> per phase; values in nanoseconds"),
+		lw.OutputLogFormatVersion(), lw.OutputBaseTime(r.zero.UnixMilli()), lw.OutputLegend())
+	r.histLog = lw
+	return r.histErr
+}
+
+// settle sums up the phases that ended more than settleAfter before now (the lock is held).
+func (r *Recorder) settle(now time.Time) {
+	if r.settleAfter <= 0 {
+		return
+	}
+	for i, p := range r.phases {
+		if p.settled != nil || p == r.cur || p.end.IsZero() || now.Sub(p.end) < r.settleAfter {
+			continue
+		}
+		ph := r.phaseSummary(p)
+		if r.histLog != nil && r.histErr == nil {
+			r.histErr = r.writePhase(r.histLog, i, p, p.end)
+		}
+		p.settled = &ph
+		p.h = [NumOps]*hdrhistogram.Histogram{}
+	}
+}
+
+// writePhase writes one phase's histograms, tagged p<i>.<op>, over its window.
+func (r *Recorder) writePhase(lw *hdrhistogram.HistogramLogWriter, i int, p *phase, end time.Time) error {
+	for op := Op(0); op < NumOps; op++ {
+		if err := outHist(lw, p.h[op], fmt.Sprintf("p%d.%s", i, op), p.start, end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func outHist(lw *hdrhistogram.HistogramLogWriter, h *hdrhistogram.Histogram, tag string, start, end time.Time) error {
+	if h == nil || h.TotalCount() == 0 {
+		return nil
+	}
+	c := hdrhistogram.Import(h.Export())
+	c.SetTag(tag)
+	c.SetStartTimeMs(start.UnixMilli())
+	c.SetEndTimeMs(end.UnixMilli())
+	return lw.OutputIntervalHistogram(c)
+}
+
+// phaseSummary is a phase's latency per op and for the KV ops together.
+func (r *Recorder) phaseSummary(p *phase) reports.Phase {
+	ph := reports.Phase{Name: p.name, StartS: p.start.Sub(r.zero).Seconds(), EndS: p.end.Sub(r.zero).Seconds(), Latency: map[string]reports.LatencyStats{}}
+	pall := NewHistogram()
+	var pfailed int64
+	for i := Op(0); i < NumOps; i++ {
+		n := int64(0)
+		if p.h[i] != nil {
+			n = p.h[i].TotalCount()
+		}
+		if n > 0 || p.failed[i] > 0 {
+			var st reports.LatencyStats
+			if n > 0 {
+				st = reports.StatsOf(reports.HDR{H: p.h[i]})
+			}
+			st.Failed = p.failed[i]
+			ph.Latency[i.String()] = st
+			if kvOp(i) {
+				if n > 0 {
+					pall.Merge(p.h[i])
+				}
+				pfailed += p.failed[i]
+			}
+		}
+	}
+	st := reports.StatsOf(reports.HDR{H: pall})
+	st.Failed = pfailed
+	ph.Latency["all"] = st
+	return ph
 }
 
 // SetPhase ends the current phase and starts a new one at time at.
@@ -207,6 +306,7 @@ func (r *Recorder) SetPhase(name string, at time.Time) {
 	}
 	r.cur.end = at
 	r.cur = r.newPhase(name, at, false)
+	r.settle(at)
 }
 
 // phaseAt is the phase in which time t falls (the latest that started at or before t).
@@ -255,10 +355,19 @@ func (r *Recorder) Record(op Op, due time.Time, latency time.Duration, attempts 
 			_ = r.total[op].RecordValue(v)
 		}
 	}
-	if class == ClassNone {
+	switch {
+	case p.settled != nil:
+		r.lateOps++
+		if class == ClassNone {
+			_ = r.interval[op].RecordValue(v)
+		}
+	case class == ClassNone:
+		if p.h[op] == nil {
+			p.h[op] = NewHistogram() // once per phase and op
+		}
 		_ = p.h[op].RecordValue(v)
 		_ = r.interval[op].RecordValue(v)
-	} else {
+	default:
 		p.failed[op]++
 	}
 	r.mu.Unlock()
@@ -320,6 +429,7 @@ func (r *Recorder) Flush(now time.Time) {
 		h.Reset()
 	}
 	r.intervalStart = now
+	r.settle(now)
 }
 
 // OpsPerSecondLast returns the throughput of the last flushed interval, for the progress line.
@@ -353,50 +463,58 @@ type Summary struct {
 	// AchievedRate is the KV ops due after the warm-up that completed, per second of load after it.
 	AchievedRate float64
 	HlogErr      error
+	// LateOps were due in a phase already settled: they are in the totals, not in their phase.
+	LateOps int64
 }
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // WriteHistograms writes the whole-run histogram of each op (tag total.<op>, warm-up excluded) and
 // of each op in each phase (tag p<index>.<op>, the phase's own window) as an HdrHistogram log: the
-// report draws percentile spectra from it.
+// report draws percentile spectra from it. A recorder that streams (StreamHistograms) writes the
+// rest of its log there and ignores w.
 func (r *Recorder) WriteHistograms(w io.Writer) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	lw := hdrhistogram.NewHistogramLogWriter(w)
-	lw.SetBaseTime(r.zero.UnixMilli())
-	if err := firstErr(lw.OutputComment("etcd-chaos histograms: total.<op> for the run without warm-up, p<i>.<op> per phase; values in nanoseconds"),
-		lw.OutputLogFormatVersion(), lw.OutputBaseTime(r.zero.UnixMilli()), lw.OutputLegend()); err != nil {
-		return err
-	}
-	out := func(h *hdrhistogram.Histogram, tag string, start, end time.Time) error {
-		if h.TotalCount() == 0 {
-			return nil
+	streaming := r.histLog != nil
+	r.mu.Unlock()
+	if !streaming {
+		if err := r.StreamHistograms(w); err != nil {
+			return err
 		}
-		c := hdrhistogram.Import(h.Export())
-		c.SetTag(tag)
-		c.SetStartTimeMs(start.UnixMilli())
-		c.SetEndTimeMs(end.UnixMilli())
-		return lw.OutputIntervalHistogram(c)
+	}
+	return r.CloseHistograms()
+}
+
+// CloseHistograms writes, to the log StreamHistograms began, the totals and every phase not yet
+// settled (settled phases were written when they settled).
+func (r *Recorder) CloseHistograms() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.histLog == nil {
+		return fmt.Errorf("no histogram log: StreamHistograms was not called")
+	}
+	if r.histErr != nil {
+		return r.histErr
 	}
 	end := r.cur.end
 	if end.IsZero() {
 		end = time.Now()
 	}
 	for i := Op(0); i < NumOps; i++ {
-		if err := out(r.total[i], "total."+i.String(), r.zero, end); err != nil {
+		if err := outHist(r.histLog, r.total[i], "total."+i.String(), r.zero, end); err != nil {
 			return err
 		}
 	}
 	for pi, p := range r.phases {
+		if p.settled != nil {
+			continue
+		}
 		pend := p.end
 		if pend.IsZero() {
 			pend = end
 		}
-		for i := Op(0); i < NumOps; i++ {
-			if err := out(p.h[i], fmt.Sprintf("p%d.%s", pi, i), p.start, pend); err != nil {
-				return err
-			}
+		if err := r.writePhase(r.histLog, pi, p, pend); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -455,25 +573,13 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 		}
 	}
 	for _, p := range r.phases {
-		ph := reports.Phase{Name: p.name, StartS: p.start.Sub(r.zero).Seconds(), EndS: p.end.Sub(r.zero).Seconds(), Latency: map[string]reports.LatencyStats{}}
-		pall := NewHistogram()
-		var pfailed int64
-		for i := Op(0); i < NumOps; i++ {
-			if p.h[i].TotalCount() > 0 || p.failed[i] > 0 {
-				st := reports.StatsOf(reports.HDR{H: p.h[i]})
-				st.Failed = p.failed[i]
-				ph.Latency[i.String()] = st
-				if kvOp(i) {
-					pall.Merge(p.h[i])
-					pfailed += p.failed[i]
-				}
-			}
+		if p.settled != nil {
+			s.Phases = append(s.Phases, *p.settled)
+		} else {
+			s.Phases = append(s.Phases, r.phaseSummary(p))
 		}
-		st := reports.StatsOf(reports.HDR{H: pall})
-		st.Failed = pfailed
-		ph.Latency["all"] = st
-		s.Phases = append(s.Phases, ph)
 	}
+	s.LateOps = r.lateOps
 	s.Codes = map[string]int64{}
 	for k, v := range r.codes {
 		s.Codes[k] = v

@@ -55,6 +55,27 @@ type keyLog struct {
 	last    write // the acknowledged write with the highest revision; id 0: none yet
 	maybe   []write
 	pending []write
+	// superseded are the last few acknowledged writes a newer one replaced: nothing can contradict
+	// them any more, they only name a write that came back (the report's words, not the check's).
+	superseded [maxSuperseded]write
+	nSup       int
+}
+
+// maxSuperseded bounds the replaced writes kept per key: the log's memory is bounded by the keys.
+const maxSuperseded = 4
+
+func (k *keyLog) supersede(w write) {
+	k.superseded[k.nSup%maxSuperseded] = w
+	k.nSup++
+}
+
+func (k *keyLog) supersededWrite(id uint64) (write, bool) {
+	for _, w := range k.superseded[:min(k.nSup, maxSuperseded)] {
+		if w.id == id {
+			return w, true
+		}
+	}
+	return write{}, false
 }
 
 // SafetyLog keeps, per key, what the final state can be held against: the acknowledged write with
@@ -64,15 +85,13 @@ type SafetyLog struct {
 	mu   sync.Mutex
 	t0   time.Time
 	keys map[int]*keyLog
-	// superseded remembers, for the report, acknowledged writes that a newer one replaced.
-	superseded map[uint64]write
 	// counts
 	acked, unknown, retried int64
 }
 
 // NewSafetyLog makes an empty log.
 func NewSafetyLog() *SafetyLog {
-	return &SafetyLog{t0: time.Now(), keys: map[int]*keyLog{}, superseded: map[uint64]write{}}
+	return &SafetyLog{t0: time.Now(), keys: map[int]*keyLog{}}
 }
 
 // Begin records a write's invocation.
@@ -116,12 +135,12 @@ func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool)
 		k.maybe = append(k.maybe, w) // an earlier attempt may land later
 	}
 	if k.last.id == 0 || w.rev > k.last.rev {
-		if k.last.id != 0 && len(s.superseded) < 1<<20 {
-			s.superseded[k.last.id] = k.last
+		if k.last.id != 0 {
+			k.supersede(k.last)
 		}
 		k.last = w
-	} else if len(s.superseded) < 1<<20 {
-		s.superseded[w.id] = w
+	} else {
+		k.supersede(w)
 	}
 }
 
@@ -175,7 +194,7 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 			switch {
 			case i < 0:
 				what := "a write that was acknowledged earlier and overwritten"
-				if w, ok := s.superseded[f.ID]; ok {
+				if w, ok := k.supersededWrite(f.ID); ok {
 					what = s.describe(w)
 				} else if f.ID == k.last.id {
 					what = "the newest acknowledged write, applied a second time although it was sent once"

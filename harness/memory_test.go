@@ -1,0 +1,174 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
+)
+
+// memSample is the harness process's memory at one moment: its RSS, and its live heap right after
+// a collection (what it retains, without the garbage a collection has not yet taken).
+type memSample struct {
+	t         time.Duration
+	rss, live float64 // bytes
+}
+
+func rssBytes() float64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseFloat(f[1], 64)
+	return pages * float64(os.Getpagesize())
+}
+
+// soakScenarioText is an accelerated soak: a kill or a pause of a follower every `every` under an
+// open-loop KV load at rate, with the members scraped and kv-safety on.
+func soakScenarioText(duration, every time.Duration, rate int) string {
+	return fmt.Sprintf(`
+name: memory-soak
+seed: 9
+cluster:
+  size: 3
+  scrape-interval: 5s
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms, auto-compaction-mode: periodic, auto-compaction-retention: 1m}
+workload:
+  duration: %s
+  warmup: 5s
+  rate: %d
+  mix: [{op: put, weight: 60, keys: 10000, distribution: zipf}, {op: get, weight: 40, keys: 10000}]
+faults:
+  - {every: %s, start: 10s, action: [kill, pause], target: follower, duration: 3s}
+`, duration, rate, every)
+}
+
+// runSoakSampled runs an accelerated soak in this process and samples its memory every interval.
+func runSoakSampled(tb testing.TB, duration, every time.Duration, rate int, interval time.Duration) (*reports.Result, string, []memSample) {
+	tb.Helper()
+	sc, err := scenarios.Parse("soak.yaml", []byte(soakScenarioText(duration, every, rate)), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := filepath.Join(tb.TempDir(), "run")
+	ctx, cancel := context.WithCancel(context.Background())
+	var samples []memSample
+	var wg sync.WaitGroup
+	wg.Add(1)
+	start := time.Now()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			samples = append(samples, memSample{t: time.Since(start), rss: rssBytes(), live: float64(ms.HeapAlloc)})
+		}
+	}()
+	res, err := Run(ctx, sc, Options{Out: out, NodeCommand: []string{chaosBin, "node"}})
+	cancel()
+	wg.Wait()
+	if err != nil {
+		tb.Fatalf("run: %v", err)
+	}
+	return res, out, samples
+}
+
+// secondHalfGrowth is how much a measure grew over the second half of the samples: the mean of its
+// last fifth against the mean of the fifth that starts the second half.
+func secondHalfGrowth(s []memSample, get func(memSample) float64) (from, to, growth float64) {
+	n := len(s)
+	half, fifth := n/2, max(n/5, 1)
+	mean := func(xs []memSample) float64 {
+		var sum float64
+		for _, x := range xs {
+			sum += get(x)
+		}
+		return sum / float64(len(xs))
+	}
+	from, to = mean(s[half:half+fifth]), mean(s[n-fifth:])
+	return from, to, (to - from) / from
+}
+
+func mb(v float64) string { return fmt.Sprintf("%.1fMB", v/1e6) }
+
+// A 2-minute accelerated soak (a fault every 12s at 400 ops/s): its faults all run and are
+// measured, and the harness's live heap over the second half stays within 5%: what a run keeps
+// does not grow with its length (phases settle, fault trackers are released, kv-safety keeps a
+// bounded record per key). RSS is shown beside it.
+func TestSoakMemoryIsFlat(t *testing.T) {
+	res, out, samples := runSoakSampled(t, 120*time.Second, 12*time.Second, 400, 3*time.Second)
+	assertNoLeftovers(t, out)
+	if res.Verdict != reports.VerdictPass {
+		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	// 10s, 22s, ... 106s: each heals by the load's end at 120s.
+	if len(res.Faults) != 9 || len(res.FaultStats) == 0 || res.FaultStats[0].Measured != 9 {
+		t.Fatalf("%d faults, stats %+v", len(res.Faults), res.FaultStats)
+	}
+	if len(samples) < 30 {
+		t.Fatalf("%d memory samples", len(samples))
+	}
+	n := len(samples)
+	t.Logf("RSS start %s, middle %s, end %s; live heap start %s, middle %s, end %s; %d ops, %d faults",
+		mb(samples[0].rss), mb(samples[n/2].rss), mb(samples[n-1].rss), mb(samples[0].live), mb(samples[n/2].live), mb(samples[n-1].live), res.Ops, len(res.Faults))
+	from, to, g := secondHalfGrowth(samples, func(m memSample) float64 { return m.live })
+	rf, rt, rg := secondHalfGrowth(samples, func(m memSample) float64 { return m.rss })
+	t.Logf("second half: live heap %s -> %s (%+.1f%%), RSS %s -> %s (%+.1f%%)", mb(from), mb(to), g*100, mb(rf), mb(rt), rg*100)
+	if g > 0.05 {
+		t.Errorf("the harness's live heap grew %.1f%% over the second half of the soak (%s -> %s): more than 5%%", g*100, mb(from), mb(to))
+	}
+}
+
+// BenchmarkSoakMemory is the accelerated soak of the memory claim: 10 minutes (CHAOS_SOAK_DURATION)
+// at 1,000 ops/s with a fault every 30s, the harness's RSS sampled every 5s; it fails when RSS over
+// the second half grows by more than 5%. Run it alone: go test -run '^$' -bench SoakMemory -benchtime 1x ./harness
+func BenchmarkSoakMemory(b *testing.B) {
+	d := 10 * time.Minute
+	if v := os.Getenv("CHAOS_SOAK_DURATION"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			b.Fatalf("CHAOS_SOAK_DURATION=%q: %v", v, err)
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		res, _, samples := runSoakSampled(b, d, 30*time.Second, 1000, 5*time.Second)
+		n := len(samples)
+		if n < 10 {
+			b.Fatalf("%d samples", n)
+		}
+		_, _, rg := secondHalfGrowth(samples, func(m memSample) float64 { return m.rss })
+		_, _, lg := secondHalfGrowth(samples, func(m memSample) float64 { return m.live })
+		b.ReportMetric(samples[0].rss/1e6, "MB-rss-start")
+		b.ReportMetric(samples[n/2].rss/1e6, "MB-rss-middle")
+		b.ReportMetric(samples[n-1].rss/1e6, "MB-rss-end")
+		b.ReportMetric(rg*100, "%-rss-growth-2nd-half")
+		b.ReportMetric(lg*100, "%-live-growth-2nd-half")
+		b.ReportMetric(float64(res.Ops), "ops")
+		b.Logf("%s at 1000 ops/s, %d faults: RSS %s, %s, %s (start, middle, end); second half RSS %+.1f%%, live heap %+.1f%%",
+			d, len(res.Faults), mb(samples[0].rss), mb(samples[n/2].rss), mb(samples[n-1].rss), rg*100, lg*100)
+		if rg > 0.05 {
+			b.Errorf("RSS grew %.1f%% over the second half: more than 5%%", rg*100)
+		}
+	}
+}
