@@ -114,23 +114,22 @@ func PartialResult(dir string, livePID int) (*Result, error) {
 	fromS := warmEnd.Sub(r.LoadStartedAt).Seconds()
 
 	// Latency and throughput after the warm-up, from the per-second log.
-	ivs, herr := readHlog(filepath.Join(dir, "latency.hlog"), float64(r.LoadStartedAt.Unix()))
-	if herr != nil && !errors.Is(herr, fs.ErrNotExist) {
-		notes = append(notes, "latency.hlog ends in a line cut short (left out)")
-	}
 	totals := map[string]*hdrhistogram.Histogram{}
 	perSecond := map[int64]int64{}
 	var lastS float64
-	for _, iv := range ivs {
+	herr := scanHlog(filepath.Join(dir, "latency.hlog"), float64(r.LoadStartedAt.Unix()), func(iv Interval) {
 		lastS = max(lastS, iv.End)
 		if iv.Start < fromS-0.05 {
-			continue
+			return
 		}
 		if totals[iv.Tag] == nil {
 			totals[iv.Tag] = hdrhistogram.New(1, 60_000_000_000, 3)
 		}
 		totals[iv.Tag].Merge(iv.H)
 		perSecond[int64(iv.Start+0.5)] += iv.H.TotalCount()
+	})
+	if herr != nil && !errors.Is(herr, fs.ErrNotExist) {
+		notes = append(notes, "latency.hlog ends in a line cut short (left out)")
 	}
 	r.Latency = map[string]LatencyStats{}
 	all := hdrhistogram.New(1, 60_000_000_000, 3)

@@ -94,17 +94,15 @@ func ms(ns int64) float64 { return float64(ns) / 1e6 }
 // and leader changes marked, as Jepsen's latency plots do.
 func (rd *RunDir) latencyOverTime(op string) (Chart, error) {
 	var xs, p50, p99, mx []float64
-	for _, iv := range rd.Seconds {
-		if iv.Tag != op || iv.H.TotalCount() == 0 {
-			continue
-		}
-		xs = append(xs, (iv.Start+iv.End)/2)
-		p50 = append(p50, ms(iv.H.ValueAtQuantile(50)))
-		p99 = append(p99, ms(iv.H.ValueAtQuantile(99)))
-		mx = append(mx, ms(iv.H.Max()))
+	for _, pt := range rd.Points[op] {
+		xs = append(xs, pt.T)
+		p50, p99, mx = append(p50, pt.P50), append(p99, pt.P99), append(mx, pt.Max)
 	}
 	p := plot.New()
 	p.Title.Text = "latency." + op + " per second"
+	if rd.BucketS > 1 {
+		p.Title.Text = fmt.Sprintf("latency.%s per %.0f seconds", op, rd.BucketS)
+	}
 	p.X.Label.Text = "seconds since the load started"
 	p.Y.Label.Text = "ms (log)"
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
@@ -229,6 +227,11 @@ func (rd *RunDir) spectrumChart(op string) (Chart, error) {
 	for _, i := range idx {
 		if iv := rd.Phases[i][op]; iv != nil && i < len(rd.Result.Phases) && rd.Result.Phases[i].Name != "warmup" {
 			ss = append(ss, series{rd.Result.Phases[i].Name, iv})
+		}
+	}
+	for _, g := range []string{"before", "during faults", "after faults"} { // a run of many faults
+		if iv := rd.Groups[g][op]; iv != nil {
+			ss = append(ss, series{g, iv})
 		}
 	}
 	if len(ss) == 0 {

@@ -227,22 +227,21 @@ func steadyP99(dir string, res *Result, op string) (*float64, float64) {
 	if from < 0 || dir == "" {
 		return nil, 0
 	}
-	ivs, err := readHlog(filepath.Join(dir, "latency.hlog"), float64(res.LoadStartedAt.Unix()))
-	if err != nil {
-		return nil, 0
-	}
 	var merged *hdrhistogram.Histogram
 	span := 0.0
-	for _, iv := range ivs {
+	err := scanHlog(filepath.Join(dir, "latency.hlog"), float64(res.LoadStartedAt.Unix()), func(iv Interval) {
 		if iv.Tag != op || iv.Start < from-0.05 || iv.End > to {
-			continue
+			return
 		}
 		if merged == nil {
-			merged = hdrhistogram.Import(iv.H.Export())
+			merged = iv.H
 		} else {
 			merged.Merge(iv.H)
 		}
 		span += iv.End - iv.Start
+	})
+	if err != nil {
+		return nil, 0
 	}
 	if merged == nil || merged.TotalCount() == 0 {
 		return nil, 0
