@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/etcd-chaos/etcd-chaos/reports"
-	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // A leak workload opening 9 connections a second, spread over 3 members, leaves each member 3 more
@@ -74,88 +73,5 @@ func TestMemberGrowthTripsOnALeak(t *testing.T) {
 	samples, err := reports.ReadMembers(out)
 	if err != nil || len(samples) < 3*25 {
 		t.Fatalf("members.jsonl: %d samples, %v", len(samples), err)
-	}
-}
-
-// An accelerated soak: a fault every 12s for 96s, each drawn from [kill, pause, partition] by the
-// seed, on one cluster. Every occurrence fires, heals and is measured; the members' own restart
-// counts and failed scrapes witness the kills and the pauses.
-const soakScenario = `
-name: soak-short
-seed: 11
-cluster:
-  size: 3
-  scrape-interval: 1s
-  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
-workload:
-  duration: 96s
-  warmup: 4s
-  rate: 200
-  mix: [{op: put, weight: 1, keys: 100}]
-faults:
-  - {every: 12s, start: 8s, action: [kill, pause, partition], target: random, duration: 3s}
-thresholds:
-  failover.write_restored: ["max < 5s"]
-  member.fds_growth: ["max < 5000/h"]
-`
-
-func TestShortSoakRepeatingFaults(t *testing.T) {
-	sc, err := scenarios.Parse("test.yaml", []byte(soakScenario), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, out := runScenario(t, soakScenario)
-	assertNoLeftovers(t, out)
-	if len(res.Faults) != len(sc.Faults) || len(res.Faults) != 8 {
-		t.Fatalf("%d faults ran, %d scheduled, want 8", len(res.Faults), len(sc.Faults))
-	}
-	kills, pauses := map[string]int{}, map[string]int{}
-	for i, f := range res.Faults {
-		if f.Action != sc.Faults[i].Action || f.Occurrence != i+1 || f.Template != 0 {
-			t.Errorf("fault %d: %s occurrence %d, scheduled %s", i, f.Action, f.Occurrence, sc.Faults[i].Action)
-		}
-		if f.Error != "" || f.Skipped != "" || f.HealedAtS == nil || f.OutageWriteMs == nil {
-			t.Errorf("fault %d not measured: %+v", i, f)
-		}
-		switch f.Action {
-		case "kill":
-			kills[f.Members[0]]++
-		case "pause":
-			pauses[f.Members[0]]++
-		}
-	}
-	if len(kills) == 0 || len(pauses) == 0 {
-		t.Fatalf("the seed drew kills %v, pauses %v: choose a seed that draws both", kills, pauses)
-	}
-	var all *reports.FaultStat
-	for i, st := range res.FaultStats {
-		t.Logf("%s: %d faults, %d elections, leader elected %s, writes restored %s, outage %s", st.Action, st.Faults, st.Elections,
-			st.LeaderElected.Text(), st.WriteRestored.Text(), st.OutageWrite.Text())
-		if st.Action == "all" {
-			all = &res.FaultStats[i]
-		}
-	}
-	if all == nil || all.Faults != 8 || all.Measured != 8 || all.Elections != len(res.Failovers) || all.OutageWrite.N != 8 {
-		t.Fatalf("fault stats %+v, failovers %d", all, len(res.Failovers))
-	}
-	for _, h := range res.MemberHealth {
-		t.Logf("%s: %s", h.Member, reports.MemberHealthText(h))
-		// Each kill restarts the member: etcd's process_start_time_seconds says so.
-		if h.Restarts != kills[h.Member] {
-			t.Errorf("%s: %d restarts seen in its metrics, %d kills", h.Member, h.Restarts, kills[h.Member])
-		}
-		// A member paused for 3s misses at least one scrape a second (each times out after 2s).
-		if h.Failed < pauses[h.Member] {
-			t.Errorf("%s: %d failed scrapes, %d pauses", h.Member, h.Failed, pauses[h.Member])
-		}
-	}
-	for _, th := range res.Thresholds {
-		t.Logf("threshold %s %s: %s (%s)", th.Metric, th.Condition, th.Status, th.Observed)
-	}
-	if res.Verdict != reports.VerdictPass {
-		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
-	}
-	if err := reports.WriteReports(out); err != nil {
-		t.Fatal(err)
 	}
 }
