@@ -32,7 +32,18 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		}
 		b.WriteString("\n")
 	}
+	many := len(r.Faults) > ManyFaults
+	if many { // a soak: its faults summed up per action, as in summary.txt
+		b.WriteString("| action | faults | elections | leader elected | writes restored | write outage |\n|---|---|---|---|---|---|\n")
+		for _, st := range FaultStatsOf(r) {
+			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", st.Action, st.Faults, st.Elections, st.LeaderElected.Text(), st.WriteRestored.Text(), st.OutageWrite.Text())
+		}
+		b.WriteString("\n(ms, p50 / p99 / max)\n\n")
+	}
 	for _, f := range r.Faults {
+		if many {
+			break
+		}
 		outage := ""
 		if f.OutageWriteMs != nil {
 			outage = ", write outage **" + msText(f.OutageWriteMs) + "**"
@@ -45,6 +56,9 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 		}
 	}
 	for _, rc := range r.Recoveries {
+		if many {
+			break
+		}
 		fmt.Fprintf(&b, "- after the heal of #%d, %s caught up in %s, linearizable read in %s\n", rc.Fault, rc.Member, msText(rc.CaughtUpMs), msText(rc.ReadRestoredMs))
 	}
 	var p99 []string
