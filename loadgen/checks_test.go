@@ -127,20 +127,20 @@ func TestPorcupineCatchesAStaleRead(t *testing.T) {
 }
 
 func TestWatchChecksCatchDisorderMissingAndForeign(t *testing.T) {
-	w := &watchLoad{b: scenarios.Block{Name: "w"}, acked: map[string]ackedPut{
-		"p/1": {rev: 10}, "p/2": {rev: 11}, "p/3": {rev: 12},
-	}, unknown: map[string]bool{"p/4": true}}
+	load := func(ws ...*watcherState) *watchLoad {
+		return &watchLoad{b: scenarios.Block{Name: "w"}, acked: map[string]ackedPut{
+			"p/1": {rev: 10}, "p/2": {rev: 11}, "p/3": {rev: 12},
+		}, unknown: map[string]bool{"p/4": true}, sent: map[string]time.Time{}, nAcked: 3, ws: ws}
+	}
 	good := &watcherState{prefix: "p/", last: 13, got: map[int64]string{10: "p/1", 11: "p/2", 12: "p/3", 13: "p/4"}}
-	w.ws = []*watcherState{good}
-	for _, c := range w.Finish(nil).Checks {
+	for _, c := range load(good).Finish(nil).Checks {
 		if c.Status != reports.CheckPass {
 			t.Fatalf("a complete, ordered stream failed %s: %+v", c.Name, c)
 		}
 	}
 	bad := &watcherState{prefix: "p/", last: 14, got: map[int64]string{10: "p/1", 12: "p/3", 14: "p/9"}, nDisorder: 1, disorder: []string{"12 after 13"}}
-	w.ws = []*watcherState{bad}
 	got := map[string]reports.Check{}
-	for _, c := range w.Finish(nil).Checks {
+	for _, c := range load(bad).Finish(nil).Checks {
 		got[c.Name] = c
 	}
 	if c := got["watch-order"]; c.Status != reports.CheckFail {
@@ -151,11 +151,35 @@ func TestWatchChecksCatchDisorderMissingAndForeign(t *testing.T) {
 		t.Errorf("a missing and a foreign event: %+v", c)
 	}
 	// A compaction makes completeness unknown, and says so.
-	w.ws = []*watcherState{{prefix: "p/", last: 12, got: map[int64]string{12: "p/3"}, compacted: 12}}
-	for _, c := range w.Finish(nil).Checks {
+	for _, c := range load(&watcherState{prefix: "p/", last: 12, got: map[int64]string{12: "p/3"}, compacted: 12}).Finish(nil).Checks {
 		if c.Name == "watch-complete" && (c.Status != reports.CheckUnknown || !strings.Contains(strings.Join(c.Examples, " "), "ErrCompacted")) {
 			t.Errorf("a compaction: %+v", c)
 		}
+	}
+}
+
+// The watch checks run in windows and forget them: up to the revision every watcher has reached,
+// puts and events are judged and dropped (a missing event is caught in its window, not at the
+// end); an event whose put has not returned yet waits for a later window.
+func TestWatchChecksSettleInWindows(t *testing.T) {
+	a := &watcherState{prefix: "p/", last: 20, got: map[int64]string{10: "p/1", 11: "p/2", 12: "p/3", 20: "p/5"}}
+	b := &watcherState{prefix: "p/", last: 12, got: map[int64]string{10: "p/1", 12: "p/3"}} // b never got p/2
+	l := &watchLoad{b: scenarios.Block{Name: "w"}, acked: map[string]ackedPut{"p/1": {rev: 10}, "p/2": {rev: 11}, "p/3": {rev: 12}, "p/5": {rev: 20}},
+		unknown: map[string]bool{}, sent: map[string]time.Time{"p/1": {}, "p/2": {}, "p/3": {}, "p/4": {}, "p/5": {}}, nAcked: 4, ws: []*watcherState{a, b}}
+	a.got[11], b.got[11] = "p/2", "" // p/2 at 11 reached a only
+	delete(b.got, 11)
+	a.got[9] = "p/4" // p/4 is still in flight: its event waits
+	l.settle(false)
+	if len(l.acked) != 1 || l.acked["p/5"].rev != 20 || len(a.got) != 2 || len(b.got) != 0 {
+		t.Fatalf("after a window up to 12: acked %v, a got %v, b got %v", l.acked, a.got, b.got)
+	}
+	if b.missing != 1 || b.firstMissing != 11 || a.missing != 0 || l.tally.events != 5 {
+		t.Fatalf("missing a %d, b %d (first %d), events %d", a.missing, b.missing, b.firstMissing, l.tally.events)
+	}
+	l.unknown["p/4"] = true // its put timed out: it may have landed
+	c := l.Finish(nil).Checks[1]
+	if c.Status != reports.CheckFail || c.Violations != 1 || !strings.Contains(c.Summary, "4 acknowledged puts") {
+		t.Fatalf("watch-complete %+v", c)
 	}
 }
 
@@ -188,7 +212,7 @@ func TestWatchCompleteTellsRetryDuplicates(t *testing.T) {
 	mk := func(retried bool) *watchLoad {
 		key := "chaos/watch/w/0/00000001"
 		l := &watchLoad{b: scenarios.Block{Name: "w"}, acked: map[string]ackedPut{key: {rev: 12, retried: retried}}, unknown: map[string]bool{},
-			sent: map[string]time.Time{}}
+			sent: map[string]time.Time{}, nAcked: 1}
 		l.ws = []*watcherState{{prefix: "chaos/watch/w/0/", last: 12, got: map[int64]string{10: key, 12: key}}}
 		return l
 	}

@@ -3,7 +3,8 @@ package loadgen
 import (
 	"context"
 	"fmt"
-	"sort"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,11 +34,29 @@ type watchLoad struct {
 	startRev int64
 
 	mu      sync.Mutex
-	sent    map[string]time.Time // key -> when its put was first sent
-	acked   map[string]ackedPut  // key -> its put
-	unknown map[string]bool
+	sent    map[string]time.Time // key -> when its put was first sent (until its window settles)
+	acked   map[string]ackedPut  // key -> its put (until its window settles)
+	unknown map[string]bool      // puts whose outcome is unknown: one may land any time, so they stay
 	ws      []*watcherState
+	nAcked  int
+	tally   watchTally
 }
+
+// watchTally is what the settled windows found (settle): the check's counts and examples.
+type watchTally struct {
+	events, violations, dups int
+	examples, dupEx          []string
+}
+
+func (t *watchTally) violation(format string, args ...any) {
+	t.violations++
+	if len(t.examples) < 20 {
+		t.examples = append(t.examples, fmt.Sprintf(format, args...))
+	}
+}
+
+// settleEvery is how often the watch checks run on what every watcher has received so far.
+const settleEvery = 10 * time.Second
 
 type ackedPut struct {
 	rev     int64
@@ -53,6 +72,9 @@ type watcherState struct {
 	nDisorder int
 	compacted int64 // the compact revision met, 0 if none
 	restarts  int
+	// missing counts acknowledged puts this watcher never got (in windows already settled).
+	missing      int
+	firstMissing int64
 }
 
 func newWatch(b scenarios.Block, env Env) (*watchLoad, error) {
@@ -135,6 +157,7 @@ func (l *watchLoad) Run(ctx context.Context, start time.Time) {
 				l.mu.Lock()
 				if err == nil && !ended {
 					l.acked[key] = ackedPut{rev: rev, retried: attempts > 1}
+					l.nAcked++
 				} else {
 					l.unknown[key] = true
 				}
@@ -142,7 +165,88 @@ func (l *watchLoad) Run(ctx context.Context, start time.Time) {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(settleEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				l.settle(false)
+			}
+		}
+	}()
 	wg.Wait()
+}
+
+// settle runs the watch checks on a window and forgets it, so their memory does not grow with the
+// run: every watcher has received everything up to R, the lowest revision any of them has reached
+// (streams deliver in revision order), so each acknowledged put at or below R is held against
+// every watcher of its prefix (missing?) and then forgotten, and each event at or below R against
+// the puts (foreign? at another revision?), unless its put's outcome is not known yet. At the end
+// (final) every watcher is held up to its own last revision, and every event is judged.
+func (l *watchLoad) settle(final bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	low := int64(math.MaxInt64)
+	for _, st := range l.ws {
+		st.mu.Lock()
+		low = min(low, st.last)
+		st.mu.Unlock()
+	}
+	t := &l.tally
+	for _, st := range l.ws {
+		st.mu.Lock()
+		bound := low
+		if final {
+			bound = st.last // past it, the load's end may have cut the stream
+		}
+		for key, a := range l.acked {
+			if strings.HasPrefix(key, st.prefix) && a.rev <= bound && st.got[a.rev] != key {
+				st.missing++
+				if st.firstMissing == 0 || a.rev < st.firstMissing {
+					st.firstMissing = a.rev
+				}
+			}
+		}
+		for rev, key := range st.got {
+			if !final && rev > low {
+				continue
+			}
+			a, ok := l.acked[key]
+			switch {
+			case !ok && !l.unknown[key]:
+				if _, inFlight := l.sent[key]; inFlight && !final {
+					continue // its put has not returned yet: judged in a later window
+				}
+				t.violation("watcher on %s got %s at revision %d, which nobody wrote", st.prefix, key, rev)
+			case ok && a.rev != rev && a.retried:
+				// An earlier attempt of a retried put was applied as well: the client's retry wrote
+				// it twice. etcd did what it was asked.
+				t.dups++
+				if len(t.dupEx) < 5 {
+					t.dupEx = append(t.dupEx, fmt.Sprintf("watcher on %s got %s at revision %d and again at %d, where its retry was acknowledged: an earlier attempt that timed out had been applied (a duplicate made by the client's retry)", st.prefix, key, rev, a.rev))
+				}
+			case ok && a.rev != rev:
+				t.violation("watcher on %s got %s at revision %d, acknowledged at revision %d in a single attempt", st.prefix, key, rev, a.rev)
+			}
+			delete(st.got, rev)
+			t.events++
+		}
+		st.mu.Unlock()
+	}
+	if final {
+		return
+	}
+	for key, a := range l.acked {
+		if a.rev <= low {
+			delete(l.acked, key)
+			delete(l.sent, key)
+		}
+	}
 }
 
 func (l *watchLoad) watch(ctx context.Context, c *clientv3.Client, st *watcherState) {
@@ -197,65 +301,33 @@ func (l *watchLoad) watch(ctx context.Context, c *clientv3.Client, st *watcherSt
 func (l *watchLoad) Finish(ctx context.Context) Outcome {
 	// Watch streams deliver in revision order, so every acknowledged put at or below the last
 	// revision a watcher saw must have reached it; later ones the load's end may have cut.
+	l.settle(true)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	order := reports.Check{Name: "watch-order", Workload: l.b.Name, Status: reports.CheckPass,
 		Note: "each watcher's events come in strictly increasing revisions, across reconnects"}
 	complete := reports.Check{Name: "watch-complete", Workload: l.b.Name, Status: reports.CheckPass,
-		Note: "every acknowledged put on a watched prefix reaches its watchers, resumed from the last revision after a reconnect; nothing unwritten arrives; a compaction is reported"}
-	events, restarts, compacted, dups := 0, 0, 0, 0
-	var dupEx []string
+		Note: "every acknowledged put on a watched prefix reaches its watchers, resumed from the last revision after a reconnect; nothing unwritten arrives; a compaction is reported; checked every 10s on what every watcher has received, and forgotten"}
+	restarts, compacted := 0, 0
+	t := &l.tally
 	for _, st := range l.ws {
 		st.mu.Lock()
 		order.Violations += st.nDisorder
 		order.Examples = append(order.Examples, st.disorder...)
-		events += len(st.got)
 		restarts += st.restarts
 		if st.compacted > 0 {
 			compacted++
 			complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s met a compaction at revision %d (ErrCompacted)", st.prefix, st.compacted))
 		}
-		// Acknowledged puts up to the last revision this watcher saw must all be there: past that
-		// point the load's end may have cut the stream.
-		var missing []int64
-		for key, a := range l.acked {
-			if len(key) > len(st.prefix) && key[:len(st.prefix)] == st.prefix && a.rev <= st.last {
-				if st.got[a.rev] != key {
-					missing = append(missing, a.rev)
-				}
-			}
-		}
-		sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
-		if len(missing) > 0 && st.compacted == 0 {
-			complete.Violations += len(missing)
-			complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s never got %d acknowledged puts, first at revision %d", st.prefix, len(missing), missing[0]))
-		}
-		revs := make([]int64, 0, len(st.got))
-		for rev := range st.got {
-			revs = append(revs, rev)
-		}
-		sort.Slice(revs, func(i, j int) bool { return revs[i] < revs[j] })
-		for _, rev := range revs {
-			key := st.got[rev]
-			a, ok := l.acked[key]
-			switch {
-			case !ok && !l.unknown[key]:
-				complete.Violations++
-				complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s got %s at revision %d, which nobody wrote", st.prefix, key, rev))
-			case ok && a.rev != rev && a.retried:
-				// An earlier attempt of a retried put was applied as well: the client's retry wrote
-				// it twice. etcd did what it was asked.
-				dups++
-				if len(dupEx) < 5 {
-					dupEx = append(dupEx, fmt.Sprintf("watcher on %s got %s at revision %d and again at %d, where its retry was acknowledged: an earlier attempt that timed out had been applied (a duplicate made by the client's retry)", st.prefix, key, rev, a.rev))
-				}
-			case ok && a.rev != rev:
-				complete.Violations++
-				complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s got %s at revision %d, acknowledged at revision %d in a single attempt", st.prefix, key, rev, a.rev))
-			}
+		if st.missing > 0 && st.compacted == 0 {
+			complete.Violations += st.missing
+			complete.Examples = append(complete.Examples, fmt.Sprintf("watcher on %s never got %d acknowledged puts, first at revision %d", st.prefix, st.missing, st.firstMissing))
 		}
 		st.mu.Unlock()
 	}
+	complete.Violations += t.violations
+	complete.Examples = append(complete.Examples, t.examples...)
+	events, dups, dupEx := t.events, t.dups, t.dupEx
 	if len(order.Examples) > 20 {
 		order.Examples = order.Examples[:20]
 	}
@@ -264,7 +336,7 @@ func (l *watchLoad) Finish(ctx context.Context) Outcome {
 	}
 	order.Summary = fmt.Sprintf("%d watchers, %d events, %d out of order", len(l.ws), events, order.Violations)
 	complete.Summary = fmt.Sprintf("%d acknowledged puts (%d unknown), %d missing or foreign events, %d watchers met a compaction, %d watch restarts",
-		len(l.acked), len(l.unknown), complete.Violations, compacted, restarts)
+		l.nAcked, len(l.unknown), complete.Violations, compacted, restarts)
 	if dups > 0 {
 		complete.Summary += fmt.Sprintf("; %d events were duplicates made by client retries (not an etcd fault)", dups)
 		complete.Examples = append(complete.Examples, dupEx...)
@@ -277,7 +349,7 @@ func (l *watchLoad) Finish(ctx context.Context) Outcome {
 		complete.Status = reports.CheckFail
 	case compacted > 0:
 		complete.Status = reports.CheckUnknown
-	case events == 0 || len(l.acked) == 0:
+	case events == 0 || l.nAcked == 0:
 		complete.Status = reports.CheckUnknown
 		complete.Summary += "; nothing was delivered or acknowledged: the check exercised nothing"
 	}
@@ -288,7 +360,7 @@ func (l *watchLoad) Finish(ctx context.Context) Outcome {
 	return Outcome{
 		Checks: []reports.Check{order, complete},
 		Result: reports.WorkloadResult{Name: l.b.Name, Kind: "watch", Stats: map[string]float64{
-			"watchers": float64(len(l.ws)), "events": float64(events), "acked_puts": float64(len(l.acked)),
+			"watchers": float64(len(l.ws)), "events": float64(events), "acked_puts": float64(l.nAcked),
 			"unknown_puts": float64(len(l.unknown)), "watch_restarts": float64(restarts), "compacted": float64(compacted),
 		}},
 	}
