@@ -137,7 +137,11 @@ func (htmlData) LinkBytes(f FaultRecord) string {
 func WriteHTML(w io.Writer, rd *RunDir) error {
 	charts, missing := rd.Charts()
 	var buf bytes.Buffer
-	if err := reportTmpl.Execute(&buf, htmlData{R: rd.Result, Charts: charts, Missing: missing, Members: rd.Members}); err != nil {
+	data := htmlData{R: rd.Result, Charts: charts, Missing: missing, Members: rd.Members, Many: len(rd.Result.Faults) > ManyFaults}
+	if len(rd.Result.Faults) > 1 {
+		data.Stats = FaultStatsOf(rd.Result)
+	}
+	if err := reportTmpl.Execute(&buf, data); err != nil {
 		return fmt.Errorf("rendering report.html: %w", err)
 	}
 	_, err := w.Write(buf.Bytes())

@@ -56,4 +56,17 @@ func TestManyFaultsAreSummedUp(t *testing.T) {
 	if md := b.String(); !strings.Contains(md, "| kill | 20 | 20 |") || strings.Contains(md, "- fault #3 ") {
 		t.Errorf("markdown:\n%s", md)
 	}
+	b.Reset()
+	if err := WriteHTML(&b, &RunDir{Result: r}); err != nil {
+		t.Fatal(err)
+	}
+	html := b.String()
+	for _, w := range []string{"<td>kill</td><td>20</td><td>20</td><td>20</td><td>1180 / 1380 / 1380</td><td>1180 / never / never</td>", "<details><summary>every fault, failover and recovery (40 faults)</summary>", `id="failover-over-time"`} {
+		if !strings.Contains(html, w) {
+			t.Errorf("report.html lacks %q", w)
+		}
+	}
+	if strings.Contains(html, `id="failover"`) {
+		t.Error("report.html draws the per-fault timeline of 40 faults")
+	}
 }
