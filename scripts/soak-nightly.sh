@@ -20,7 +20,7 @@ echo "== run: $scenario for $duration into $out"
 "$chaos" run "$scenario" --no-progress --out "$out" "${sets[@]}"
 rc=$?
 if [ "$rc" -ne 0 ]; then
-  echo "== the run did not pass (exit $rc): not kept; its folder is $out (chaos report $out rebuilds a partial one)"
+  echo "== the run did not pass (exit $rc): not kept; its folder is $out"
   exit "$rc"
 fi
 
