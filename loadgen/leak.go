@@ -57,20 +57,17 @@ func (l *leak) Kind() string { return "leak" }
 
 // Run leaks one thing every 1/rate seconds, from the load's start, until ctx ends.
 func (l *leak) Run(ctx context.Context, start time.Time) {
-	every := time.Duration(float64(time.Second) / l.b.Rate)
+	pacer := NewPacer(start, l.b.Rate, 0, 0)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for k := 0; ; k++ {
-		due := start.Add(time.Duration(k) * every)
-		if d := time.Until(due); d > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(d):
-			}
-		}
-		if ctx.Err() != nil {
+		if _, ok := pacer.Next(ctx, timer); !ok {
 			return
 		}
 		err := l.leakOne(ctx, k)
+		if err != nil && ctx.Err() != nil {
+			return // cut short by the load's end, not a failure to leak
+		}
 		l.mu.Lock()
 		if err != nil {
 			l.errs++
