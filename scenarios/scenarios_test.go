@@ -1,6 +1,9 @@
 package scenarios
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +89,11 @@ func TestBadInput(t *testing.T) {
 		{"docker network cannot delay", strings.Replace(strings.Replace(base, "action: kill, target: leader", "action: delay, target: leader, latency: 10ms", 1), "  size: 3", "  size: 3\n  provider: container\n  network: docker", 1), nil, []string{"faults[0].action", "can only isolate one member"}},
 		{"proxy on containers", strings.Replace(base, "  size: 3", "  size: 3\n  provider: container\n  network: proxy", 1), nil, []string{"cluster.network", "proxy needs members that are local processes"}},
 		{"image on local", strings.Replace(base, "  size: 3", "  size: 3\n  image: quay.io/coreos/etcd", 1), nil, []string{"cluster.image", "applies only to provider container"}},
+		{"name escapes the results folder", strings.Replace(base, "name: t", "name: ../../escaped", 1), nil, []string{"x.yaml:1:", "name", `"../../escaped"`, "letters, digits"}},
+		{"name of dots", strings.Replace(base, "name: t", "name: ..", 1), nil, []string{"x.yaml:1:", "only dots"}},
+		{"name with a space", base, []string{"name=a b"}, []string{"(--set)", "name", "letters, digits"}},
+		{"misspelt etcd flag", strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {heartbeat-intervall: 100ms}", 1), nil, []string{"x.yaml:4:", "cluster.etcd.heartbeat-intervall", "not a flag of etcd", "did you mean heartbeat-interval?"}},
+		{"flag etcd ignores", strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {snapshot: 'true'}", 1), nil, []string{"cluster.etcd.snapshot", "not a flag of etcd"}},
 		{"explicit zero clients", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  clients: 0", 1), nil, []string{"workload.clients", "at least 1"}},
 	}
 	for _, c := range cases {
@@ -103,6 +111,17 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEtcdFlagsKnown: every flag etcd 3.7 really has passes, as the built-ins' flags do.
+func TestEtcdFlagsKnown(t *testing.T) {
+	y := strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {heartbeat-interval: 50ms, election-timeout: 500ms, snapshot-count: '1000', auto-compaction-retention: 1m, quota-backend-bytes: '1000000'}", 1)
+	if _, err := Parse("x.yaml", []byte(y), nil); err != nil {
+		t.Fatal(err)
+	}
+	if nearest("election-timout", embeddedEtcdFlags()) != "election-timeout" || nearest("zzzzzzzzzzzzzzzzzzz", embeddedEtcdFlags()) != "" {
+		t.Fatal("nearest name is off")
 	}
 }
 
@@ -145,5 +164,28 @@ func TestThresholdGrammar(t *testing.T) {
 		if th.Holds(c.observed) != c.holds {
 			t.Errorf("%s %q on %v: holds=%v, want %v", c.metric, c.expr, c.observed, !c.holds, c.holds)
 		}
+	}
+}
+
+// TestEtcdBinaryFlags: with etcd-binary, the flags are the binary's own (its --help), so a flag
+// 3.5 had and 3.7 renamed is judged against the etcd that will run.
+func TestEtcdBinaryFlags(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "etcd")
+	help := "#!/bin/sh\ncat <<'X'\nUsage:\n"
+	for i := range 25 {
+		help += fmt.Sprintf("  --flag-%d 'x'\n", i)
+	}
+	help += "  --experimental-snapshot-catchup-entries '5000'\n  --heartbeat-interval '100'\n  --election-timeout '1000'\nX\n"
+	if err := os.WriteFile(bin, []byte(help), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(base, "  size: 3", "  size: 3\n  etcd-binary: "+bin+"\n  etcd: {experimental-snapshot-catchup-entries: '100'}", 1)
+	if _, err := Parse("x.yaml", []byte(y), nil); err != nil {
+		t.Fatalf("a flag the binary lists: %v", err)
+	}
+	y = strings.Replace(y, "experimental-snapshot-catchup-entries", "snapshot-catchup-entries", 1)
+	_, err := Parse("x.yaml", []byte(y), nil)
+	if err == nil || !strings.Contains(err.Error(), "not a flag of etcd-binary") || !strings.Contains(err.Error(), "did you mean experimental-snapshot-catchup-entries?") {
+		t.Fatalf("a flag the binary lacks: %v", err)
 	}
 }

@@ -51,6 +51,9 @@ var harnessFlags = []string{"name", "data-dir", "wal-dir", "listen-client-urls",
 func (v *validator) validate() {
 	sc := v.sc
 	c := sc.Cluster
+	if why := IdentError(sc.Name); why != "" {
+		v.bad("name", "%q %s", sc.Name, why)
+	}
 	v.oneOf("cluster.provider", c.Provider, Providers)
 	v.oneOf("cluster.network", c.Network, Networks)
 	v.remote()
@@ -116,6 +119,7 @@ func (v *validator) validate() {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	known, knownFrom := v.etcdFlags()
 	for _, k := range keys {
 		p := "cluster.etcd." + k
 		if strings.HasPrefix(k, "-") {
@@ -123,6 +127,12 @@ func (v *validator) validate() {
 		}
 		if contains(harnessFlags, strings.TrimLeft(k, "-")) {
 			v.bad(p, "is set by the harness for every member and cannot be overridden; set any other etcd flag")
+		} else if name := strings.TrimLeft(k, "-"); known != nil && !known[name] {
+			hint := ""
+			if n := nearest(name, known); n != "" {
+				hint = fmt.Sprintf("; did you mean %s?", n)
+			}
+			v.bad(p, "%q is not a flag of %s%s", name, knownFrom, hint)
 		}
 		if k == "heartbeat-interval" || k == "election-timeout" {
 			if _, err := EtcdMillis(c.Etcd[k]); err != nil {
@@ -596,6 +606,20 @@ func (v *validator) checks() {
 				l.MaxOps, l.Rate, covers.Round(time.Millisecond), last, int(math.Ceil(last.Seconds()*l.Rate*1.2)))
 		}
 	}
+}
+
+// etcdFlags are the flags the members' etcd takes and where that list came from: the embedded
+// etcd's, or an official binary's --help; nil where it cannot be known (an etcd image, whose
+// etcd is not at hand until it runs, or a binary that lists no flags).
+func (v *validator) etcdFlags() (map[string]bool, string) {
+	c := v.sc.Cluster
+	switch {
+	case len(c.Etcd) == 0 || c.Image != "":
+		return nil, ""
+	case c.EtcdBinary != "":
+		return binaryEtcdFlags(c.EtcdBinary), "etcd-binary " + c.EtcdBinary + " (its --help)"
+	}
+	return embeddedEtcdFlags(), "etcd (the embedded server, v3.7)"
 }
 
 // EtcdMillis reads etcd's millisecond flags: a bare number is milliseconds (as etcd takes it), or a

@@ -1,0 +1,104 @@
+package scenarios
+
+import (
+	"flag"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// embeddedEtcdFlags are the flags of the etcd the chaos binary embeds: embed.Config's own flag set
+// plus the few etcd's main adds (etcdmain's config-file, initial-cluster-state, ...). etcdmain's
+// "ignored" flags are left out on purpose: etcd accepts them and does nothing with them.
+var embeddedEtcdFlags = sync.OnceValue(func() map[string]bool {
+	fs := flag.NewFlagSet("etcd", flag.ContinueOnError)
+	embed.NewConfig().AddFlags(fs)
+	names := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
+	for _, n := range []string{"config-file", "discovery-fallback", "initial-cluster-state", "v2-deprecation", "version"} {
+		names[n] = true
+	}
+	return names
+})
+
+var helpFlagRe = regexp.MustCompile(`(?m)^\s+--([a-z0-9][a-z0-9.-]*)`)
+
+// binaryEtcdFlags reads the flags an official etcd binary lists in its --help (3.5, 3.6 and 3.7
+// differ: experimental- flags were renamed); nil when it lists none.
+func binaryEtcdFlags(bin string) map[string]bool {
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	names := map[string]bool{}
+	for _, m := range helpFlagRe.FindAllStringSubmatch(string(out), -1) {
+		names[m[1]] = true
+	}
+	if len(names) < 20 {
+		return nil
+	}
+	return names
+}
+
+// nearest is the valid name closest to s by edit distance, or "" when none is close.
+func nearest(s string, valid map[string]bool) string {
+	best, bestD := "", len(s)/2+2
+	names := make([]string, 0, len(valid))
+	for n := range valid {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" {
+		for _, n := range names { // experimental-snapshot-count for snapshot-count, and the reverse
+			if strings.HasSuffix(n, "-"+s) || strings.HasSuffix(s, "-"+n) {
+				return n
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is Levenshtein's distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// identRe is what names, run ids and cell ids may be made of: they become folder names.
+var identRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// IdentError says why s cannot be an identifier (a scenario name, a run id), or "" when it can.
+func IdentError(s string) string {
+	switch {
+	case s == "":
+		return "is empty"
+	case !identRe.MatchString(s):
+		return "may hold only letters, digits, '.', '_' and '-' (it names the run's folder)"
+	case strings.Trim(s, ".") == "":
+		return "cannot be only dots"
+	case len(s) > 128:
+		return "is longer than 128 characters"
+	}
+	return ""
+}
