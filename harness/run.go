@@ -131,7 +131,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 	}
 	r.prefix = loadgen.DefaultPrefix + opts.RunID + "/"
 	res = &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File,
-		Seed: sc.Seed, StartedAt: time.Now().UTC(), RunID: opts.RunID, KeyPrefix: r.prefix}
+		Fingerprint: sc.Fingerprint(), Seed: sc.Seed, StartedAt: time.Now().UTC(), RunID: opts.RunID, KeyPrefix: r.prefix}
 	lopts := LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
 		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
 		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed}

@@ -37,12 +37,17 @@ type metric struct {
 	unit        string
 	lowerBetter bool
 	floor       float64 // the noise floor: smaller changes never count
-	// electionNoise: a value an election's randomized timeouts move: failovers, and tails that span
-	// a failover. etcd draws a timeout from [ET, 2ET), and an election whose pre-vote or vote fails
-	// (a follower a tick short of its own timeout refuses it; a split vote) waits for another draw:
-	// one failover takes from ET to about 4ET, so two single runs of one build differ by up to 3ET.
-	electionNoise bool
-	info          bool
+	// noise is how much an election's randomized timeouts move the metric in one run, in the
+	// metric's own unit (0: none). etcd draws a timeout from [ET, 2ET), and an election whose
+	// pre-vote or vote fails (a follower a tick short of its own timeout refuses it; a split vote)
+	// waits for another draw: one failover takes from ET to about 4ET, so two single runs of one
+	// build differ by up to 3ET in a failover, and by 3ET of failed probes per election in the
+	// prober's availability.
+	noise float64
+	info  bool
+	// samples, for a distribution metric (a soak's per-fault figures): judged as a sample by a rank
+	// test, pooled over each side's runs, not as one number.
+	samples []float64
 }
 
 // runMetrics extracts the compared metrics of one run.
@@ -75,20 +80,25 @@ func runMetrics(r *Result) (map[string]float64, map[string]metric) {
 		caught, read = append(caught, x.CaughtUpMs), append(read, x.ReadRestoredMs)
 	}
 	elections := len(r.Failovers) > 0
+	et := electionTimeout(r)
+	electionMs := 0.0 // what one election's randomized timeouts move a time in ms
+	if elections {
+		electionMs = 3 * et
+	}
 	// A healed member's recovery (a process start, then the leader's next append) moves by up to an
 	// election timeout from one run to the next where the fault cost an election: one run a side
 	// is judged against it, as the failover figures are.
 	for _, m := range []struct {
 		name  string
 		vs    []*float64
-		noise bool
+		noise float64
 		floor float64
 	}{
-		{"failover.leader_elected max", elected, true, 1}, {"failover.write_restored max", restored, true, 1},
-		{"outage.write max", outage, elections, 1}, {"recovery.caught_up max", caught, elections, 50}, {"recovery.read_restored max", read, elections, 50},
+		{"failover.leader_elected max", elected, 3 * et, 1}, {"failover.write_restored max", restored, 3 * et, 1},
+		{"outage.write max", outage, electionMs, 1}, {"recovery.caught_up max", caught, electionMs, 50}, {"recovery.read_restored max", read, electionMs, 50},
 	} {
 		if v, ok := maxOf(m.vs); ok {
-			put(m.name, v, metric{unit: "ms", lowerBetter: true, floor: m.floor, electionNoise: m.noise})
+			put(m.name, v, metric{unit: "ms", lowerBetter: true, floor: m.floor, noise: m.noise})
 		}
 	}
 	// A soak's hundreds of failovers: its maximum is one outlier; the median and p99 say more.
@@ -109,8 +119,15 @@ func runMetrics(r *Result) (map[string]float64, map[string]metric) {
 				}
 			}
 			// The median of 30 elections or more is not one draw: its noise is the runs' spread.
-			put(m.name+" p50", s.Quantile(50), metric{unit: "ms", lowerBetter: true, floor: 1, electionNoise: len(s) < 30})
-			put(m.name+" p99", s.Quantile(99), metric{unit: "ms", lowerBetter: true, floor: 1, electionNoise: true})
+			p50noise := 0.0
+			if len(s) < 30 {
+				p50noise = 3 * et
+			}
+			put(m.name+" p50", s.Quantile(50), metric{unit: "ms", lowerBetter: true, floor: 1, noise: p50noise})
+			put(m.name+" p99", s.Quantile(99), metric{unit: "ms", lowerBetter: true, floor: 1, noise: 3 * et})
+			// The faults' figures are a sample of what one fault costs: judged as a distribution
+			// (a rank test over every fault of each side), a 2x slower failover shows at any scale.
+			put(m.name+" per fault", s.Quantile(50), metric{unit: "ms", lowerBetter: true, floor: 1, samples: s})
 		}
 	}
 	// Member growth is held by thresholds; a comparison shows it beside the rest.
@@ -129,12 +146,18 @@ func runMetrics(r *Result) (map[string]float64, map[string]metric) {
 		if op == "failed" || s.Count == 0 {
 			continue
 		}
-		put("latency."+op+" p99", s.P99, metric{unit: "ms", lowerBetter: true, floor: 1, electionNoise: elections})
+		put("latency."+op+" p99", s.P99, metric{unit: "ms", lowerBetter: true, floor: 1, noise: electionMs})
 	}
 	put("throughput avg", r.Throughput.Avg, metric{unit: "ops/s", floor: 1})
 	put("errors rate", rate(r.FailedOps, r.Ops), metric{lowerBetter: true, floor: 0.001})
 	if r.Prober.Sent > 0 {
-		put("availability", r.Prober.Availability, metric{floor: 0.001, electionNoise: elections})
+		// An election costs up to 3 ET more of failed probes in one run than in another: that
+		// share of the probes sent, once per election, is the noise (a fraction, as the metric is).
+		noise := 0.0
+		if span := r.EndedAt.Sub(r.LoadStartedAt); elections && span > 0 {
+			noise = math.Min(1, float64(len(r.Failovers))*3*et/float64(span.Milliseconds()))
+		}
+		put("availability", r.Prober.Availability, metric{floor: 0.001, noise: noise})
 	}
 	put("leader_changes", float64(r.Leader.Changes), metric{unit: "count", info: true})
 	return vals, kinds
@@ -161,7 +184,7 @@ var ErrDifferentScenarios = errors.New("the runs are of different scenarios")
 //     baseline's own spread (max - min);
 //   - with one run on a side there is no spread to learn from: a metric that an election's
 //     randomized timeouts move (failovers; tails and availability in a run with elections) must be
-//     worse by more than 3 election timeouts too (see electionNoise); others by more than the
+//     worse by more than 3 election timeouts' worth, in its own unit (see metric.noise); others by more than the
 //     tolerance and floor;
 //   - a metric the baseline had and the new runs lack (a failover no longer seen) is a regression,
 //     and so is a failover that never completed in a new run.
@@ -176,20 +199,26 @@ func Compare(base, cur []*Result, tol float64) ([]Delta, error) {
 			return nil, fmt.Errorf("%w: %q and %q; compare runs of one scenario", ErrDifferentScenarios, base[0].Scenario, r.Scenario)
 		}
 	}
-	et := electionTimeout(base[0])
-	collect := func(rs []*Result) (map[string][]float64, map[string]metric) {
-		out, kinds := map[string][]float64{}, map[string]metric{}
+	collect := func(rs []*Result) (map[string][]float64, map[string]metric, map[string][]float64) {
+		out, kinds, pooled := map[string][]float64{}, map[string]metric{}, map[string][]float64{}
 		for _, r := range rs {
 			vals, ks := runMetrics(r)
 			for k, v := range vals {
 				out[k] = append(out[k], v)
+				// The largest noise of a side's runs (a run with more elections moves more).
+				if prev, ok := kinds[k]; ok && prev.noise > ks[k].noise {
+					m := ks[k]
+					m.noise = prev.noise
+					ks[k] = m
+				}
 				kinds[k] = ks[k]
+				pooled[k] = append(pooled[k], ks[k].samples...)
 			}
 		}
-		return out, kinds
+		return out, kinds, pooled
 	}
-	bv, bk := collect(base)
-	nv, _ := collect(cur)
+	bv, bk, bs := collect(base)
+	nv, _, ns := collect(cur)
 	names := make([]string, 0, len(bv))
 	for k := range bv {
 		names = append(names, k)
@@ -211,18 +240,55 @@ func Compare(base, cur []*Result, tol float64) ([]Delta, error) {
 			continue
 		}
 		d.New = median(n)
+		if k.samples != nil {
+			// A distribution: the pooled faults of each side.
+			b, n = bs[name], ns[name]
+			d.Base, d.New, d.BaseN, d.NewN, d.BaseSpread = median(b), median(n), len(b), len(n), spread(b)
+		}
 		if d.Base != 0 && !math.IsInf(d.Base, 0) && !math.IsInf(d.New, 0) {
 			d.Change = (d.New - d.Base) / math.Abs(d.Base)
 		}
-		if !k.info {
-			judge(&d, k, b, n, tol, et)
+		switch {
+		case k.info:
+		case k.samples != nil:
+			judgeSample(&d, k, b, n, tol)
+		default:
+			judge(&d, k, b, n, tol)
 		}
 		out = append(out, d)
 	}
 	return out, nil
 }
 
-func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
+// judgeSample judges two samples of one metric (every fault of each side): a regression when a
+// one-sided rank test says the new faults cost more (p <= 0.01) and their median is worse by more
+// than the tolerance and the floor. Fewer than 5 faults a side are too few to judge.
+func judgeSample(d *Delta, k metric, b, n []float64, tol float64) {
+	if len(b) < 5 || len(n) < 5 {
+		d.Why = fmt.Sprintf("%d and %d faults: too few to judge as a distribution", len(b), len(n))
+		return
+	}
+	d.P = rankTestWorse(b, n, k.lowerBetter)
+	shift := d.New - d.Base
+	if !k.lowerBetter {
+		shift = -shift
+	}
+	if math.IsInf(d.Base, 0) {
+		d.Why = "not comparable: the baseline's median fault never completed"
+		return
+	}
+	allowed := math.Max(tol*math.Abs(d.Base), k.floor)
+	d.Allowed = allowed
+	switch {
+	case d.P <= 0.01 && shift > allowed:
+		d.Regression = true
+		d.Why = fmt.Sprintf("the new run's %d faults cost more than the baseline's %d (rank test p=%.4f), median worse by %s", len(n), len(b), d.P, fmtVal(shift, d.Unit))
+	case shift > allowed:
+		d.Why = fmt.Sprintf("median worse, but the faults' distributions overlap (rank test p=%.3f)", d.P)
+	}
+}
+
+func judge(d *Delta, k metric, b, n []float64, tol float64) {
 	worse := func(x, y float64) float64 { // how much worse y is than x
 		if k.lowerBetter {
 			return y - x
@@ -271,35 +337,30 @@ func judge(d *Delta, k metric, b, n []float64, tol, et float64) {
 		d.Allowed = worse(d.Base, worst) + allowed
 		// One new run is one draw of an election's randomized timeouts: beyond the history, a
 		// metric they move must also be worse than the median by 3 election timeouts.
-		noise := 0.0
-		if k.electionNoise {
-			noise = 3 * et
-			d.Allowed = math.Max(d.Allowed, noise)
-		}
+		noise := k.noise
+		d.Allowed = math.Max(d.Allowed, noise)
 		beyond := worse(worst, d.New)
 		switch {
 		case beyond > allowed && shift > noise:
 			d.Regression = true
 			d.Why = fmt.Sprintf("worse than every one of the %d baseline runs, by %s beyond the worst of them (more than the tolerance)", len(b), fmtVal(beyond, d.Unit))
 			if noise > 0 {
-				d.Why += fmt.Sprintf(", and more than 3 election timeouts (%s) beyond their median", fmtVal(noise, "ms"))
+				d.Why += fmt.Sprintf(", and more than one election's randomized timeouts move it (3 election timeouts: %s) beyond their median", fmtVal(noise, d.Unit))
 			}
 		case beyond > allowed:
-			d.Why = fmt.Sprintf("worse than every baseline run, but within what one election's randomized timeouts move one run (3x the election timeout, %s)", fmtVal(noise, "ms"))
+			d.Why = fmt.Sprintf("worse than every baseline run, but within what one election's randomized timeouts move one run (3 election timeouts: %s)", fmtVal(noise, d.Unit))
 		case shift > allowed:
 			d.Why = fmt.Sprintf("worse than the median, within the %d baseline runs' own spread", len(b))
 		}
 		return
 	}
-	if k.electionNoise {
-		allowed = math.Max(allowed, 3*et)
-	}
+	allowed = math.Max(allowed, k.noise)
 	d.Allowed = allowed
 	if shift > allowed {
 		d.Regression = true
 		d.Why = fmt.Sprintf("worse by %s, more than allowed (%s) for one run a side", fmtVal(shift, d.Unit), fmtVal(allowed, d.Unit))
 	} else if shift > math.Max(tol*math.Abs(d.Base), k.floor) {
-		d.Why = fmt.Sprintf("worse, but within what an election's randomized timeouts move one run (3x the election timeout, %s): one run a side cannot tell; use --repeat", fmtVal(3*et, "ms"))
+		d.Why = fmt.Sprintf("worse, but within what an election's randomized timeouts move one run (3 election timeouts: %s): one run a side cannot tell; use --repeat", fmtVal(k.noise, d.Unit))
 	}
 }
 

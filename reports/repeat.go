@@ -30,11 +30,13 @@ type Aggregate struct {
 
 // ReadHistory gathers the baseline of a nightly job: every run under the paths (a run folder, a
 // --repeat folder, or a folder of run folders, one level down), keeping only the runs of the
-// scenario that passed (a failed or partial night is no baseline), the last n by start time.
-// It says what it left out.
-func ReadHistory(paths []string, scenario string, n int) (runs []*Result, left string, err error) {
+// scenario that passed (a failed, unknown, aborted or partial night is no baseline), the last n by
+// start time. With a fingerprint, only runs of the same scenario text (after --set) count: a run
+// of another rate, duration or setting is not comparable, and is left out and counted. It says
+// what it left out.
+func ReadHistory(paths []string, scenario, fingerprint string, n int) (runs []*Result, left string, err error) {
 	var all []*Result
-	failed, other := 0, 0
+	failed, other, otherPrint := 0, 0, 0
 	for _, p := range paths {
 		rs, rerr := ReadRuns(p)
 		if rerr != nil {
@@ -64,7 +66,9 @@ func ReadHistory(paths []string, scenario string, n int) (runs []*Result, left s
 		switch {
 		case r.Scenario != scenario:
 			other++
-		case !r.Passed:
+		case fingerprint != "" && r.Fingerprint != fingerprint:
+			otherPrint++
+		case !r.Passed || r.Verdict != VerdictPass || r.Partial:
 			failed++
 		default:
 			runs = append(runs, r)
@@ -82,6 +86,9 @@ func ReadHistory(paths []string, scenario string, n int) (runs []*Result, left s
 	}
 	if other > 0 {
 		parts = append(parts, fmt.Sprintf("%d of other scenarios", other))
+	}
+	if otherPrint > 0 {
+		parts = append(parts, fmt.Sprintf("%d of another fingerprint than %s (the scenario's text or its --set differ: not comparable)", otherPrint, fingerprint))
 	}
 	if older > 0 {
 		parts = append(parts, fmt.Sprintf("%d older than the last %d", older, n))

@@ -29,6 +29,9 @@ type Result struct {
 	Scenario    string `json:"scenario"`
 	Description string `json:"description,omitempty"`
 	File        string `json:"file"`
+	// Fingerprint identifies the scenario as run: a hash of its text after --set. Runs of one
+	// fingerprint are comparable; a history keeps only them.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	Seed        int64  `json:"seed"`
 	Passed      bool   `json:"passed"`
 	Verdict     string `json:"verdict"`

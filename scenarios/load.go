@@ -2,7 +2,9 @@ package scenarios
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,6 +107,13 @@ func Parse(file string, data []byte, sets []string) (*Scenario, error) {
 	}
 	sc.Source = src
 	return sc, nil
+}
+
+// Fingerprint identifies the scenario as it runs: a hash of its text after --set (not of --seed,
+// which moves only the draws). Two runs of one fingerprint ran the same cluster, load and faults.
+func (sc *Scenario) Fingerprint() string {
+	h := sha256.Sum256(sc.Source)
+	return hex.EncodeToString(h[:])[:16]
 }
 
 var yamlLineRe = regexp.MustCompile(`line (\d+)`)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -250,7 +251,7 @@ func runRepeats(ctx context.Context, sc *scenarios.Scenario, out string, n int,
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return &exitError{exitInfra, err}
 	}
-	top := &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File, Seed: sc.Seed,
+	top := &reports.Result{Version: reports.ResultVersion, Scenario: sc.Name, Description: sc.Description, File: sc.File, Fingerprint: sc.Fingerprint(), Seed: sc.Seed,
 		StartedAt: time.Now().UTC(), Verdict: reports.VerdictPass, Passed: true}
 	var runs []*reports.Result
 	var exit *exitError
@@ -460,7 +461,7 @@ func parseTolerance(s string) (float64, error) {
 	v := strings.TrimSpace(s)
 	pct := strings.HasSuffix(v, "%")
 	x, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
-	if err != nil || x < 0 {
+	if err != nil || x < 0 || math.IsNaN(x) || math.IsInf(x, 0) {
 		return 0, fmt.Errorf("--tolerance %q: valid: a percentage such as 10%% or a fraction such as 0.1", s)
 	}
 	if pct {
@@ -512,7 +513,7 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 					return badInput(fmt.Errorf("%s: %w", args[0], err))
 				}
 				var left string
-				if rs[0], left, err = reports.ReadHistory(history, rs[1][0].Scenario, last); err != nil {
+				if rs[0], left, err = reports.ReadHistory(history, rs[1][0].Scenario, rs[1][0].Fingerprint, last); err != nil {
 					return badInput(err)
 				}
 				if left != "" {
@@ -521,7 +522,11 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 				if len(rs[0]) == 0 {
 					return badInput(fmt.Errorf("no passing run of %s in %s to compare with%s", rs[1][0].Scenario, strings.Join(history, ", "), left))
 				}
-				fmt.Fprintf(stdout, "history: %d passing runs of %s%s\n", len(rs[0]), rs[1][0].Scenario, left)
+				fp := ""
+				if f := rs[1][0].Fingerprint; f != "" {
+					fp = " (fingerprint " + f + ")"
+				}
+				fmt.Fprintf(stdout, "history: %d passing runs of %s%s%s\n", len(rs[0]), rs[1][0].Scenario, fp, left)
 			} else {
 				for i, a := range args {
 					if rs[i], err = reports.ReadRuns(a); err != nil {
