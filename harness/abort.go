@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -20,12 +21,23 @@ type stopper struct {
 	conds  []scenarios.Abort
 	secs   chan loadgen.Second
 	window []loadgen.Second
-	maxWin time.Duration
-	trip   func(cond, observed string, at time.Time)
+	// probes are the prober's settled counts read at each interval's end (availability).
+	probes  []probeMark
+	settled func() (done, acked int64)
+	maxWin  time.Duration
+	trip    func(cond, observed string, at time.Time)
 }
 
-func newStopper(conds []scenarios.Abort, trip func(cond, observed string, at time.Time)) *stopper {
-	s := &stopper{conds: conds, secs: make(chan loadgen.Second, 64), trip: trip}
+// probeMark is the prober's running count of returned and acknowledged probes at a moment.
+type probeMark struct {
+	at          time.Time
+	done, acked int64
+}
+
+// newStopper evaluates conds; settled reads the prober's running counts (nil: no prober, and no
+// availability condition can hold).
+func newStopper(conds []scenarios.Abort, settled func() (done, acked int64), trip func(cond, observed string, at time.Time)) *stopper {
+	s := &stopper{conds: conds, secs: make(chan loadgen.Second, 64), trip: trip, settled: settled}
 	for _, c := range conds {
 		s.maxWin = max(s.maxWin, c.Window.D())
 	}
@@ -58,6 +70,14 @@ func (s *stopper) run(ctx context.Context, from func() time.Time, alarms func() 
 			s.window = append(s.window, sec)
 			for len(s.window) > 0 && sec.End.Sub(s.window[0].Start) > s.maxWin+100*time.Millisecond {
 				s.window = s.window[1:]
+			}
+			if s.settled != nil {
+				done, acked := s.settled()
+				s.probes = append(s.probes, probeMark{sec.End, done, acked})
+				// One mark older than the longest window stays: the base of its differences.
+				for len(s.probes) > 1 && sec.End.Sub(s.probes[1].at) >= s.maxWin {
+					s.probes = s.probes[1:]
+				}
 			}
 			for _, c := range s.conds {
 				if c.Alarm != "" {
@@ -93,6 +113,7 @@ func (s *stopper) run(ctx context.Context, from func() time.Time, alarms func() 
 func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string, ok bool) {
 	var ops, failed int64
 	var secs float64
+	minRate, maxRate := math.Inf(1), 0.0
 	var h *hdrhistogram.Histogram
 	op := strings.TrimPrefix(c.Cond.Metric, "latency.")
 	for _, sec := range s.window {
@@ -101,7 +122,11 @@ func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string
 		}
 		ops += sec.Ops
 		failed += sec.Failed
-		secs += sec.End.Sub(sec.Start).Seconds()
+		d := sec.End.Sub(sec.Start).Seconds()
+		secs += d
+		if d > 0 {
+			minRate, maxRate = math.Min(minRate, float64(sec.Ops)/d), math.Max(maxRate, float64(sec.Ops)/d)
+		}
 		for o, lh := range sec.Latency {
 			if o.String() == op || (op == "all" && o <= loadgen.OpTxn) {
 				if h == nil {
@@ -125,7 +150,29 @@ func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string
 		if secs == 0 {
 			return 0, "", false
 		}
+		switch c.Cond.Agg {
+		case "min":
+			return minRate, fmt.Sprintf("%.1f ops/s in the slowest second of %.0fs", minRate, secs), true
+		case "max":
+			return maxRate, fmt.Sprintf("%.1f ops/s in the busiest second of %.0fs", maxRate, secs), true
+		}
 		return float64(ops) / secs, fmt.Sprintf("%.1f ops/s over %.0fs", float64(ops)/secs, secs), true
+	case "availability":
+		// The prober's probes that returned within the window: the share acknowledged.
+		var base, last *probeMark
+		for i := range s.probes {
+			pm := &s.probes[i]
+			if end.Sub(pm.at) <= c.Window.D()+100*time.Millisecond && base == nil && i > 0 {
+				base = &s.probes[i-1]
+			}
+			last = pm
+		}
+		if base == nil || last == nil || last.done == base.done {
+			return 0, "", false
+		}
+		done, acked := last.done-base.done, last.acked-base.acked
+		v = float64(acked) / float64(done)
+		return v, fmt.Sprintf("%.3f (%d of %d probes acknowledged over %.0fs)", v, acked, done, last.at.Sub(base.at).Seconds()), true
 	}
 	if h == nil || h.TotalCount() == 0 {
 		return 0, "", false

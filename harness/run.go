@@ -339,7 +339,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.runCtx, r.abortRun = runCtx, abortRun
 	r.mu.Unlock()
 	if len(sc.Abort) > 0 {
-		st := newStopper(sc.Abort, r.abort)
+		st := newStopper(sc.Abort, r.prober.Settled, r.abort)
 		r.rec.OnInterval(st.add)
 		go st.run(runCtx, func() time.Time {
 			r.mu.Lock()

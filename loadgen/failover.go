@@ -276,6 +276,9 @@ type Prober struct {
 	sent     atomic.Int64
 	acked    atomic.Int64
 	lastAck  atomic.Int64 // unix ns of the newest acknowledged probe's send time
+	// settled and settledOK count every probe that returned (acknowledged or failed), the whole
+	// run long: differences over a window give its availability (a stop condition's).
+	settled, settledOK atomic.Int64
 	from     atomic.Int64 // probes sent before this (unix ns) are not counted
 	until    atomic.Int64 // nor those sent after this (0: no end yet)
 }
@@ -309,6 +312,13 @@ func (p *Prober) Close() { _ = p.client.Close() }
 
 // Counts returns probes sent and acknowledged.
 func (p *Prober) Counts() (sent, acked int64) { return p.sent.Load(), p.acked.Load() }
+
+// Settled returns how many probes have returned so far, and how many of them were acknowledged,
+// since the prober started (never reset): a window's availability is the ratio of differences.
+func (p *Prober) Settled() (done, acked int64) {
+	acked = p.settledOK.Load()
+	return p.settled.Load(), acked
+}
 
 // ResetCounts zeroes the counts (at the end of the warm-up): probes sent before now are not counted,
 // even when their answer comes later.
@@ -363,8 +373,13 @@ func (p *Prober) Run(ctx context.Context) {
 			resp, err := p.client.Put(pctx, p.Key, strconv.FormatInt(n, 10))
 			cancel()
 			if err != nil {
+				if ctx.Err() == nil {
+					p.settled.Add(1)
+				}
 				return
 			}
+			p.settled.Add(1) // before settledOK, which Settled reads first: acked never exceeds done
+			p.settledOK.Add(1)
 			acked := time.Now()
 			if counted && p.counted(sent) { // ResetCounts may have come in between
 				p.acked.Add(1)

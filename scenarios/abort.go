@@ -50,6 +50,9 @@ func ParseAbort(expr string) (Abort, error) {
 	if err != nil {
 		return Abort{}, err
 	}
+	if metric == "availability" && t.Agg != "rate" {
+		return Abort{}, fmt.Errorf("%q: a stop condition judges availability as the share of the prober's writes acknowledged over its window; valid: availability: rate < 0.9 over 10s", expr)
+	}
 	d, err := time.ParseDuration(m[3])
 	if err != nil || d < time.Second {
 		return Abort{}, fmt.Errorf("%q: window %q must be a duration of 1s or more", expr, m[3])
