@@ -945,6 +945,12 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	r.mu.Lock()
 	aborted := r.aborted
 	r.mu.Unlock()
+	skipped := 0
+	for _, f := range res.Faults {
+		if f.Skipped != "" {
+			skipped++
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
 		res.Verdict, res.Reason = reports.VerdictInterrupted, "interrupted; every fault was healed and the cluster stopped"
@@ -965,6 +971,9 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 		}
 		why = append(why, badChecks...)
 		res.Verdict, res.Reason = reports.VerdictFail, strings.Join(why, "; ")
+	case skipped > r.sc.MaxSkipped:
+		res.Verdict = reports.VerdictUnknown
+		res.Reason = fmt.Sprintf("%d of %d faults were skipped by the quorum guard (max-skipped: %d): the run exercised too little to pass", skipped, len(res.Faults), r.sc.MaxSkipped)
 	default:
 		res.Verdict, res.Passed = reports.VerdictPass, true
 	}

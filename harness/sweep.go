@@ -241,7 +241,8 @@ func WriteSweepPlan(w io.Writer, p *SweepPlan) {
 // either ran or failed to become ready because elections did not hold (what the cell measures).
 func reusable(dir string) (*reports.Result, bool) {
 	res, err := reports.ReadResult(dir)
-	if err != nil || res.EndedAt.IsZero() || res.Verdict == "" || res.Verdict == reports.VerdictInterrupted {
+	// A partial result (chaos report rebuilt it after the harness died) is no finished run.
+	if err != nil || res.EndedAt.IsZero() || res.Verdict == "" || res.Verdict == reports.VerdictInterrupted || res.Partial || res.Verdict == reports.VerdictPartial {
 		return nil, false
 	}
 	if res.Verdict == reports.VerdictError && res.Leader.Unheld == nil && res.LoadStartedAt.IsZero() {

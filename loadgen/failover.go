@@ -279,8 +279,8 @@ type Prober struct {
 	// settled and settledOK count every probe that returned (acknowledged or failed), the whole
 	// run long: differences over a window give its availability (a stop condition's).
 	settled, settledOK atomic.Int64
-	from     atomic.Int64 // probes sent before this (unix ns) are not counted
-	until    atomic.Int64 // nor those sent after this (0: no end yet)
+	from               atomic.Int64 // probes sent before this (unix ns) are not counted
+	until              atomic.Int64 // nor those sent after this (0: no end yet)
 }
 
 // NewProber connects to all endpoints (through conn; nil: plain TCP); timeout is each write's (0: 1s).

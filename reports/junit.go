@@ -108,9 +108,9 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		}
 		s.Cases = append(s.Cases, c)
 	}
-	if r.Verdict == VerdictAborted {
+	if r.Verdict == VerdictAborted || r.Verdict == VerdictUnknown {
 		s.Cases = append(s.Cases, junitCase{Name: "run", Classname: class, Time: s.Time,
-			Failure: &junitProblem{Message: "aborted: " + r.Reason, Type: "aborted", Text: r.Reason}})
+			Failure: &junitProblem{Message: r.Verdict + ": " + r.Reason, Type: r.Verdict, Text: r.Reason}})
 		s.Failures++
 	}
 	if r.Verdict == VerdictError || r.Verdict == VerdictInterrupted || r.Verdict == VerdictPartial {

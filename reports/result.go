@@ -21,6 +21,10 @@ const (
 	VerdictError       = "error"
 	// VerdictAborted: a stop condition (abort:) tripped; every fault was healed and the load stopped.
 	VerdictAborted = "aborted"
+	// VerdictUnknown: nothing failed, but the run exercised too little to pass (the quorum guard
+	// skipped more faults than the scenario's max-skipped allows). It is not a pass: exit 1, and
+	// never a baseline.
+	VerdictUnknown = "unknown"
 )
 
 // Result is the whole verdict of one run, written as result.json.

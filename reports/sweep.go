@@ -88,6 +88,12 @@ type SweepCell struct {
 	OutageWrite   *Spread `json:"outage_write"`
 	// SpuriousElections sums the repeats' leader changes that no fault explains.
 	SpuriousElections int `json:"spurious_elections"`
+	// NeverRestored counts the failovers after which no write was acknowledged again (the worst a
+	// failover can be: never a sample left out of the spread silently).
+	NeverRestored int `json:"never_restored"`
+	// Disqualified says why the cell cannot be recommended although it ran: a run that lost
+	// writes (a check failed), was aborted, fell behind its load, or whose writes never came back.
+	Disqualified string `json:"disqualified,omitempty"`
 	// PutP99Ms is the worst repeat's put p99 in steady state (after the warm-up, before the first fault).
 	PutP99Ms *float64 `json:"put_p99_ms"`
 	// ErrorRate is failed ops over all ops of every repeat.
@@ -117,6 +123,10 @@ type SweepRun struct {
 	Unheld          *Unheld   `json:"unheld,omitempty"`
 	LeaderElectedMs []float64 `json:"leader_elected_ms"`
 	WriteRestoredMs []float64 `json:"write_restored_ms"`
+	// NeverRestored counts failovers with no acknowledged write after them (not in the lists above).
+	NeverRestored int `json:"never_restored,omitempty"`
+	// ChecksFailed names the safety checks that failed (acknowledged writes lost, ...).
+	ChecksFailed []string `json:"checks_failed,omitempty"`
 	OutageWriteMs   []float64 `json:"outage_write_ms"`
 	// Spurious: leader changes outside every fault's window; for a cluster that never became
 	// ready, the leaders etcd's logs show elected beyond the first (none held).
@@ -162,6 +172,8 @@ type Recommendation struct {
 	Margin      string `json:"margin"`
 	RuleOfThumb string `json:"rule_of_thumb"`
 	Why         string `json:"why"`
+	// Caveat says when the recommendation rests on too few runs (fewer than 3 repeats a cell).
+	Caveat string `json:"caveat,omitempty"`
 }
 
 // Evidence is one cell behind a recommendation.
@@ -194,6 +206,13 @@ func SweepRunOf(res *Result, dir string) SweepRun {
 		}
 		if fo.WriteRestoredMs != nil {
 			sr.WriteRestoredMs = append(sr.WriteRestoredMs, *fo.WriteRestoredMs)
+		} else {
+			sr.NeverRestored++
+		}
+	}
+	for _, c := range res.Checks {
+		if c.Status == CheckFail {
+			sr.ChecksFailed = append(sr.ChecksFailed, c.Name)
 		}
 	}
 	for _, f := range res.Faults {
@@ -270,7 +289,8 @@ func SpreadOf(vs []float64) *Spread {
 func (c *SweepCell) Fold(repeat int) {
 	var elected, restored, outage, rtts []float64
 	var ops, failed int64
-	c.SpuriousElections, c.PutP99Ms, c.Note = 0, nil, ""
+	c.SpuriousElections, c.NeverRestored, c.PutP99Ms, c.Note, c.Disqualified = 0, 0, nil, "", ""
+	var disq []string
 	status := CellDone
 	if len(c.Runs) < repeat {
 		status = CellPending
@@ -280,7 +300,18 @@ func (c *SweepCell) Fold(repeat int) {
 		restored = append(restored, r.WriteRestoredMs...)
 		outage = append(outage, r.OutageWriteMs...)
 		c.SpuriousElections += r.Spurious
+		c.NeverRestored += r.NeverRestored
 		ops, failed = ops+r.Ops, failed+r.FailedOps
+		switch {
+		case len(r.ChecksFailed) > 0:
+			disq = append(disq, fmt.Sprintf("repeat %d failed %s", r.Repeat, strings.Join(r.ChecksFailed, ", ")))
+		case r.Verdict == VerdictAborted || r.Verdict == VerdictUnknown:
+			disq = append(disq, fmt.Sprintf("repeat %d was %s", r.Repeat, r.Verdict))
+		case r.NeverRestored > 0:
+			disq = append(disq, fmt.Sprintf("repeat %d: writes never came back after %d failover(s)", r.Repeat, r.NeverRestored))
+		case r.behind():
+			disq = append(disq, fmt.Sprintf("repeat %d fell behind its load", r.Repeat))
+		}
 		if r.PutP99Ms != nil && (c.PutP99Ms == nil || *r.PutP99Ms > *c.PutP99Ms) {
 			v := *r.PutP99Ms
 			c.PutP99Ms = &v
@@ -303,6 +334,10 @@ func (c *SweepCell) Fold(repeat int) {
 		}
 	}
 	c.Status = status
+	c.Disqualified = strings.Join(disq, "; ")
+	if c.Disqualified != "" {
+		c.addNote("not recommendable: " + c.Disqualified)
+	}
 	c.LeaderElected, c.WriteRestored, c.OutageWrite = SpreadOf(elected), SpreadOf(restored), SpreadOf(outage)
 	c.Failover = c.WriteRestored
 	c.ErrorRate = 0
@@ -359,9 +394,10 @@ func pick(values map[string]string, paths []string) map[string]string {
 	return out
 }
 
-// qualifies: every repeat ran, none saw a spurious election, and a failover was measured.
+// qualifies: every repeat ran and passed its checks (no lost write, not aborted, not behind its
+// load), none saw a spurious election, every failover's writes came back, and one was measured.
 func (c *SweepCell) qualifies() bool {
-	return c.Status == CellDone && c.SpuriousElections == 0 && c.Failover != nil
+	return c.Status == CellDone && c.SpuriousElections == 0 && c.Failover != nil && c.Disqualified == "" && c.NeverRestored == 0
 }
 
 // groupBy groups the cells by their values of paths, the groups' keys in the cells' order.
@@ -430,13 +466,15 @@ func (s *Sweep) Recommend() {
 }
 
 func (s *Sweep) whyNone(conds []string) string {
-	pending, spurious, failed, nofail := 0, 0, 0, 0
+	pending, spurious, failed, nofail, disq := 0, 0, 0, 0, 0
 	for _, c := range s.Cells {
 		switch {
 		case c.Status == CellPending:
 			pending++
 		case c.SpuriousElections > 0:
 			spurious++
+		case c.Disqualified != "" || c.NeverRestored > 0:
+			disq++
 		case c.Status != CellDone:
 			failed++
 		case c.Failover == nil:
@@ -460,6 +498,9 @@ func (s *Sweep) whyNone(conds []string) string {
 	}
 	if nofail > 0 {
 		parts = append(parts, fmt.Sprintf("%d measured no failover", nofail))
+	}
+	if disq > 0 {
+		parts = append(parts, fmt.Sprintf("%d had a run that lost writes, was aborted, fell behind or never restored writes", disq))
 	}
 	if pending > 0 {
 		parts = append(parts, fmt.Sprintf("%d are not finished", pending))
@@ -503,9 +544,13 @@ func (s *Sweep) recommendation(tuned []string, cells []*SweepCell) Recommendatio
 	for _, c := range cells {
 		n += len(c.Runs)
 	}
-	rec.Why = fmt.Sprintf("the lowest failover p90 (%.0fms, write_restored) among the settings with no spurious election in any of their %d runs", rec.FailoverP90Ms, n)
+	rec.Why = fmt.Sprintf("the lowest failover p90 (%.0fms, write_restored) among the settings with no spurious election, no lost write and every failover restored in all of their %d runs", rec.FailoverP90Ms, n)
 	if len(cells) > 1 {
 		rec.Why += fmt.Sprintf(", under each of the %d conditions swept", len(cells))
+	}
+	if s.Repeat < 3 {
+		rec.Caveat = fmt.Sprintf("it rests on too few runs: %d repeat(s) a cell, where one election is one draw from [ET, 2ET); sweep with --repeat 3 or more for a distribution", s.Repeat)
+		rec.Why += "; " + rec.Caveat
 	}
 	return rec
 }

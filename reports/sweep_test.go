@@ -195,3 +195,53 @@ func TestSweepCellJSON(t *testing.T) {
 		t.Errorf("read back: %+v", back)
 	}
 }
+
+// TestRecommendationRefusesCellsWhoseRunsFailed: the fastest cell is never recommended when a run
+// of it lost writes, was aborted, fell behind its load, or saw a failover whose writes never came
+// back (that failover is the worst sample, not one left out of the spread); the next qualifying
+// cell is. With 2 repeats the recommendation says it rests on too few runs.
+func TestRecommendationRefusesCellsWhoseRunsFailed(t *testing.T) {
+	spoil := map[string]func(*SweepRun){
+		"lost writes":    func(r *SweepRun) { r.ChecksFailed = []string{"kv-safety"}; r.Verdict = VerdictFail },
+		"aborted":        func(r *SweepRun) { r.Verdict = VerdictAborted },
+		"behind":         func(r *SweepRun) { r.TargetRate, r.AchievedRate, r.Dropped = 1000, 500, 400 },
+		"never restored": func(r *SweepRun) { r.NeverRestored = 1 },
+	}
+	for name, f := range spoil {
+		t.Run(name, func(t *testing.T) {
+			fast := fixtureCell("10ms", "50ms", "0ms", 80, 0)
+			f(&fast.Runs[1])
+			fast.Fold(2)
+			s := fixtureSweep(fast, fixtureCell("10ms", "500ms", "0ms", 600, 0))
+			s.Vary = s.Vary[:2]
+			s.Recommend()
+			if fast.Disqualified == "" {
+				t.Errorf("the spoilt cell is not marked disqualified: %+v", fast)
+			}
+			r := s.Recommendation
+			if r == nil || r.Values[etPath] != "500ms" {
+				t.Fatalf("recommended %+v (none: %q), want the 500ms cell, not the spoilt 50ms one", r, s.NoRecommendation)
+			}
+			if !strings.Contains(r.Why, "too few runs") || r.Caveat == "" {
+				t.Errorf("2 repeats: why %q, caveat %q", r.Why, r.Caveat)
+			}
+			// Alone, the spoilt cell gives no recommendation, and says why.
+			s1 := fixtureSweep(fast)
+			s1.Vary = s1.Vary[:2]
+			s1.Recommend()
+			if s1.Recommendation != nil || !strings.Contains(s1.NoRecommendation, "lost writes, was aborted, fell behind or never restored writes") {
+				t.Errorf("only the spoilt cell: %+v, why none %q", s1.Recommendation, s1.NoRecommendation)
+			}
+		})
+	}
+}
+
+// TestNeverRestoredIsCounted: a failover with no write_restored is counted, not dropped.
+func TestNeverRestoredIsCounted(t *testing.T) {
+	v := 900.0
+	res := &Result{Failovers: []Failover{{WriteRestoredMs: &v}, {WriteRestoredMs: nil}}, Checks: []Check{{Name: "kv-safety", Status: CheckFail}}}
+	sr := SweepRunOf(res, "")
+	if sr.NeverRestored != 1 || len(sr.WriteRestoredMs) != 1 || len(sr.ChecksFailed) != 1 {
+		t.Errorf("run: %+v", sr)
+	}
+}

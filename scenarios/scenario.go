@@ -22,6 +22,9 @@ type Scenario struct {
 	Thresholds     Thresholds `yaml:"thresholds"`
 	// Abort are stop conditions: when one trips, every fault heals at once and the run stops.
 	Abort Aborts `yaml:"abort,omitempty"`
+	// MaxSkipped is how many faults the quorum guard may skip in a run that passes (default 0):
+	// a run whose faults did not fire proved nothing about them, and its verdict is unknown.
+	MaxSkipped int `yaml:"max-skipped,omitempty"`
 	// Workloads run beside the KV load of workload, each with its own clients and retry policy.
 	Workloads []Block `yaml:"workloads,omitempty"`
 	Checks    Checks  `yaml:"checks"`

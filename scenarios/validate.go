@@ -148,6 +148,10 @@ func (v *validator) validate() {
 		}
 	}
 
+	if sc.MaxSkipped < 0 {
+		v.bad("max-skipped", "%d: valid: 0 (every fault must fire) or more", sc.MaxSkipped)
+	}
+
 	w := sc.Workload
 	if w.Duration <= 0 {
 		v.bad("workload.duration", "must be more than 0")

@@ -164,6 +164,11 @@ faults:
 	if len(res.Failovers) != 0 {
 		t.Errorf("a skipped fault has a failover: %+v", res.Failovers)
 	}
+	// Its only fault never fired: the run proved nothing about it, so it cannot pass (nor become a
+	// baseline), though no threshold failed.
+	if res.Verdict != "unknown" || res.Passed || !strings.Contains(res.Reason, "1 of 1 faults were skipped by the quorum guard (max-skipped: 0)") {
+		t.Errorf("verdict %s (passed %v): %s; want unknown", res.Verdict, res.Passed, res.Reason)
+	}
 	entries, _ := faults.ReadLedger(filepath.Join(out, "ledger.jsonl"))
 	if len(entries) != 0 {
 		t.Errorf("a skipped fault reached the ledger: %+v", entries)
