@@ -126,8 +126,8 @@ type SweepRun struct {
 	// NeverRestored counts failovers with no acknowledged write after them (not in the lists above).
 	NeverRestored int `json:"never_restored,omitempty"`
 	// ChecksFailed names the safety checks that failed (acknowledged writes lost, ...).
-	ChecksFailed []string `json:"checks_failed,omitempty"`
-	OutageWriteMs   []float64 `json:"outage_write_ms"`
+	ChecksFailed  []string  `json:"checks_failed,omitempty"`
+	OutageWriteMs []float64 `json:"outage_write_ms"`
 	// Spurious: leader changes outside every fault's window; for a cluster that never became
 	// ready, the leaders etcd's logs show elected beyond the first (none held).
 	Spurious      int `json:"spurious_elections"`
