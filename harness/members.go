@@ -32,7 +32,7 @@ func (r *run) newMemberScraper() (*memberScraper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening members.jsonl: %w", err)
 	}
-	return &memberScraper{r: r, f: f, fit: &reports.GrowthFit{From: r.sc.Workload.Warmup.D().Seconds()},
+	return &memberScraper{r: r, f: f, fit: &reports.GrowthFit{From: r.sc.Workload.Warmup.D().Seconds(), MinSpan: r.sc.Cluster.GrowthMinSpan.D().Seconds()},
 		prev: map[string]map[string]*dto.Histogram{}}, nil
 }
 

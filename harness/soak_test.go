@@ -16,6 +16,7 @@ seed: 3
 cluster:
   size: 3
   scrape-interval: 1s
+  growth-min-span: 20s
 workload:
   duration: 30s
   warmup: 5s

@@ -24,7 +24,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	},
 	"loadText": LoadText,
 	"bytes":    BytesText,
-	"perh":     GrowthText,
+	"network":  NetworkText,
 	"pathNote": func(r *Result) string {
 		return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(PathNote(r)), "note:"))
 	},
@@ -46,7 +46,7 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{if .R.Reason}}<p><b>Reason:</b> {{.R.Reason}}</p>{{end}}
 <table>
 <tr><th>seed</th><td>{{.R.Seed}}</td><th>scenario file</th><td>{{.R.File}}</td></tr>
-<tr><th>cluster</th><td>{{.R.Cluster.Size}} members, {{.R.Cluster.Provider}}, network {{.R.Cluster.Network}}</td><th>etcd</th><td>{{.R.Cluster.EtcdVersion}}{{if .R.Cluster.EtcdBinary}} ({{.R.Cluster.EtcdBinary}}){{end}}</td></tr>
+<tr><th>cluster</th><td>{{.R.Cluster.Size}} members, {{.R.Cluster.Provider}}, {{network .R.Cluster}}</td><th>etcd</th><td>{{.R.Cluster.EtcdVersion}}{{if .R.Cluster.EtcdBinary}} ({{.R.Cluster.EtcdBinary}}){{end}}</td></tr>
 <tr><th>started</th><td>{{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}</td><th>ended</th><td>{{.R.EndedAt.Format "2006-01-02 15:04:05 MST"}}</td></tr>
 <tr><th>ops</th><td>{{.R.Ops}} ({{.R.FailedOps}} failed)</td><th>throughput</th><td>avg {{printf "%.0f" .R.Throughput.Avg}} ops/s, leader changes {{.R.Leader.Changes}}, prober availability {{printf "%.4f" .R.Prober.Availability}}</td></tr>
 <tr><th>load</th><td colspan="3">{{loadText .R.Load}}</td></tr>
@@ -85,7 +85,7 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{if .R.MemberHealth}}<h2>Members over the run</h2>
 <p class="muted">Scraped from each member's /metrics into members.jsonl; growth per hour by least squares over the scrapes after the warm-up (one intercept per process lifetime).</p>
 <table><tr><th>member</th><th>RSS (growth)</th><th>open fds (growth)</th><th>db size (growth)</th><th>WAL fsync p99 max</th><th>backend commit p99 max</th><th>scrapes</th></tr>
-{{range .R.MemberHealth}}<tr><td>{{.Member}}</td><td>{{bytes .LastRSSBytes}} ({{perh .RSSGrowthPerH true}})</td><td>{{printf "%.0f" .MaxOpenFDs}} ({{perh .FDsGrowthPerH false}})</td><td>{{bytes .MaxDBSize}} ({{perh .DBSizeGrowthPerH true}})</td><td>{{printf "%.1f" .MaxWALFsyncMs}}ms</td><td>{{printf "%.1f" .MaxCommitMs}}ms</td><td>{{.Scrapes}} ({{.Failed}} failed, {{.Restarts}} restarts)</td></tr>
+{{range .R.MemberHealth}}<tr><td>{{.Member}}</td><td>{{bytes .LastRSSBytes}} ({{.GrowthText .RSSGrowthPerH true}})</td><td>{{printf "%.0f" .MaxOpenFDs}} ({{.GrowthText .FDsGrowthPerH false}})</td><td>{{bytes .MaxDBSize}} ({{.GrowthText .DBSizeGrowthPerH true}})</td><td>{{printf "%.1f" .MaxWALFsyncMs}}ms</td><td>{{printf "%.1f" .MaxCommitMs}}ms</td><td>{{.Scrapes}} ({{.Failed}} failed, {{.Restarts}} restarts)</td></tr>
 {{end}}</table>{{end}}
 
 <h2>Charts</h2>

@@ -11,7 +11,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	var b strings.Builder
 	mark := map[string]string{VerdictPass: "✅ PASS", VerdictFail: "❌ FAIL", VerdictError: "⚠️ ERROR", VerdictInterrupted: "⏹️ INTERRUPTED", VerdictAborted: "🛑 ABORTED", VerdictUnknown: "❔ UNKNOWN", VerdictPartial: "⚠️ PARTIAL"}[r.Verdict]
 	fmt.Fprintf(&b, "### %s `%s` (seed %d)\n\n", orText(mark, strings.ToUpper(r.Verdict)), r.Scenario, r.Seed)
-	fmt.Fprintf(&b, "%d-member %s cluster, etcd %s, network %s", r.Cluster.Size, r.Cluster.Provider, r.Cluster.EtcdVersion, orText(r.Cluster.Network, "direct"))
+	fmt.Fprintf(&b, "%d-member %s cluster, etcd %s, %s", r.Cluster.Size, r.Cluster.Provider, r.Cluster.EtcdVersion, NetworkText(r.Cluster))
 	if r.Reason != "" {
 		fmt.Fprintf(&b, ". %s", r.Reason)
 	}

@@ -49,10 +49,16 @@ type MemberHealth struct {
 	// Fitted is how many scrapes the growth fits used, over SpanS seconds.
 	Fitted int     `json:"fitted"`
 	SpanS  float64 `json:"span_s"`
-	// Growth per hour; nil when fewer than 3 scrapes after the warm-up fitted.
+	// Growth per hour; nil when fewer than 3 scrapes after the warm-up fitted, or when they span
+	// less than the minimum (GrowthTooShort).
 	RSSGrowthPerH    *float64 `json:"rss_growth_bytes_per_h"`
 	FDsGrowthPerH    *float64 `json:"fds_growth_per_h"`
 	DBSizeGrowthPerH *float64 `json:"db_size_growth_bytes_per_h"`
+	// GrowthTooShort: the scrapes span less than GrowthMinSpanS seconds (cluster.growth-min-span),
+	// too short to tell a leak from the heap warming up: no growth is given, and growth thresholds
+	// are unknown.
+	GrowthTooShort bool    `json:"growth_too_short,omitempty"`
+	GrowthMinSpanS float64 `json:"growth_min_span_s,omitempty"`
 	// Levels: the last RSS, the most open fds and the largest db size seen.
 	LastRSSBytes  float64 `json:"last_rss_bytes"`
 	MaxOpenFDs    float64 `json:"max_open_fds"`
@@ -64,7 +70,9 @@ type MemberHealth struct {
 // GrowthFit fits one slope per member over process lifetimes, with running sums only: its memory
 // does not grow with the run's length (a lifetime is a handful of sums).
 type GrowthFit struct {
-	From    float64 // seconds from the load's start: scrapes before it (the warm-up) are left out
+	From float64 // seconds from the load's start: scrapes before it (the warm-up) are left out
+	// MinSpan is the shortest span of fitted scrapes, in seconds, that a growth is given for.
+	MinSpan float64
 	members map[string]*memberFit
 	order   []string
 }
@@ -175,6 +183,10 @@ func (g *GrowthFit) Health() []MemberHealth {
 			return nil
 		}
 		h.RSSGrowthPerH, h.FDsGrowthPerH, h.DBSizeGrowthPerH = fit(m.rss), fit(m.fds), fit(m.db)
+		if h.SpanS < g.MinSpan {
+			h.RSSGrowthPerH, h.FDsGrowthPerH, h.DBSizeGrowthPerH = nil, nil, nil
+			h.GrowthTooShort, h.GrowthMinSpanS = true, g.MinSpan
+		}
 		out = append(out, h)
 	}
 	return out

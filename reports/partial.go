@@ -161,6 +161,9 @@ func PartialResult(dir string, livePID int) (*Result, error) {
 	samples, merr := ReadMembers(dir)
 	if merr == nil && len(samples) > 0 {
 		fit := &GrowthFit{From: fromS}
+		if sc != nil {
+			fit.MinSpan = sc.Cluster.GrowthMinSpan.D().Seconds()
+		}
 		for _, s := range samples {
 			fit.Add(s)
 		}

@@ -259,9 +259,17 @@ func GrowthText(v *float64, bytes bool) string {
 	return fmt.Sprintf("%+.0f/h", *v)
 }
 
+// GrowthText prints one of the member's growths, or says the scrapes were too short to judge one.
+func (h MemberHealth) GrowthText(v *float64, bytes bool) string {
+	if h.GrowthTooShort {
+		return fmt.Sprintf("growth: too short to judge, %.0fs of %.0fs", h.SpanS, h.GrowthMinSpanS)
+	}
+	return GrowthText(v, bytes)
+}
+
 // MemberHealthText is one member's summary: levels, growth per hour, scrapes.
 func MemberHealthText(h MemberHealth) string {
-	g := GrowthText
+	g := h.GrowthText
 	return fmt.Sprintf("RSS %s (%s)\tfds %.0f (%s)\tdb %s (%s)\twal fsync p99 max %.1fms\t%d scrapes, %d failed, %d restarts, fitted %d over %.0fs",
 		BytesText(h.LastRSSBytes), g(h.RSSGrowthPerH, true), h.MaxOpenFDs, g(h.FDsGrowthPerH, false), BytesText(h.MaxDBSize), g(h.DBSizeGrowthPerH, true),
 		h.MaxWALFsyncMs, h.Scrapes, h.Failed, h.Restarts, h.Fitted, h.SpanS)
@@ -316,6 +324,19 @@ func PathNote(r *Result) string {
 		return ""
 	}
 	return "\n  note: " + strings.Join(in, ", ") + " (a proxy is in the measured path)"
+}
+
+// NetworkText says which fault backend the run had and what was in the measured path: "network
+// proxy" alone read as a proxy in the path where the harness had left both links direct.
+func NetworkText(c Cluster) string {
+	nw := orText(c.Network, "direct")
+	if c.ClientPath == "" && c.PeerPath == "" {
+		return "network " + nw
+	}
+	if nw == "direct" {
+		return fmt.Sprintf("no fault backend; client links %s, peer links %s", c.ClientPath, c.PeerPath)
+	}
+	return fmt.Sprintf("fault backend %s; in the path: client links %s, peer links %s", nw, orText(c.ClientPath, "?"), orText(c.PeerPath, "?"))
 }
 
 func orText(s, def string) string {

@@ -44,6 +44,17 @@ func Evaluate(ths scenarios.Thresholds, m Metrics) []ThresholdResult {
 		if !ok && strings.HasPrefix(th.Metric, "failover.") && th.Metric != "failover.election_handover" && m.FaultsMeasured > 0 {
 			r.Status, r.Observed = ThresholdUnknown, fmt.Sprintf("not exercised: none of the %d faults cost an election (see outage.write)", m.FaultsMeasured)
 		}
+		if th.PerHour {
+			// A growth judged over minutes is the heap warming up: neither pass nor fail.
+			for _, h := range m.Members {
+				if h.GrowthTooShort {
+					ok, r.Value, r.Passed = false, nil, false
+					r.Status, r.Observed = ThresholdUnknown, fmt.Sprintf("too short to judge: %s's scrapes span %.0fs; a growth needs %s (cluster.growth-min-span)",
+						h.Member, h.SpanS, time.Duration(h.GrowthMinSpanS*float64(time.Second)))
+					break
+				}
+			}
+		}
 		if ok {
 			r.Passed = th.Holds(v)
 			if r.Passed {

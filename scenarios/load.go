@@ -234,6 +234,7 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("cluster.subnet", func() { c.Subnet = "198.18.0.0/15" })
 	def("cluster.ready-timeout", func() { c.ReadyTimeout = Duration(30 * time.Second) })
 	def("cluster.scrape-interval", func() { c.ScrapeInterval = Duration(10 * time.Second) })
+	def("cluster.growth-min-span", func() { c.GrowthMinSpan = Duration(10 * time.Minute) })
 	w := &sc.Workload
 	def("workload.duration", func() { w.Duration = Duration(30 * time.Second) })
 	def("workload.warmup", func() { w.Warmup = Duration(2 * time.Second) })

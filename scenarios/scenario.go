@@ -54,6 +54,10 @@ type Cluster struct {
 	// ScrapeInterval is how often each member's /metrics is scraped into members.jsonl (RSS, fds,
 	// db size, fsync, ...): 10s by default; 0s turns it off.
 	ScrapeInterval Duration `yaml:"scrape-interval"`
+	// GrowthMinSpan is the shortest span of scrapes over which a member's growth per hour is
+	// judged (10m by default): over a few minutes a fit measures the heap warming up, not a leak,
+	// and member.*_growth thresholds are unknown.
+	GrowthMinSpan Duration `yaml:"growth-min-span"`
 	// Endpoints, TLS and Auth reach a cluster the team already runs (provider: remote).
 	Endpoints []string `yaml:"endpoints,omitempty"`
 	TLS       TLS      `yaml:"tls,omitempty"`

@@ -18,6 +18,7 @@ seed: 5
 cluster:
   size: 3
   scrape-interval: 1s
+  growth-min-span: 5s
   etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
 workload:
   duration: 120s
