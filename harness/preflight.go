@@ -361,29 +361,31 @@ func (p *preflight) scrape(ctx context.Context, clientURL string) (map[string]*d
 // etcd's defaults (said so: the cluster's own are not visible through its API).
 func (p *preflight) resolveTimeouts() {
 	p.hb, p.et = p.opts.Heartbeat, p.opts.Election
-	from := "given"
+	hbFrom, etFrom := "given", "given"
 	if sc := p.opts.Scenario; sc != nil {
 		if p.hb == 0 {
 			if ms, err := scenarios.EtcdMillis(sc.Cluster.Etcd["heartbeat-interval"]); err == nil && ms > 0 {
-				p.hb, from = time.Duration(ms)*time.Millisecond, "from the scenario"
+				p.hb, hbFrom = time.Duration(ms)*time.Millisecond, "from the scenario"
 			}
 		}
 		if p.et == 0 {
 			if ms, err := scenarios.EtcdMillis(sc.Cluster.Etcd["election-timeout"]); err == nil && ms > 0 {
-				p.et, from = time.Duration(ms)*time.Millisecond, "from the scenario"
+				p.et, etFrom = time.Duration(ms)*time.Millisecond, "from the scenario"
 			}
 		}
 	}
-	if p.hb == 0 && p.et == 0 {
-		from = "assumed: etcd's defaults"
-	}
+	const assumed = "assumed: etcd's defaults"
 	if p.hb == 0 {
-		p.hb = 100 * time.Millisecond
+		p.hb, hbFrom = 100*time.Millisecond, assumed
 	}
 	if p.et == 0 {
-		p.et = time.Second
+		p.et, etFrom = time.Second, assumed
 	}
-	p.timesFrom = from
+	// Each value says where it came from: one given and the other etcd's default is not "given".
+	p.timesFrom = hbFrom
+	if etFrom != hbFrom {
+		p.timesFrom = fmt.Sprintf("heartbeat %s, election timeout %s", hbFrom, etFrom)
+	}
 }
 
 // reachedMembers are the members preflight could talk to.

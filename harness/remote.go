@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -203,6 +204,8 @@ func (a agentless) stop(context.Context, time.Duration) error {
 }
 func (a agentless) flushLogs() {}
 
+var envVarShape = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
 // RemoteConn builds the TLS and credentials of a remote cluster from the scenario: paths relative
 // to the scenario file, the password from the environment or a file (never the scenario itself).
 // Errors name the field and never the secret.
@@ -250,7 +253,12 @@ func RemoteConn(sc *scenarios.Scenario) (*loadgen.Conn, error) {
 		case a.PasswordEnv != "":
 			v, ok := os.LookupEnv(a.PasswordEnv)
 			if !ok || v == "" {
-				return nil, fmt.Errorf("cluster.auth.password-env: the environment variable %s is not set", a.PasswordEnv)
+				// Name the variable only when it reads as one (upper case, digits, '_'): a name in any
+				// other shape may be the password itself, written where its variable's name belongs.
+				if envVarShape.MatchString(a.PasswordEnv) {
+					return nil, fmt.Errorf("cluster.auth.password-env: the environment variable %s is not set", a.PasswordEnv)
+				}
+				return nil, errors.New("cluster.auth.password-env: the environment variable it names is not set (its name is not shown: it does not read as a variable's name, and may be the password itself)")
 			}
 			conn.Password = v
 		case a.PasswordFile != "":

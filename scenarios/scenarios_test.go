@@ -94,6 +94,10 @@ func TestBadInput(t *testing.T) {
 		{"name with a space", base, []string{"name=a b"}, []string{"(--set)", "name", "letters, digits"}},
 		{"misspelt etcd flag", strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {heartbeat-intervall: 100ms}", 1), nil, []string{"x.yaml:4:", "cluster.etcd.heartbeat-intervall", "not a flag of etcd", "did you mean heartbeat-interval?"}},
 		{"flag etcd ignores", strings.Replace(base, "  size: 3", "  size: 3\n  etcd: {snapshot: 'true'}", 1), nil, []string{"cluster.etcd.snapshot", "not a flag of etcd"}},
+		{"rate nan", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  rate: nan", 1), nil, []string{"x.yaml:7:", "workload.rate", "not a number of ops/s"}},
+		{"rate inf", base, []string{"workload.rate=inf"}, []string{"workload.rate", "not a number of ops/s"}},
+		{"block rate nan", base + "workloads: [{kind: watch, rate: NaN}]\n", nil, []string{"workloads[0].rate", "not a number"}},
+		{"recovery 0s", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  recovery: 0s", 1), nil, []string{"x.yaml:7:", "workload.recovery", "more than 0"}},
 		{"explicit zero clients", strings.Replace(base, "  warmup: 1s", "  warmup: 1s\n  clients: 0", 1), nil, []string{"workload.clients", "at least 1"}},
 	}
 	for _, c := range cases {
@@ -122,6 +126,51 @@ func TestEtcdFlagsKnown(t *testing.T) {
 	}
 	if nearest("election-timout", embeddedEtcdFlags()) != "election-timeout" || nearest("zzzzzzzzzzzzzzzzzzz", embeddedEtcdFlags()) != "" {
 		t.Fatal("nearest name is off")
+	}
+}
+
+// remoteBase reaches a cluster the team runs: a client: fault only.
+const remoteBase = `name: r
+cluster:
+  provider: remote
+  endpoints: [http://127.0.0.1:2379]
+workload:
+  duration: 20s
+  warmup: 1s
+`
+
+// TestRemoteRefusals: what must never reach a cluster the team runs, and secrets that must never be
+// echoed in the error that refuses them.
+func TestRemoteRefusals(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+		secret     string
+	}{
+		{"credentials in the URL", strings.Replace(remoteBase, "http://127.0.0.1:2379", "https://root:hunter2@127.0.0.1:2379", 1),
+			[]string{"x.yaml:4:", "cluster.endpoints[0]", "holds credentials"}, "hunter2"},
+		{"a password as password-env", strings.Replace(remoteBase, "  endpoints:", "  auth: {user: root, password-env: 'hunter2!x'}\n  endpoints:", 1),
+			[]string{"cluster.auth.password-env", "not an environment variable's name"}, "hunter2"},
+		{"leak workload", remoteBase + "workloads: [{kind: leak}]\n", []string{"workloads[0].kind", "never on a cluster the team runs"}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(c.yaml), nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if c.secret != "" && strings.Contains(err.Error(), c.secret) {
+				t.Errorf("the error echoes the secret: %q", err)
+			}
+		})
+	}
+	if _, err := Parse("x.yaml", []byte(remoteBase), nil); err != nil {
+		t.Fatalf("the remote base itself: %v", err)
 	}
 }
 

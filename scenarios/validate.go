@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -167,6 +168,11 @@ func (v *validator) validate() {
 	}
 	if w.Rate < 0 {
 		v.bad("workload.rate", "%v is negative; give ops/s for an open loop, or leave rate out for a closed loop", w.Rate)
+	} else if !finite(w.Rate) {
+		v.bad("workload.rate", "%v is not a number of ops/s; give ops/s for an open loop, or leave rate out for a closed loop", w.Rate)
+	}
+	if w.Recovery <= 0 {
+		v.bad("workload.recovery", "must be more than 0: how long after the load and after each heal recovery is measured (default 15s)")
 	}
 	if w.Timeout <= 0 {
 		v.bad("workload.timeout", "must be more than 0")
@@ -533,6 +539,11 @@ func (v *validator) workloads() {
 		}
 		if b.Rate < 0 {
 			v.bad(p+".rate", "%v is negative", b.Rate)
+		} else if !finite(b.Rate) {
+			v.bad(p+".rate", "%v is not a number per second", b.Rate)
+		}
+		if b.Kind == "leak" && v.sc.Cluster.Provider == "remote" {
+			v.bad(p+".kind", "a leak workload leaks connections, watchers or hour-long leases on purpose: never on a cluster the team runs (provider remote); run it on provider local or container")
 		}
 		v.retry(p+".retry", b.Retry)
 		switch b.Kind {
@@ -589,7 +600,7 @@ func (v *validator) checks() {
 	if l.Clients < 1 || l.Clients > 64 {
 		v.bad(p+".clients", "%d: valid: 1 to 64", l.Clients)
 	}
-	if l.Rate <= 0 {
+	if l.Rate <= 0 || !finite(l.Rate) {
 		v.bad(p+".rate", "must be more than 0 ops/s")
 	}
 	if l.MaxOps < 10 || l.MaxOps > 100_000 {
@@ -625,6 +636,10 @@ func (v *validator) etcdFlags() (map[string]bool, string) {
 	}
 	return embeddedEtcdFlags(), "etcd (the embedded server, v3.7)"
 }
+
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 // EtcdMillis reads etcd's millisecond flags: a bare number is milliseconds (as etcd takes it), or a
 // duration with a unit such as 100ms or 1s.
@@ -694,6 +709,11 @@ func (v *validator) remote() {
 	for i, ep := range c.Endpoints {
 		p := fmt.Sprintf("cluster.endpoints[%d]", i)
 		u, err := url.Parse(ep)
+		if err == nil && u.User != nil {
+			// Never echoed: the URL holds a secret.
+			v.bad(p, "holds credentials (USER:PASSWORD@ in the URL), which would be copied into every output; give cluster.auth.user with password-env or password-file, and the URL without them")
+			continue
+		}
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/"):
 			v.bad(p, "%q is not a client URL; valid: http://HOST:PORT or https://HOST:PORT", ep)
@@ -729,5 +749,8 @@ func (v *validator) remote() {
 		v.bad("cluster.auth", "user %s needs password-env: VARIABLE or password-file: PATH", a.User)
 	case a.PasswordEnv != "" && a.PasswordFile != "":
 		v.bad("cluster.auth.password-file", "give only one of password-env and password-file")
+	case a.PasswordEnv != "" && !envNameRe.MatchString(a.PasswordEnv):
+		// Not echoed: what is written there may be the password itself.
+		v.bad("cluster.auth.password-env", "is not an environment variable's name (letters, digits and '_', not starting with a digit); write the variable's name, such as ETCD_PASSWORD, never the password")
 	}
 }

@@ -19,3 +19,19 @@ func TestToleranceRefusesNonNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestPreflightTimeoutsAreAPair: one timeout flag alone would be judged beside etcd's default for
+// the other (a correct --heartbeat-interval 300 failed against an assumed 1s election timeout):
+// bad input, naming the missing flag. Nothing is reached: the endpoint is a closed port.
+func TestPreflightTimeoutsAreAPair(t *testing.T) {
+	for _, c := range [][]string{{"--heartbeat-interval", "300"}, {"--election-timeout", "3000"}} {
+		code, _, stderr := chaos(t, append([]string{"preflight", "--endpoints", "http://127.0.0.1:9"}, c...)...)
+		missing := "--election-timeout"
+		if c[0] == "--election-timeout" {
+			missing = "--heartbeat-interval"
+		}
+		if code != 2 || !strings.Contains(stderr, c[0]+" without "+missing+": give both") {
+			t.Errorf("preflight %v: exit %d, %s", c, code, stderr)
+		}
+	}
+}

@@ -101,6 +101,15 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 				}
 				return badInput(err)
 			}
+			// The two timeouts are judged as a pair: one given and the other etcd's default would
+			// judge a pair the cluster does not run (and fail a correct --heartbeat-interval 300).
+			if (heartbeat == "") != (election == "") {
+				given, missing := "--heartbeat-interval", "--election-timeout"
+				if heartbeat == "" {
+					given, missing = missing, given
+				}
+				return badInput(fmt.Errorf("%s without %s: give both, as the cluster's members run them (etcd does not expose its own); preflight judges them as a pair", given, missing))
+			}
 			opts := harness.PreflightOptions{Endpoints: cl.Endpoints, Conn: conn, Scenario: sc, ClientVersion: clientVersion,
 				Snapshot: snapshot, ScratchDir: scratchDir}
 			for _, d := range []struct {
