@@ -124,8 +124,8 @@ func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string
 		failed += sec.Failed
 		d := sec.End.Sub(sec.Start).Seconds()
 		secs += d
-		if d > 0 {
-			minRate, maxRate = math.Min(minRate, float64(sec.Ops)/d), math.Max(maxRate, float64(sec.Ops)/d)
+		if ok := sec.Ops - sec.Failed; d > 0 { // throughput: acknowledged ops
+			minRate, maxRate = math.Min(minRate, float64(ok)/d), math.Max(maxRate, float64(ok)/d)
 		}
 		for o, lh := range sec.Latency {
 			if o.String() == op || (op == "all" && o <= loadgen.OpTxn) {
@@ -156,7 +156,8 @@ func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string
 		case "max":
 			return maxRate, fmt.Sprintf("%.1f ops/s in the busiest second of %.0fs", maxRate, secs), true
 		}
-		return float64(ops) / secs, fmt.Sprintf("%.1f ops/s over %.0fs", float64(ops)/secs, secs), true
+		tp := float64(ops-failed) / secs
+		return tp, fmt.Sprintf("%.1f acknowledged ops/s over %.0fs", tp, secs), true
 	case "availability":
 		// The prober's probes that returned within the window: the share acknowledged.
 		var base, last *probeMark

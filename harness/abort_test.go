@@ -31,6 +31,7 @@ func TestEveryStopConditionTrips(t *testing.T) {
 		{"errors: count > 100 over 3s", window{ops: 500, failed: 50, putLatency: 5 * time.Millisecond, probes: [2]int64{100, 100}}},
 		{"availability: rate < 0.9 over 3s", window{ops: 500, putLatency: 5 * time.Millisecond, probes: [2]int64{100, 20}}},
 		{"throughput: avg < 100 over 3s", window{ops: 50, putLatency: 5 * time.Millisecond, probes: [2]int64{100, 100}}},
+		{"throughput: avg < 100 over 2s", window{ops: 500, failed: 500, putLatency: 5 * time.Millisecond, probes: [2]int64{100, 100}}}, // every op failed: no work done
 		{"throughput: min < 100 over 3s", window{ops: 50, putLatency: 5 * time.Millisecond, probes: [2]int64{100, 100}}},
 		{"throughput: max > 1000 over 3s", window{ops: 2000, putLatency: 5 * time.Millisecond, probes: [2]int64{100, 100}}},
 		{"latency.put: p(99) > 1s over 3s", window{ops: 500, putLatency: 2 * time.Second, probes: [2]int64{100, 100}}},

@@ -107,7 +107,7 @@ type Recorder struct {
 	codes   map[string]int64  // failed attempts by gRPC code or etcd error
 	// per second
 	intervalStart  time.Time
-	intervalOps    int64 // completed ops after the warm-up, for throughput
+	intervalOps    int64 // acknowledged ops after the warm-up, for throughput
 	intervalAll    int64 // completed ops, warm-up too, for the timeline
 	intervalFailed int64
 	perSecond      []float64
@@ -344,8 +344,8 @@ func (r *Recorder) Record(op Op, due time.Time, latency time.Duration, attempts 
 		if int64(attempts) > c.maxAttempts {
 			c.maxAttempts = int64(attempts)
 		}
-		if kv {
-			r.intervalOps++
+		if kv && class == ClassNone {
+			r.intervalOps++ // throughput is acknowledged ops: a failed op did no work
 		}
 		if class != ClassNone {
 			c.failed++
@@ -407,7 +407,7 @@ func (r *Recorder) Flush(now time.Time) {
 		r.perSecond = append(r.perSecond, float64(r.intervalOps)/secs)
 	}
 	r.lastRate = float64(r.intervalAll) / secs
-	r.timeline = append(r.timeline, reports.Second{T: round3(r.intervalStart.Sub(r.zero).Seconds()), Ops: round3(float64(r.intervalAll) / secs),
+	r.timeline = append(r.timeline, reports.Second{T: round3(r.intervalStart.Sub(r.zero).Seconds()), Ops: round3(float64(r.intervalAll-r.intervalFailed) / secs),
 		Failed: r.intervalFailed, Warmup: !afterWarmup})
 	if r.sink != nil {
 		iv := Second{Start: r.intervalStart, End: now, Ops: r.intervalAll, Failed: r.intervalFailed, Latency: map[Op]*hdrhistogram.Histogram{}}
