@@ -29,6 +29,9 @@ type liveMetrics struct {
 	ln  net.Listener
 
 	ops, failed, errs, latency, active, injected, leader, term, changes, sent, acked, outage, elected, restored, faultOutage *prometheus.Desc
+	// A kv workload block's own ops: the same figures with its name, as families of their own so
+	// the main load's series keep their labels (and no series is exposed twice).
+	wlOps, wlFailed, wlLatency *prometheus.Desc
 }
 
 func d(name, help string, labels ...string) *prometheus.Desc {
@@ -52,7 +55,10 @@ func (r *run) startMetrics(addr string) (*liveMetrics, error) {
 		outage:      d("write_outage_seconds", "How long ago the newest acknowledged prober write was sent: grows while writes are not served."),
 		elected:     d("failover_leader_elected_seconds", "From a fault's injection to a new leader seen, for faults that cost an election (so far).", "fault"),
 		restored:    d("failover_write_restored_seconds", "From a fault's injection to the first acknowledged write after the election (so far).", "fault"),
-		faultOutage: d("fault_outage_write_seconds", "A fault's longest write outage so far.", "fault"),
+		faultOutage: d("fault_outage_write_seconds", "A fault's longest write outage so far (fixed once its window closed).", "fault"),
+		wlOps:       d("workload_ops_total", "Operations completed by a kv workload block (warm-up excluded), by workload and op.", "workload", "op"),
+		wlFailed:    d("workload_ops_failed_total", "Operations of a kv workload block that failed after their retries.", "workload", "op"),
+		wlLatency:   d("workload_latency_seconds", "Latency of a kv workload block's operations that succeeded.", "workload", "op"),
 	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(m); err != nil {
@@ -82,7 +88,7 @@ func (m *liveMetrics) stop() {
 
 func (m *liveMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{m.ops, m.failed, m.errs, m.latency, m.active, m.injected, m.leader, m.term, m.changes,
-		m.sent, m.acked, m.outage, m.elected, m.restored, m.faultOutage} {
+		m.sent, m.acked, m.outage, m.elected, m.restored, m.faultOutage, m.wlOps, m.wlFailed, m.wlLatency} {
 		ch <- x
 	}
 }
@@ -95,15 +101,20 @@ func (m *liveMetrics) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
 	}
-	for _, rec := range r.recs {
+	for k, rec := range r.recs {
 		t := rec.Totals()
+		opsDesc, failedDesc, latDesc, labels := m.ops, m.failed, m.latency, []string(nil)
+		if k < len(r.recName) && r.recName[k] != "" {
+			opsDesc, failedDesc, latDesc, labels = m.wlOps, m.wlFailed, m.wlLatency, []string{r.recName[k]}
+		}
 		for i := range loadgen.NumOps {
 			op := loadgen.Op(i)
 			if t.Ops[i] == 0 {
 				continue
 			}
-			counter(m.ops, float64(t.Ops[i]), op.String())
-			counter(m.failed, float64(t.Failed[i]), op.String())
+			lv := append(append([]string(nil), labels...), op.String())
+			counter(opsDesc, float64(t.Ops[i]), lv...)
+			counter(failedDesc, float64(t.Failed[i]), lv...)
 			if h := t.Latency[i]; h != nil {
 				buckets := map[float64]uint64{}
 				var cum uint64
@@ -117,7 +128,7 @@ func (m *liveMetrics) Collect(ch chan<- prometheus.Metric) {
 					buckets[ub] = cum
 				}
 				sum := h.Mean() * float64(h.TotalCount()) / 1e9
-				ch <- prometheus.MustNewConstHistogram(m.latency, uint64(h.TotalCount()), sum, buckets, op.String())
+				ch <- prometheus.MustNewConstHistogram(latDesc, uint64(h.TotalCount()), sum, buckets, lv...)
 			}
 		}
 		if rec == r.rec {
@@ -126,12 +137,22 @@ func (m *liveMetrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	// What each fault cost: so far while its window is open, what was measured once it closed
+	// (its tracker is then released, and a figure taken "so far" would grow for ever).
+	type faultNow struct {
+		fr     *faultRun
+		result *loadgen.FailoverResult
+	}
+	var frs []faultNow
 	r.mu.Lock()
-	frs := append([]*faultRun(nil), r.faults...)
+	for _, fr := range r.faults {
+		frs = append(frs, faultNow{fr, fr.result})
+	}
 	r.mu.Unlock()
 	injected := 0
 	now := time.Now()
-	for _, fr := range frs {
+	for _, f := range frs {
+		fr := f.fr
 		if fr.inj == nil || fr.injAt.IsZero() {
 			continue
 		}
@@ -140,8 +161,15 @@ func (m *liveMetrics) Collect(ch chan<- prometheus.Metric) {
 		if fr.inj.State() == faults.Applied {
 			gauge(m.active, 1, idx, fr.spec.Action, strings.Join(fr.record.Members, ","))
 		}
-		if fr.failover != nil {
-			fo := fr.failover.Result(now)
+		var fo *loadgen.FailoverResult
+		switch {
+		case f.result != nil:
+			fo = f.result
+		case fr.failover != nil:
+			x := fr.failover.Result(now)
+			fo = &x
+		}
+		if fo != nil {
 			gauge(m.faultOutage, fo.WriteOutage.Seconds(), idx)
 			if fo.Election {
 				gauge(m.elected, fo.LeaderElected.Seconds(), idx)

@@ -77,6 +77,7 @@ type run struct {
 	prober  *loadgen.Prober
 	rec     *loadgen.Recorder
 	recs    []*loadgen.Recorder // rec and each kv workload's own: they share the phases
+	recName []string            // each of recs' workload name ("" for the main KV load)
 	mon     *loadgen.Monitor
 	kv      *loadgen.KV
 	safety  *loadgen.SafetyLog
@@ -271,7 +272,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	res.LoadStartedAt = r.loadStart.UTC()
 	r.events.SetZero(r.loadStart)
 	r.rec = loadgen.NewRecorder(r.loadStart, hlog)
-	r.recs = []*loadgen.Recorder{r.rec}
+	r.recs, r.recName = []*loadgen.Recorder{r.rec}, []string{""}
 	// histograms.hlog is written as the run goes: each phase once no op due in it can still end.
 	hists, err := os.Create(filepath.Join(r.opts.Out, "histograms.hlog"))
 	if err != nil {
@@ -706,7 +707,9 @@ func (r *run) settleFaults() {
 		fo := fr.failover.Result(we)
 		r.mon.Untrack(fr.failover)
 		fr.failover.Release()
+		r.mu.Lock() // the live metrics read it
 		fr.result, fr.windowEnd = &fo, we
+		r.mu.Unlock()
 	}
 }
 

@@ -34,7 +34,7 @@ func (r *run) startWorkloads() error {
 		}
 		r.workloads = append(r.workloads, wl)
 		if g, ok := wl.(interface{ Recorder() *loadgen.Recorder }); ok {
-			r.recs = append(r.recs, g.Recorder())
+			r.recs, r.recName = append(r.recs, g.Recorder()), append(r.recName, b.Name)
 		}
 	}
 	if l := r.sc.Checks.Linearizability; l.Enabled {
