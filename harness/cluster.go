@@ -533,6 +533,13 @@ type ClusterFile struct {
 	Containers []string        `json:"containers,omitempty"`
 	Image      string          `json:"image,omitempty"`
 	Members    []ClusterMember `json:"members"`
+	// Provider remote: the run's id and the key prefix it writes under, and the endpoints (never a
+	// credential), so chaos heal can delete the keys of a killed run.
+	RunID     string   `json:"run_id,omitempty"`
+	KeyPrefix string   `json:"key_prefix,omitempty"`
+	Endpoints []string `json:"endpoints,omitempty"`
+	// ScenarioFile is where the run's scenario came from: TLS and password-file paths are relative to it.
+	ScenarioFile string `json:"scenario_file,omitempty"`
 }
 
 // ClusterMember is one member in cluster.json.

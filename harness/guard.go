@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,14 +18,20 @@ import (
 
 // clusterOptions builds every provider's options from the scenario (a remote cluster's TLS and
 // credentials among them; their errors name the field, never the secret).
-func clusterOptions(sc *scenarios.Scenario, lopts LocalOptions) (ClusterOptions, error) {
+// keyPrefix is where a remote run writes: cluster.json records it from the start, so chaos heal
+// can delete what a killed harness left.
+func clusterOptions(sc *scenarios.Scenario, lopts LocalOptions, runID, keyPrefix string) (ClusterOptions, error) {
 	o := ClusterOptions{Local: lopts, Container: ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint}}
 	if sc.Cluster.Provider == "remote" {
 		conn, err := RemoteConn(sc)
 		if err != nil {
 			return o, err
 		}
-		o.Remote = RemoteOptions{Dir: lopts.Dir, Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: lopts.ClientProxy, Seed: sc.Seed}
+		o.Remote = RemoteOptions{Dir: lopts.Dir, Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: lopts.ClientProxy, Seed: sc.Seed,
+			RunID: runID, KeyPrefix: keyPrefix, ScenarioFile: sc.File}
+		if abs, err := filepath.Abs(sc.File); err == nil {
+			o.Remote.ScenarioFile = abs
+		}
 	}
 	return o, nil
 }
@@ -106,6 +113,15 @@ func (r *run) claimPrefix(ctx context.Context) error {
 // deletePrefix deletes every key the run wrote. It tries a few times: at the end of a run a
 // client's TLS handshake and token may take longer than one dial timeout on a loaded machine.
 func (r *run) deletePrefix(ctx context.Context) (int64, error) {
+	return DeletePrefix(ctx, r.cl.Endpoints(), r.cl.LoadConn(), r.prefix)
+}
+
+// DeletePrefix deletes every key under prefix, and revokes the leases whose attached keys are all
+// under it (a lease workload's, a lock's session); other leases are not touched.
+func DeletePrefix(ctx context.Context, endpoints []string, conn *loadgen.Conn, prefix string) (int64, error) {
+	if prefix == "" || !strings.HasPrefix(prefix, loadgen.DefaultPrefix) {
+		return 0, fmt.Errorf("refusing to delete under %q: not a run's key prefix (%s<run id>/)", prefix, loadgen.DefaultPrefix)
+	}
 	var last error
 	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
@@ -114,13 +130,14 @@ func (r *run) deletePrefix(ctx context.Context) (int64, error) {
 			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 			}
 		}
-		cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
+		cli, err := loadgen.MeasureClientVia(endpoints, conn)
 		if err != nil {
 			last = clientProblem(err)
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := cli.Delete(dctx, r.prefix, clientv3.WithPrefix())
+		revokeLeasesUnder(dctx, cli, prefix)
+		resp, err := cli.Delete(dctx, prefix, clientv3.WithPrefix())
 		cancel()
 		_ = cli.Close()
 		if err == nil {
@@ -132,6 +149,31 @@ func (r *run) deletePrefix(ctx context.Context) (int64, error) {
 		}
 	}
 	return 0, last
+}
+
+// revokeLeasesUnder revokes each lease whose attached keys are all under prefix (at most 10,000
+// leases are looked at): the run's own, which would otherwise live out their TTL.
+func revokeLeasesUnder(ctx context.Context, cli *clientv3.Client, prefix string) {
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		return
+	}
+	for i, l := range leases.Leases {
+		if i >= 10_000 || ctx.Err() != nil {
+			return
+		}
+		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		if err != nil || len(ttl.Keys) == 0 {
+			continue
+		}
+		ours := true
+		for _, k := range ttl.Keys {
+			ours = ours && strings.HasPrefix(string(k), prefix)
+		}
+		if ours {
+			_, _ = cli.Revoke(ctx, l.ID)
+		}
+	}
 }
 
 // alarms are the alarms the members reported in their last status ("NOSPACE", "CORRUPT").

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // HealReport says what chaos heal did.
@@ -21,6 +23,9 @@ type HealReport struct {
 	Resumed  []string             // members that were paused and got SIGCONT
 	Stopped  []string             // member processes that were still running and were ended
 	Removed  []string             // network namespaces, containers, networks and volumes removed
+	// KeyPrefix and KeysDeleted: a remote run's keys, deleted (with its leases revoked).
+	KeyPrefix   string
+	KeysDeleted int64
 }
 
 // harnessAlive says whether the run's harness still runs (a reused PID runs something else).
@@ -109,6 +114,11 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 			rep.Removed = append(rep.Removed, ns)
 		}
 	}
+	if cf.Provider == "remote" && cf.KeyPrefix != "" {
+		if err := healRemoteKeys(ctx, dir, cf, rep); err != nil {
+			return rep, err
+		}
+	}
 	if len(rep.Unhealed) > 0 {
 		l, err := faults.OpenLedger(filepath.Join(dir, "ledger.jsonl"))
 		if err != nil {
@@ -122,4 +132,39 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// healRemoteKeys deletes a remote run's keys (and revokes its leases) unless its events say they
+// were deleted: the killed harness could not. The credentials are the scenario's (its password
+// variable must be set for chaos heal too), the prefix and endpoints cluster.json's.
+func healRemoteKeys(ctx context.Context, dir string, cf ClusterFile, rep *HealReport) error {
+	if b, err := os.ReadFile(filepath.Join(dir, "events.jsonl")); err == nil && strings.Contains(string(b), `"kind":"keys_deleted"`) {
+		return nil
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "scenario.yaml"))
+	if err != nil {
+		return fmt.Errorf("the run's keys under %s: reading its scenario for the cluster's credentials: %w", cf.KeyPrefix, err)
+	}
+	file := cf.ScenarioFile
+	if file == "" {
+		file = filepath.Join(dir, "scenario.yaml")
+	}
+	sc, err := scenarios.Parse(file, src, nil)
+	if err != nil {
+		return fmt.Errorf("the run's keys under %s: %w", cf.KeyPrefix, err)
+	}
+	conn, err := RemoteConn(sc)
+	if err != nil {
+		return fmt.Errorf("the run's keys under %s: %w", cf.KeyPrefix, err)
+	}
+	n, err := DeletePrefix(ctx, cf.Endpoints, conn, cf.KeyPrefix)
+	if err != nil {
+		return fmt.Errorf("deleting the run's keys under %s: %w", cf.KeyPrefix, err)
+	}
+	rep.KeyPrefix, rep.KeysDeleted = cf.KeyPrefix, n
+	if ev, err := reports.OpenEventLog(filepath.Join(dir, "events.jsonl")); err == nil {
+		ev.Log(time.Now(), "keys_deleted", "prefix", cf.KeyPrefix, "deleted", n, "by", "chaos heal")
+		_ = ev.Close()
+	}
+	return nil
 }

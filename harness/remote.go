@@ -33,7 +33,12 @@ type RemoteOptions struct {
 	// ClientProxy puts the harness's proxy in front of each endpoint, for client: faults.
 	ClientProxy bool
 	Seed        int64
-	readOnly    bool // dry run: make the proxy, but listen nowhere
+	// RunID and KeyPrefix name where the run writes, recorded in cluster.json from the start so
+	// that chaos heal deletes what a killed harness left.
+	RunID, KeyPrefix string
+	// ScenarioFile is the scenario's own path: its TLS and password-file paths are relative to it.
+	ScenarioFile string
+	readOnly     bool // dry run: make the proxy, but listen nowhere
 }
 
 // RemoteCluster is a cluster the harness did not start: it learns the members from the cluster,
@@ -51,7 +56,10 @@ func NewRemote(opts RemoteOptions) (*RemoteCluster, error) {
 		return nil, errors.New("cluster.endpoints: a remote cluster needs its client URLs, named explicitly")
 	}
 	c := &RemoteCluster{opts: opts}
-	c.base = base{dir: opts.Dir, log: nopLogger(), network: "remote", control: opts.Conn, describe: func(cf *ClusterFile) { cf.Provider = "remote" }}
+	c.base = base{dir: opts.Dir, log: nopLogger(), network: "remote", control: opts.Conn, describe: func(cf *ClusterFile) {
+		cf.Provider, cf.RunID, cf.KeyPrefix, cf.ScenarioFile = "remote", opts.RunID, opts.KeyPrefix, opts.ScenarioFile
+		cf.Endpoints = append([]string(nil), opts.Endpoints...)
+	}}
 	if opts.ClientProxy {
 		c.proxy = faults.NewProxy(opts.Seed, nopLogger())
 	}

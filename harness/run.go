@@ -78,10 +78,12 @@ type run struct {
 	rec     *loadgen.Recorder
 	recs    []*loadgen.Recorder // rec and each kv workload's own: they share the phases
 	recName []string            // each of recs' workload name ("" for the main KV load)
-	mon     *loadgen.Monitor
-	kv      *loadgen.KV
-	safety  *loadgen.SafetyLog
-	scraper *memberScraper // nil: cluster.scrape-interval 0s
+	// prefixClaimed: a remote run claimed its key prefix, which teardown deletes after healing.
+	prefixClaimed bool
+	mon           *loadgen.Monitor
+	kv            *loadgen.KV
+	safety        *loadgen.SafetyLog
+	scraper       *memberScraper // nil: cluster.scrape-interval 0s
 
 	workloads []loadgen.Workload
 	outcomes  []loadgen.Outcome
@@ -150,7 +152,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		lopts.PeerProxy = true
 		lopts.PeerDelay = faults.Shape{Delay: time.Duration(d.Latency), Jitter: time.Duration(d.Jitter)}
 	}
-	copts, err := clusterOptions(sc, lopts)
+	copts, err := clusterOptions(sc, lopts, opts.RunID, r.prefix)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInput, err)
 	}
@@ -169,6 +171,16 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		}
 		if herr := r.healAll(cctx, by); herr != nil {
 			err = errors.Join(err, fmt.Errorf("%w: healing: %v", ErrInfra, herr))
+		}
+		// A remote run's keys go after its faults are healed (a Ctrl-C mid-fault included), and
+		// before anything else can fail: they are on a cluster the team runs.
+		if r.prefixClaimed && !opts.KeepData {
+			if n, derr := r.deletePrefix(cctx); derr != nil {
+				r.log.Warn("deleting the run's keys", "prefix", r.prefix, "err", derr)
+				r.events.Log(time.Now(), "keys_kept", "prefix", r.prefix, "error", derr.Error())
+			} else {
+				r.events.Log(time.Now(), "keys_deleted", "prefix", r.prefix, "deleted", n)
+			}
 		}
 		if res != nil {
 			r.mu.Lock()
@@ -210,18 +222,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 			res.Verdict, res.Reason = reports.VerdictError, err.Error()
 			return res, fmt.Errorf("%w: %v", ErrInfra, err)
 		}
-		if !opts.KeepData {
-			defer func() {
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-				defer cancel()
-				if n, derr := r.deletePrefix(cctx); derr != nil {
-					r.log.Warn("deleting the run's keys", "prefix", r.prefix, "err", derr)
-					r.events.Log(time.Now(), "keys_kept", "prefix", r.prefix, "error", derr.Error())
-				} else {
-					r.events.Log(time.Now(), "keys_deleted", "prefix", r.prefix, "deleted", n)
-				}
-			}()
-		}
+		r.prefixClaimed = true // the teardown deletes it, after healing every fault
 	}
 	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names(), "network", sc.Cluster.Network,
 		"client_path", res.Cluster.ClientPath, "peer_path", res.Cluster.PeerPath)

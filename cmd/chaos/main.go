@@ -394,6 +394,9 @@ containers and namespaces, and closes the ledger. DIR may also be a sweep folder
 				for _, m := range rep.Resumed {
 					fmt.Fprintf(stdout, "%smember %s was paused: resumed\n", prefix, m)
 				}
+				if rep.KeyPrefix != "" {
+					fmt.Fprintf(stdout, "%sthe run's keys under %s were left on the remote cluster: %d deleted, its leases revoked\n", prefix, rep.KeyPrefix, rep.KeysDeleted)
+				}
 				for _, m := range rep.Stopped {
 					fmt.Fprintf(stdout, "%smember %s was still running: stopped\n", prefix, m)
 				}
@@ -404,6 +407,9 @@ containers and namespaces, and closes the ledger. DIR may also be a sweep folder
 					fmt.Fprintf(stdout, "%s%s was left: removed\n", prefix, what)
 				}
 				healed += len(rep.Unhealed) + len(rep.Stopped) + len(rep.Removed)
+				if rep.KeyPrefix != "" {
+					healed++
+				}
 			}
 			if healed == 0 {
 				fmt.Fprintln(stdout, "nothing to heal")

@@ -446,6 +446,87 @@ thresholds:
 		assertNoSecret(t, pass, "", stdout, stderr)
 	})
 
+	// A harness killed mid-run leaves its keys (and leases) on the team's cluster: cluster.json
+	// names the prefix from the start, and chaos heal deletes it. A Ctrl-C mid-fault heals the
+	// fault before the keys go.
+	t.Run("chaos heal deletes a killed run's keys; Ctrl-C heals before deleting", func(t *testing.T) {
+		sc := filepath.Join(dir, "killed.yaml")
+		if err := os.WriteFile(sc, []byte(strings.Replace(remoteScenario(tc, dir, `workloads: [{kind: lease, rate: 20, ttl: 60s, keys: 1}]
+faults:
+  - {at: 2s, action: delay, client: follower, latency: 20ms, duration: 20s}
+`), "duration: 8s", "duration: 30s", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cli := tc.client(t, "root", tc.rootPass)
+		defer cli.Close()
+		count := func(prefix string) (keys int64, leases int) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			r, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls, err := cli.Leases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range ls.Leases {
+				ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+				if err == nil && len(ttl.Keys) > 0 && strings.HasPrefix(string(ttl.Keys[0]), prefix) {
+					leases++
+				}
+			}
+			return r.Count, leases
+		}
+		run := func(id string, sig syscall.Signal) string {
+			out := filepath.Join(t.TempDir(), id)
+			cmd := exec.Command(chaosBin, "run", sc, "--yes", "--out", out, "--no-progress", "--run-id", id)
+			cmd.Env = append(os.Environ(), env...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			waitEvent(t, out, "fault_injected", 60*time.Second)
+			time.Sleep(time.Second)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			return out
+		}
+
+		out := run("killed", syscall.SIGKILL)
+		if cf := readCluster(t, out); cf.KeyPrefix != "chaos/killed/" || cf.RunID != "killed" {
+			t.Errorf("cluster.json: run id %q, key prefix %q", cf.RunID, cf.KeyPrefix)
+		}
+		keys, leases := count("chaos/killed/")
+		if keys == 0 || leases == 0 {
+			t.Fatalf("the killed run left %d keys and %d leases: nothing for heal to do (the test proves nothing)", keys, leases)
+		}
+		code, stdout, stderr := chaosEnv(t, env, "heal", out)
+		t.Logf("heal: %s%s", stdout, stderr)
+		if code != 0 || !strings.Contains(stdout, "the run's keys under chaos/killed/ were left on the remote cluster") {
+			t.Errorf("heal: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if k, l := count("chaos/killed/"); k != 0 || l != 0 {
+			t.Errorf("after chaos heal: %d keys, %d leases left under chaos/killed/ (were %d, %d)", k, l, keys, leases)
+		}
+		if code, stdout, _ := chaosEnv(t, env, "heal", out); code != 0 || strings.Contains(stdout, "keys under") {
+			t.Errorf("a second heal: exit %d, %s", code, stdout)
+		}
+		assertNoSecret(t, pass, out, stdout, stderr)
+
+		out = run("interrupted", syscall.SIGINT)
+		b, _ := os.ReadFile(filepath.Join(out, "events.jsonl"))
+		healed, deleted := bytes.Index(b, []byte(`"kind":"fault_healed"`)), bytes.Index(b, []byte(`"kind":"keys_deleted"`))
+		if healed < 0 || deleted < 0 || deleted < healed {
+			t.Errorf("after Ctrl-C mid-fault: fault_healed at %d, keys_deleted at %d in events.jsonl; want the heal first", healed, deleted)
+		}
+		if k, l := count("chaos/interrupted/"); k != 0 || l != 0 {
+			t.Errorf("after Ctrl-C: %d keys, %d leases left", k, l)
+		}
+	})
+
 	t.Run("a quorum-breaking fault is refused, and accepted with the allow", func(t *testing.T) {
 		sc := filepath.Join(dir, "quorum.yaml")
 		write := func(allow string) {
