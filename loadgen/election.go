@@ -143,11 +143,15 @@ func (e *electionLoad) candidate(ctx context.Context, c *clientv3.Client, i int)
 		case <-time.After(e.b.Hold.D()):
 		}
 		end := time.Now()
-		e.ten.add(Interval{Name: e.b.Name, Holder: name, From: won, To: end, SessionLost: lost})
+		tenure := Interval{Name: e.b.Name, Holder: name, From: won, To: end, SessionLost: lost}
 		if ctx.Err() != nil {
+			tenure.Ended = "load_end"
+			e.ten.add(tenure)
 			return
 		}
 		if lost {
+			tenure.Ended = "session_lost"
+			e.ten.add(tenure)
 			e.mu.Lock()
 			e.lost++
 			e.mu.Unlock()
@@ -157,10 +161,19 @@ func (e *electionLoad) candidate(ctx context.Context, c *clientv3.Client, i int)
 		}
 		e.loss(end, i)
 		// Resign under the block's retry policy: a resign forwarded to a leader that dies is lost
-		// and waits out the attempt's timeout; the next leader waits for it.
-		if _, ended := e.policy.Do(ctx, e.resigns, OpCampaign, time.Now(), e.b.Timeout.D(), rng, timer, func(actx context.Context) error {
+		// and waits out the attempt's timeout; the next leader waits for it (or for the session's
+		// lease to expire: its TTL, plus the election timeout etcd adds to every lease when a new
+		// leader takes over).
+		rerr, ended := e.policy.Do(ctx, e.resigns, OpCampaign, time.Now(), e.b.Timeout.D(), rng, timer, func(actx context.Context) error {
 			return el.Resign(actx)
-		}); ended {
+		})
+		tenure.ResignMs = float64(time.Since(end)) / 1e6
+		tenure.Ended = "resigned"
+		if rerr != nil {
+			tenure.Ended = "resign_failed: " + Classify(rerr).String()
+		}
+		e.ten.add(tenure)
+		if ended {
 			return
 		}
 	}
@@ -171,6 +184,9 @@ func (e *electionLoad) Finish(ctx context.Context) Outcome {
 	c := exclusionCheck("election-exclusion", e.b.Name, iv, e.start,
 		"no two candidates lead the election at the same time, as the leaders saw it")
 	gaps, _ := handovers(iv)
+	if err := writeTenures(e.env.Dir, e.b.Name, iv, e.start); err != nil {
+		e.env.Log("writing the election's tenures", "err", err)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	o := Outcome{

@@ -151,7 +151,11 @@ func (l *lockLoad) contend(ctx context.Context, c *clientv3.Client, i int) {
 			delete(l.holder, name)
 		}
 		l.holderMu.Unlock()
-		l.ten.add(Interval{Name: name, Holder: holderName, From: from, To: to, SessionLost: lost, FenceRefused: refused})
+		how := "released"
+		if lost {
+			how = "session_lost"
+		}
+		l.ten.add(Interval{Name: name, Holder: holderName, From: from, To: to, SessionLost: lost, FenceRefused: refused, Ended: how})
 		l.holdMu.Lock()
 		l.holds = append(l.holds, float64(to.Sub(from)))
 		l.holdMu.Unlock()
@@ -172,6 +176,9 @@ func (l *lockLoad) Finish(ctx context.Context) Outcome {
 		"no two contenders hold one lock at the same time, as the holders saw it; a holder whose session expired while it held the lock (its member paused or cut off past the session TTL) is etcd's known caveat")
 	if c.Violations > 0 {
 		c.Summary += fmt.Sprintf("; %d fencing writes were refused (a holder that had lost its lock tried to write)", l.fenced.Load())
+	}
+	if err := writeTenures(l.env.Dir, l.b.Name, iv, l.start); err != nil {
+		l.env.Log("writing the lock's tenures", "err", err)
 	}
 	l.holdMu.Lock()
 	holds := append(reports.Samples(nil), l.holds...)

@@ -1,9 +1,14 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -157,6 +162,25 @@ type Interval struct {
 	From, To     time.Time
 	SessionLost  bool // the holder's session ended during the tenure
 	FenceRefused bool // its fenced write at the end was refused: etcd kept it from acting on the lost lock
+	// Ended says how the tenure ended ("resigned", "resign_failed: CLASS", "session_lost",
+	// "released", "load_end"), and ResignMs how long the resign or release took (election, lock).
+	Ended    string
+	ResignMs float64
+}
+
+// tenureLine is one tenure in tenures-<workload>.jsonl, in seconds from the load's start: the
+// record a handover or an overlap is explained from after the run.
+type tenureLine struct {
+	Workload string  `json:"workload"`
+	Name     string  `json:"name"`
+	Holder   string  `json:"holder"`
+	WonS     float64 `json:"won_s"`
+	EndedS   float64 `json:"ended_s"`
+	Ended    string  `json:"ended"`
+	ResignMs float64 `json:"resign_ms,omitempty"`
+	// GapMs is the handover before this tenure: from the previous tenure's end to this one's start
+	// (negative: they overlapped).
+	GapMs *float64 `json:"gap_before_ms,omitempty"`
 }
 
 // Overlaps finds tenures of the same name by different holders that overlap in time: two holders at
@@ -200,6 +224,31 @@ func (t *tenures) add(x Interval) {
 	t.mu.Lock()
 	t.iv = append(t.iv, x)
 	t.mu.Unlock()
+}
+
+// writeTenures writes every tenure of a workload, by start, to dir/tenures-<workload>.jsonl.
+func writeTenures(dir, workload string, iv []Interval, zero time.Time) error {
+	if dir == "" {
+		return nil
+	}
+	sorted := append([]Interval(nil), iv...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].From.Before(sorted[j].From) })
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	lastEnd := map[string]time.Time{}
+	for _, x := range sorted {
+		l := tenureLine{Workload: workload, Name: x.Name, Holder: x.Holder, WonS: round3(x.From.Sub(zero).Seconds()),
+			EndedS: round3(x.To.Sub(zero).Seconds()), Ended: x.Ended, ResignMs: math.Round(x.ResignMs*10) / 10}
+		if prev, ok := lastEnd[x.Name]; ok {
+			g := math.Round(float64(x.From.Sub(prev))/1e5) / 10
+			l.GapMs = &g
+		}
+		lastEnd[x.Name] = x.To
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "tenures-"+workload+".jsonl"), b.Bytes(), 0o644)
 }
 
 func (t *tenures) all() []Interval {
