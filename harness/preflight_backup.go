@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	clientsnap "go.etcd.io/etcd/client/v3/snapshot"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -40,7 +41,7 @@ func (p *preflight) backup(ctx context.Context) *findings {
 		root = os.TempDir()
 	}
 	removeStaleScratch(root)
-	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-", scratchPrefix, os.Getpid()))
+	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-%s-", scratchPrefix, os.Getpid(), procStart(os.Getpid())))
 	if err != nil {
 		f.add(skip, "", "no scratch folder: %v", err)
 		return f
@@ -91,8 +92,20 @@ func (p *preflight) backup(ctx context.Context) *findings {
 		return f
 	}
 	const name = "preflight-restore"
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	// The scratch member serves a copy of the cluster's data: TLS with a client certificate only
+	// this process holds, on both its listeners. With client-certificate auth (no password), etcd
+	// takes the certificate's CN as the user: root, whom HashKV needs.
+	cn := "root"
+	if c := p.opts.Conn; c != nil && c.Username != "" {
+		cn = c.Username
+	}
+	stls, err := newScratchTLS(dir, cn)
+	if err != nil {
+		f.add(skip, "", "no TLS for the scratch member: %v", err)
+		return f
+	}
+	clientURL := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	peerURL := fmt.Sprintf("https://127.0.0.1:%d", ports[1])
 	data := filepath.Join(dir, "member")
 	t1 := time.Now()
 	err = snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{SnapshotPath: path, Name: name, OutputDataDir: data,
@@ -109,17 +122,17 @@ func (p *preflight) backup(ctx context.Context) *findings {
 	}
 
 	t2 := time.Now()
-	e, err := startScratch(ctx, name, data, clientURL, peerURL, filepath.Join(dir, "member.log"))
+	e, err := startScratch(ctx, name, data, clientURL, peerURL, filepath.Join(dir, "member.log"), stls)
 	if err != nil {
 		f.add(fail, "the restored data does not start: take a new backup and verify it", "a member started from the restored data: %v", err)
 		return f
 	}
 	defer e.Close()
-	f.add(pass, "", "a scratch member started from it at %s in %d ms", clientURL, time.Since(t2).Milliseconds())
+	f.add(pass, "", "a scratch member started from it at %s (TLS, only this process's client certificate) in %d ms", clientURL, time.Since(t2).Milliseconds())
 
 	t3 := time.Now()
 	// The restored data holds the source's users: with auth on, the scratch member wants the same.
-	scfg := clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	scfg := clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: stls.Client}
 	if c := p.opts.Conn; c != nil {
 		scfg.Username, scfg.Password = c.Username, c.Password
 	}
@@ -194,7 +207,7 @@ func snapshotStatus(path string) (st snapshot.Status, err error) {
 
 // startScratch starts one etcd member in this process on the restored data: it dies with the
 // process, so nothing outlives preflight but its folder (which the next preflight removes).
-func startScratch(ctx context.Context, name, data, clientURL, peerURL, logPath string) (*embed.Etcd, error) {
+func startScratch(ctx context.Context, name, data, clientURL, peerURL, logPath string, st *scratchTLS) (*embed.Etcd, error) {
 	cu, _ := url.Parse(clientURL)
 	pu, _ := url.Parse(peerURL)
 	cfg := embed.NewConfig()
@@ -204,6 +217,8 @@ func startScratch(ctx context.Context, name, data, clientURL, peerURL, logPath s
 	cfg.InitialCluster, cfg.InitialClusterToken = name+"="+peerURL, "etcd-chaos-preflight"
 	cfg.LogLevel, cfg.LogOutputs = "warn", []string{logPath}
 	cfg.UnsafeNoFsync = true // a scratch copy: nothing to keep
+	info := transport.TLSInfo{CertFile: st.Cert, KeyFile: st.Key, TrustedCAFile: st.CA, ClientCertAuth: true}
+	cfg.ClientTLSInfo, cfg.PeerTLSInfo = info, info
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, err
@@ -232,17 +247,22 @@ func freeBytes(dir string) int64 {
 	return int64(st.Bavail) * int64(st.Bsize)
 }
 
-// removeStaleScratch removes the scratch folders of preflights that were killed (their pid is gone).
+// removeStaleScratch removes the scratch folders of preflights that were killed: their pid is gone,
+// or runs another process (its start time is not the one in the folder's name: a reused pid).
 func removeStaleScratch(root string) {
 	matches, _ := filepath.Glob(filepath.Join(root, scratchPrefix+"*"))
 	for _, m := range matches {
 		rest := strings.TrimPrefix(filepath.Base(m), scratchPrefix)
-		pidText, _, ok := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+		parts := strings.SplitN(rest, "-", 3)
+		pid, err := strconv.Atoi(parts[0])
+		if len(parts) < 2 || err != nil || pid <= 0 || pid == os.Getpid() {
 			continue
 		}
-		if !alive(pid) {
+		started := ""
+		if len(parts) == 3 {
+			started = parts[1]
+		}
+		if !alive(pid) || (started != "" && procStart(pid) != started) {
 			_ = os.RemoveAll(m)
 		}
 	}

@@ -47,3 +47,22 @@ func cmdline(pid int) string {
 	}
 	return strings.ReplaceAll(string(b), "\x00", " ")
 }
+
+// procStart is a process's start time (clock ticks since boot, /proc/PID/stat's 22nd field): with
+// the pid it names one process, even after the pid is reused. "" when it is gone.
+func procStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}

@@ -38,3 +38,12 @@ func cmdline(pid int) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// procStart asks ps for a process's start time ("" when it is gone).
+func procStart(pid int) string {
+	out, err := exec.Command("ps", "-o", "lstart=", "-p", strconv.Itoa(pid)).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(out)), "_")
+}
