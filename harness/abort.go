@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -16,16 +17,35 @@ import (
 
 // stopper evaluates the scenario's stop conditions (abort:) over a sliding window of the recorder's
 // one-second intervals, and the members' alarms as the watcher sees them. The first condition that
-// holds trips it, once.
+// holds trips it, once. Its memory does not grow with a window's length: seconds are merged into
+// at most windowBuckets buckets of the longest window (a bucket of a minute for "over 1h"), and only
+// the histograms of the ops a condition names are kept.
 type stopper struct {
-	conds  []scenarios.Abort
-	secs   chan loadgen.Second
-	window []loadgen.Second
+	conds []scenarios.Abort
+	// pending are the intervals the recorder closed and the evaluator has not taken yet: never
+	// dropped, however far behind it is (add only appends, under mu).
+	mu      sync.Mutex
+	pending []loadgen.Second
+	wake    chan struct{}
+	buckets []bucket
+	grain   time.Duration // a bucket's span
 	// probes are the prober's settled counts read at each interval's end (availability).
 	probes  []probeMark
 	settled func() (done, acked int64)
 	maxWin  time.Duration
 	trip    func(cond, observed string, at time.Time)
+}
+
+// windowBuckets is how many buckets the longest window is held in.
+const windowBuckets = 60
+
+// bucket is one or more merged intervals of the window.
+type bucket struct {
+	start, end       time.Time
+	ops, failed      int64
+	minRate, maxRate float64 // acknowledged ops/s of its slowest and busiest second
+	secs             float64
+	latency          map[loadgen.Op]*hdrhistogram.Histogram
 }
 
 // probeMark is the prober's running count of returned and acknowledged probes at a moment.
@@ -37,18 +57,81 @@ type probeMark struct {
 // newStopper evaluates conds; settled reads the prober's running counts (nil: no prober, and no
 // availability condition can hold).
 func newStopper(conds []scenarios.Abort, settled func() (done, acked int64), trip func(cond, observed string, at time.Time)) *stopper {
-	s := &stopper{conds: conds, secs: make(chan loadgen.Second, 64), trip: trip, settled: settled}
+	s := &stopper{conds: conds, wake: make(chan struct{}, 1), trip: trip, settled: settled}
 	for _, c := range conds {
 		s.maxWin = max(s.maxWin, c.Window.D())
 	}
+	s.grain = max(time.Second, (s.maxWin/windowBuckets).Truncate(time.Second))
 	return s
+}
+
+// ops are the ops whose latency a condition names (latency.all: the KV ops).
+func (s *stopper) ops() []loadgen.Op {
+	var out []loadgen.Op
+	seen := map[loadgen.Op]bool{}
+	for _, c := range s.conds {
+		op, ok := strings.CutPrefix(c.Cond.Metric, "latency.")
+		if !ok {
+			continue
+		}
+		for o := range loadgen.NumOps {
+			if (o.String() == op || (op == "all" && o <= loadgen.OpTxn)) && !seen[o] {
+				seen[o] = true
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }
 
 // add takes one closed interval (called under the recorder's lock: it only queues it).
 func (s *stopper) add(sec loadgen.Second) {
+	s.mu.Lock()
+	s.pending = append(s.pending, sec)
+	s.mu.Unlock()
 	select {
-	case s.secs <- sec:
-	default: // the evaluator is behind by a minute: drop rather than stall the recorder
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take is the intervals queued so far.
+func (s *stopper) take() []loadgen.Second {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.pending
+	s.pending = nil
+	return out
+}
+
+// push merges one interval into the window: into the last bucket while it spans less than a grain,
+// else into a new one; buckets older than the longest window leave.
+func (s *stopper) push(sec loadgen.Second) {
+	d := sec.End.Sub(sec.Start).Seconds()
+	rate := 0.0
+	if d > 0 {
+		rate = float64(sec.Ops-sec.Failed) / d
+	}
+	n := len(s.buckets)
+	if n == 0 || sec.End.Sub(s.buckets[n-1].start) > s.grain+100*time.Millisecond {
+		s.buckets = append(s.buckets, bucket{start: sec.Start, minRate: math.Inf(1), latency: map[loadgen.Op]*hdrhistogram.Histogram{}})
+		n++
+	}
+	b := &s.buckets[n-1]
+	b.end = sec.End
+	b.ops, b.failed, b.secs = b.ops+sec.Ops, b.failed+sec.Failed, b.secs+d
+	if d > 0 {
+		b.minRate, b.maxRate = math.Min(b.minRate, rate), math.Max(b.maxRate, rate)
+	}
+	for o, h := range sec.Latency {
+		if have := b.latency[o]; have != nil {
+			have.Merge(h)
+		} else {
+			b.latency[o] = h
+		}
+	}
+	for len(s.buckets) > 0 && sec.End.Sub(s.buckets[0].start) > s.maxWin+s.grain+100*time.Millisecond {
+		s.buckets = s.buckets[1:]
 	}
 }
 
@@ -62,30 +145,29 @@ func (s *stopper) run(ctx context.Context, from func() time.Time, alarms func() 
 		select {
 		case <-ctx.Done():
 			return
-		case sec := <-s.secs:
-			f := from()
-			if f.IsZero() || sec.Start.Before(f.Add(-50*time.Millisecond)) {
-				continue
-			}
-			s.window = append(s.window, sec)
-			for len(s.window) > 0 && sec.End.Sub(s.window[0].Start) > s.maxWin+100*time.Millisecond {
-				s.window = s.window[1:]
-			}
-			if s.settled != nil {
-				done, acked := s.settled()
-				s.probes = append(s.probes, probeMark{sec.End, done, acked})
-				// One mark older than the longest window stays: the base of its differences.
-				for len(s.probes) > 1 && sec.End.Sub(s.probes[1].at) >= s.maxWin {
-					s.probes = s.probes[1:]
-				}
-			}
-			for _, c := range s.conds {
-				if c.Alarm != "" {
+		case <-s.wake:
+			for _, sec := range s.take() {
+				f := from()
+				if f.IsZero() || sec.Start.Before(f.Add(-50*time.Millisecond)) {
 					continue
 				}
-				if v, text, ok := s.eval(c, sec.End); ok && c.Cond.Holds(v) {
-					s.trip(c.Expr, text, sec.End)
-					return
+				s.push(sec)
+				if s.settled != nil {
+					done, acked := s.settled()
+					s.probes = append(s.probes, probeMark{sec.End, done, acked})
+					// One mark older than the longest window stays: the base of its differences.
+					for len(s.probes) > 1 && sec.End.Sub(s.probes[1].at) >= s.maxWin {
+						s.probes = s.probes[1:]
+					}
+				}
+				for _, c := range s.conds {
+					if c.Alarm != "" {
+						continue
+					}
+					if v, text, ok := s.eval(c, sec.End); ok && c.Cond.Holds(v) {
+						s.trip(c.Expr, text, sec.End)
+						return
+					}
 				}
 			}
 		case now := <-tick.C:
@@ -108,7 +190,7 @@ func (s *stopper) run(ctx context.Context, from func() time.Time, alarms func() 
 	}
 }
 
-// eval computes a condition's value over the intervals of its window ending at end; ok is false
+// eval computes a condition's value over the buckets of its window ending at end; ok is false
 // when the window holds nothing to judge (no op completed).
 func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string, ok bool) {
 	var ops, failed int64
@@ -116,18 +198,17 @@ func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string
 	minRate, maxRate := math.Inf(1), 0.0
 	var h *hdrhistogram.Histogram
 	op := strings.TrimPrefix(c.Cond.Metric, "latency.")
-	for _, sec := range s.window {
-		if end.Sub(sec.Start) > c.Window.D()+100*time.Millisecond {
+	for _, b := range s.buckets {
+		if end.Sub(b.start) > c.Window.D()+100*time.Millisecond {
 			continue
 		}
-		ops += sec.Ops
-		failed += sec.Failed
-		d := sec.End.Sub(sec.Start).Seconds()
-		secs += d
-		if ok := sec.Ops - sec.Failed; d > 0 { // throughput: acknowledged ops
-			minRate, maxRate = math.Min(minRate, float64(ok)/d), math.Max(maxRate, float64(ok)/d)
+		ops += b.ops
+		failed += b.failed
+		secs += b.secs
+		if b.secs > 0 {
+			minRate, maxRate = math.Min(minRate, b.minRate), math.Max(maxRate, b.maxRate)
 		}
-		for o, lh := range sec.Latency {
+		for o, lh := range b.latency {
 			if o.String() == op || (op == "all" && o <= loadgen.OpTxn) {
 				if h == nil {
 					h = loadgen.NewHistogram()

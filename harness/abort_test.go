@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -95,5 +96,56 @@ func TestEveryStopConditionTrips(t *testing.T) {
 		if _, err := scenarios.ParseAbort(bad); err == nil || !strings.Contains(err.Error(), "valid") {
 			t.Errorf("%q: err %v, want it refused with what is valid", bad, err)
 		}
+	}
+}
+
+// TestStopWindowIsBounded: an hour's window is held in at most 60 buckets (of a minute), not 3,600
+// seconds of histograms per op, and still counts every op of the hour; seconds queued while the
+// evaluator is behind are all evaluated, none dropped; only the ops a condition names are copied.
+func TestStopWindowIsBounded(t *testing.T) {
+	a, err := scenarios.ParseAbort("latency.put: p(99) > 10s over 1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tripped []string
+	s := newStopper([]scenarios.Abort{a}, nil, func(c, obs string, _ time.Time) { tripped = append(tripped, obs) })
+	if ops := s.ops(); len(ops) != 1 || ops[0] != loadgen.OpPut {
+		t.Errorf("ops copied for the conditions: %v, want put alone", ops)
+	}
+	zero := time.Now()
+	for i := range 7200 {
+		h := loadgen.NewHistogram()
+		_ = h.RecordValues(int64(5*time.Millisecond), 10)
+		start := zero.Add(time.Duration(i) * time.Second)
+		s.push(loadgen.Second{Start: start, End: start.Add(time.Second), Ops: 10, Latency: map[loadgen.Op]*hdrhistogram.Histogram{loadgen.OpPut: h}})
+	}
+	if n := len(s.buckets); n > windowBuckets+2 {
+		t.Errorf("%d buckets held for a 1h window after 2h of seconds, want at most %d", n, windowBuckets+2)
+	}
+	v, text, ok := s.eval(a, zero.Add(7200*time.Second))
+	if !ok || math.Abs(v-float64(5*time.Millisecond)) > 0.001*float64(5*time.Millisecond) {
+		t.Errorf("p99 over the hour: %v %q %v", v, text, ok)
+	}
+	c, _ := scenarios.ParseAbort("latency.put: count < 1 over 1h")
+	if v, _, _ := s.eval(c, zero.Add(7200*time.Second)); v < 36000 || v > 36000+10*61 {
+		t.Errorf("ops counted over the last hour: %v, want 36,000 (within a bucket)", v)
+	}
+
+	// Behind: 300 seconds queued before the evaluator runs; the last one trips, so none was dropped.
+	b, _ := scenarios.ParseAbort("errors: count > 299 over 10m")
+	trips := make(chan string, 1)
+	s2 := newStopper([]scenarios.Abort{b}, nil, func(_, obs string, _ time.Time) { trips <- obs })
+	for i := range 300 {
+		start := zero.Add(time.Duration(i) * time.Second)
+		s2.add(loadgen.Second{Start: start, End: start.Add(time.Second), Ops: 1, Failed: 1})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s2.run(ctx, func() time.Time { return zero }, func() []string { return nil })
+	select {
+	case obs := <-trips:
+		t.Logf("tripped after the backlog: %s", obs)
+	case <-time.After(5 * time.Second):
+		t.Fatal("300 queued seconds with one failure each did not reach count > 299: some were dropped")
 	}
 }

@@ -342,7 +342,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	r.mu.Unlock()
 	if len(sc.Abort) > 0 {
 		st := newStopper(sc.Abort, r.prober.Settled, r.abort)
-		r.rec.OnInterval(st.add)
+		r.rec.OnInterval(st.add, st.ops())
 		go st.run(runCtx, func() time.Time {
 			r.mu.Lock()
 			defer r.mu.Unlock()
