@@ -79,3 +79,18 @@ func TestHeaderSaysWhatWasInThePath(t *testing.T) {
 		t.Errorf("with the peer proxy: %q", got)
 	}
 }
+
+// TestCountThresholdsNeedSamples: "errors: count < 1" over a run that did no op holds trivially;
+// it is "no samples", which fails, as a rate over nothing does.
+func TestCountThresholdsNeedSamples(t *testing.T) {
+	th, err := scenarios.ParseThreshold("errors", "count < 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := Evaluate(scenarios.Thresholds{th}, Metrics{}); r[0].Status != ThresholdFail || r[0].Observed != "no samples" {
+		t.Errorf("errors count over no ops: %+v", r[0])
+	}
+	if r := Evaluate(scenarios.Thresholds{th}, Metrics{Ops: 100}); r[0].Status != ThresholdPass {
+		t.Errorf("errors count 0 of 100 ops: %+v", r[0])
+	}
+}

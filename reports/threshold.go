@@ -107,11 +107,12 @@ func observe(th scenarios.Threshold, m Metrics) (float64, string, bool) {
 		case "availability":
 			num, den = m.ProbesAcked, m.ProbesSent
 		}
+		if den == 0 {
+			// A count of failures over no ops is not a pass: nothing was exercised.
+			return 0, "no samples", false
+		}
 		if th.Agg == "count" {
 			return float64(num), fmt.Sprintf("%d", num), true
-		}
-		if den == 0 {
-			return 0, "no samples", false
 		}
 		r := float64(num) / float64(den)
 		return r, fmt.Sprintf("%.4f (%d of %d)", r, num, den), true
