@@ -164,8 +164,13 @@ func (e *electionLoad) candidate(ctx context.Context, c *clientv3.Client, i int)
 		// and waits out the attempt's timeout; the next leader waits for it (or for the session's
 		// lease to expire: its TTL, plus the election timeout etcd adds to every lease when a new
 		// leader takes over).
+		// etcd's Election.Resign forgets the leadership even when its delete failed, so a second
+		// Resign is a no-op that returns nil while the key stays: each attempt here is the delete
+		// itself, guarded by the key's create revision as Resign's is.
+		key, rev := el.Key(), el.Rev()
 		rerr, ended := e.policy.Do(ctx, e.resigns, OpCampaign, time.Now(), e.b.Timeout.D(), rng, timer, func(actx context.Context) error {
-			return el.Resign(actx)
+			_, err := c.Txn(actx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
+			return err
 		})
 		tenure.ResignMs = float64(time.Since(end)) / 1e6
 		tenure.Ended = "resigned"
