@@ -61,7 +61,7 @@ func newStopper(conds []scenarios.Abort, settled func() (done, acked int64), tri
 	for _, c := range conds {
 		s.maxWin = max(s.maxWin, c.Window.D())
 	}
-	s.grain = max(time.Second, (s.maxWin/windowBuckets).Truncate(time.Second))
+	s.grain = max(time.Second, (s.maxWin / windowBuckets).Truncate(time.Second))
 	return s
 }
 
