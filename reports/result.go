@@ -294,7 +294,7 @@ type Throughput struct {
 
 // Second is one second of the load: completed ops per second and failed ops.
 type Second struct {
-	T      float64 `json:"t"` // start, seconds from the load's start
+	T      float64 `json:"t"`   // start, seconds from the load's start
 	Ops    float64 `json:"ops"` // acknowledged ops per second (Failed are not in it)
 	Failed int64   `json:"failed"`
 	Warmup bool    `json:"warmup,omitempty"`
