@@ -138,6 +138,8 @@ type SweepRun struct {
 	// whole second fits.
 	PutP99Ms  *float64 `json:"put_p99_ms"`
 	SteadyS   float64  `json:"steady_s,omitempty"`
+	// SteadyRate is the KV ops acknowledged per second over those steady seconds.
+	SteadyRate float64 `json:"steady_rate,omitempty"`
 	Ops       int64    `json:"ops"`
 	FailedOps int64    `json:"failed_ops"`
 	PeerRTTMs *float64 `json:"measured_rtt_ms"`
@@ -153,6 +155,13 @@ type SweepRun struct {
 // than the one or two the load's end cuts.
 func (r SweepRun) behind() bool {
 	return r.Ready && r.TargetRate > 0 && (r.AchievedRate < 0.9*r.TargetRate || r.Dropped > max(2, r.Ops/100))
+}
+
+// behindSteady: the load fell behind its target in steady state, before any fault (under 90% of
+// it): the cluster cannot carry it at this setting. Falling behind through a failover is the
+// failover's cost, and a pool of clients stalled by it may stay behind until the load's end.
+func (r SweepRun) behindSteady() bool {
+	return r.Ready && r.TargetRate > 0 && r.SteadyS >= 1 && r.SteadyRate < 0.9*r.TargetRate
 }
 
 // Recommendation is the pair to use and why.
@@ -220,7 +229,7 @@ func SweepRunOf(res *Result, dir string) SweepRun {
 			sr.OutageWriteMs = append(sr.OutageWriteMs, *f.OutageWriteMs)
 		}
 	}
-	sr.PutP99Ms, sr.SteadyS = steadyP99(dir, res, "put")
+	sr.PutP99Ms, sr.SteadyS, sr.SteadyRate = steadyP99(dir, res, "put")
 	if rtt := res.Cluster.PeerRTT; rtt != nil {
 		v := rtt.MeanMs
 		sr.PeerRTTMs = &v
@@ -230,8 +239,9 @@ func SweepRunOf(res *Result, dir string) SweepRun {
 }
 
 // steadyP99 merges op's latency.hlog seconds that began after the warm-up and ended before the
-// first fault's acting call (or the load's end), and returns their p99 and how many seconds they span.
-func steadyP99(dir string, res *Result, op string) (*float64, float64) {
+// first fault's acting call (or the load's end), and returns their p99, how many seconds they
+// span, and the KV ops acknowledged per second over them.
+func steadyP99(dir string, res *Result, op string) (*float64, float64, float64) {
 	from, to := -1.0, math.Inf(1)
 	for _, p := range res.Phases {
 		if p.Name == "before" {
@@ -244,12 +254,19 @@ func steadyP99(dir string, res *Result, op string) (*float64, float64) {
 		}
 	}
 	if from < 0 || dir == "" {
-		return nil, 0
+		return nil, 0, 0
 	}
 	var merged *hdrhistogram.Histogram
 	span := 0.0
+	var kvOps int64
 	err := scanHlog(filepath.Join(dir, "latency.hlog"), float64(res.LoadStartedAt.Unix()), func(iv Interval) {
-		if iv.Tag != op || iv.Start < from-0.05 || iv.End > to {
+		if iv.Start < from-0.05 || iv.End > to {
+			return
+		}
+		if slices.Contains([]string{"put", "get", "delete", "txn"}, iv.Tag) {
+			kvOps += iv.H.TotalCount()
+		}
+		if iv.Tag != op {
 			return
 		}
 		if merged == nil {
@@ -260,13 +277,13 @@ func steadyP99(dir string, res *Result, op string) (*float64, float64) {
 		span += iv.End - iv.Start
 	})
 	if err != nil {
-		return nil, 0
+		return nil, 0, 0
 	}
 	if merged == nil || merged.TotalCount() == 0 {
-		return nil, 0
+		return nil, 0, 0
 	}
 	v := StatsOf(HDR{H: merged}).P99
-	return &v, math.Round(span*10) / 10
+	return &v, math.Round(span*10) / 10, math.Round(float64(kvOps)/span*10) / 10
 }
 
 func firstLineOf(s string) string {
@@ -309,8 +326,8 @@ func (c *SweepCell) Fold(repeat int) {
 			disq = append(disq, fmt.Sprintf("repeat %d was %s", r.Repeat, r.Verdict))
 		case r.NeverRestored > 0:
 			disq = append(disq, fmt.Sprintf("repeat %d: writes never came back after %d failover(s)", r.Repeat, r.NeverRestored))
-		case r.behind():
-			disq = append(disq, fmt.Sprintf("repeat %d fell behind its load", r.Repeat))
+		case r.behindSteady():
+			disq = append(disq, fmt.Sprintf("repeat %d fell behind its load before any fault (%.0f of %.0f ops/s)", r.Repeat, r.SteadyRate, r.TargetRate))
 		}
 		if r.PutP99Ms != nil && (c.PutP99Ms == nil || *r.PutP99Ms > *c.PutP99Ms) {
 			v := *r.PutP99Ms
@@ -320,8 +337,11 @@ func (c *SweepCell) Fold(repeat int) {
 			rtts = append(rtts, *r.PeerRTTMs)
 		}
 		if r.behind() && !strings.Contains(c.Note, "fell behind") {
-			c.addNote(fmt.Sprintf("repeat %d: the load fell behind its target (%.0f of %.0f ops/s, %d due ops never sent): "+
-				"the cluster could not keep up at this setting, and its latency counts the wait in the backlog", r.Repeat, r.AchievedRate, r.TargetRate, r.Dropped))
+			why := "the cluster could not keep up at this setting, and its latency counts the wait in the backlog"
+			if r.SteadyS >= 1 && !r.behindSteady() {
+				why = fmt.Sprintf("it kept %.0f ops/s before the fault: the failover stalled its clients, and the load's end cut the backlog", r.SteadyRate)
+			}
+			c.addNote(fmt.Sprintf("repeat %d: the load fell behind its target (%.0f of %.0f ops/s, %d due ops never sent): %s", r.Repeat, r.AchievedRate, r.TargetRate, r.Dropped, why))
 		}
 		switch {
 		case !r.Ready && r.Unheld != nil:
