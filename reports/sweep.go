@@ -136,13 +136,13 @@ type SweepRun struct {
 	// warm-up that ended before the first fault was injected (ops are in the second they completed
 	// in, so none of them waited on the fault); SteadyS is how many seconds that is. Nil when no
 	// whole second fits.
-	PutP99Ms  *float64 `json:"put_p99_ms"`
-	SteadyS   float64  `json:"steady_s,omitempty"`
+	PutP99Ms *float64 `json:"put_p99_ms"`
+	SteadyS  float64  `json:"steady_s,omitempty"`
 	// SteadyRate is the KV ops acknowledged per second over those steady seconds.
-	SteadyRate float64 `json:"steady_rate,omitempty"`
-	Ops       int64    `json:"ops"`
-	FailedOps int64    `json:"failed_ops"`
-	PeerRTTMs *float64 `json:"measured_rtt_ms"`
+	SteadyRate float64  `json:"steady_rate,omitempty"`
+	Ops        int64    `json:"ops"`
+	FailedOps  int64    `json:"failed_ops"`
+	PeerRTTMs  *float64 `json:"measured_rtt_ms"`
 	// TargetRate and AchievedRate are the load's ops/s; Dropped the due ops never sent. A load
 	// that fell behind its target measured a backlog: its latency counts the wait in it.
 	TargetRate   float64 `json:"target_rate,omitempty"`

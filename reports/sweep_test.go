@@ -202,9 +202,11 @@ func TestSweepCellJSON(t *testing.T) {
 // cell is. With 2 repeats the recommendation says it rests on too few runs.
 func TestRecommendationRefusesCellsWhoseRunsFailed(t *testing.T) {
 	spoil := map[string]func(*SweepRun){
-		"lost writes":    func(r *SweepRun) { r.ChecksFailed = []string{"kv-safety"}; r.Verdict = VerdictFail },
-		"aborted":        func(r *SweepRun) { r.Verdict = VerdictAborted },
-		"behind":         func(r *SweepRun) { r.TargetRate, r.AchievedRate, r.Dropped, r.SteadyS, r.SteadyRate = 1000, 500, 400, 3, 600 },
+		"lost writes": func(r *SweepRun) { r.ChecksFailed = []string{"kv-safety"}; r.Verdict = VerdictFail },
+		"aborted":     func(r *SweepRun) { r.Verdict = VerdictAborted },
+		"behind": func(r *SweepRun) {
+			r.TargetRate, r.AchievedRate, r.Dropped, r.SteadyS, r.SteadyRate = 1000, 500, 400, 3, 600
+		},
 		"never restored": func(r *SweepRun) { r.NeverRestored = 1 },
 	}
 	for name, f := range spoil {
