@@ -51,7 +51,7 @@ workload:
   duration: %s
   warmup: 5s
   rate: %d
-  mix: [{op: put, weight: 60, keys: 10000, distribution: zipf}, {op: get, weight: 40, keys: 10000}]
+  mix: [{op: put, weight: 60, keys: 1000, distribution: zipf}, {op: get, weight: 40, keys: 1000}]
 faults:
   - {every: %s, start: 10s, action: [kill, pause, partition], target: random, duration: 3s}
 `, duration, rate, every)
@@ -105,19 +105,24 @@ func runSoakSampled(tb testing.TB, duration, every time.Duration, rate int, inte
 	return res, out, during
 }
 
-// secondHalfGrowth is how much a measure grew over the second half of the samples: the mean of its
-// last fifth against the mean of the fifth that starts the second half.
+// secondHalfGrowth is how much a measure grew over the second half of the samples: the least-squares
+// line through them, from its value at the half's first sample to its value at the last. A line,
+// not the means of two slices: phases and fault trackers are freed in steps (each phase's
+// histograms, a few hundred KB, go when no op due in it can end), which move either end's mean by
+// a few percent depending on where the steps fall.
 func secondHalfGrowth(s []memSample, get func(memSample) float64) (from, to, growth float64) {
-	n := len(s)
-	half, fifth := n/2, max(n/5, 1)
-	mean := func(xs []memSample) float64 {
-		var sum float64
-		for _, x := range xs {
-			sum += get(x)
-		}
-		return sum / float64(len(xs))
+	h := s[len(s)/2:]
+	var n, st, sy, stt, sty float64
+	for _, x := range h {
+		t, y := x.t.Seconds(), get(x)
+		n, st, sy, stt, sty = n+1, st+t, sy+y, stt+t*t, sty+t*y
 	}
-	from, to = mean(s[half:half+fifth]), mean(s[n-fifth:])
+	slope := 0.0
+	if d := n*stt - st*st; d > 0 {
+		slope = (n*sty - st*sy) / d
+	}
+	icept := (sy - slope*st) / n
+	from, to = icept+slope*h[0].t.Seconds(), icept+slope*h[len(h)-1].t.Seconds()
 	return from, to, (to - from) / from
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
@@ -456,16 +458,20 @@ func (p *preflight) auth(ctx context.Context) *findings {
 		}
 		if _, err := cli.Get(actx, guestKey); err == nil {
 			f.add(fail, "enable auth, so an unauthenticated client is refused", "%s read %s", who, guestKey)
-		} else {
+		} else if authRefusal(err) {
 			f.add(pass, "", "%s: its read was refused (%s)", who, refusal(err))
+		} else {
+			f.add(skip, "", "%s: its read failed without a refusal (%s): it could not tell", who, refusal(err))
 		}
 		// A transaction whose compare is never true: its put is permission-checked but never applied.
 		never := clientv3.Compare(clientv3.CreateRevision(guestKey), "<", 0)
 		if _, err := cli.Txn(actx).If(never).Then(clientv3.OpPut(guestKey, "guest")).Commit(); err == nil {
 			f.add(fail, "enable auth, so an unauthenticated client is refused",
 				"%s: its write was accepted (a transaction whose put never applies: nothing was written)", who)
-		} else {
+		} else if authRefusal(err) {
 			f.add(pass, "", "%s: its write was refused (%s)", who, refusal(err))
+		} else {
+			f.add(skip, "", "%s: its write failed without a refusal (%s): it could not tell", who, refusal(err))
 		}
 	}
 	user := ""
@@ -497,6 +503,21 @@ func (p *preflight) auth(ctx context.Context) *findings {
 }
 
 // refusal is etcd's own words for why it refused a request.
+// authRefusal says whether err is etcd refusing a request for who sent it (no user, a bad token,
+// no permission), not a request that timed out or found no leader: only a refusal proves auth.
+func authRefusal(err error) bool {
+	if s, ok := status.FromError(err); ok && (s.Code() == codes.PermissionDenied || s.Code() == codes.Unauthenticated) {
+		return true
+	}
+	for _, e := range []error{rpctypes.ErrPermissionDenied, rpctypes.ErrUserEmpty, rpctypes.ErrInvalidAuthToken, rpctypes.ErrAuthFailed,
+		rpctypes.ErrUserNotFound} {
+		if errors.Is(err, e) || rpctypes.ErrorDesc(err) == e.Error() {
+			return true
+		}
+	}
+	return false
+}
+
 func refusal(err error) string {
 	if s, ok := status.FromError(err); ok && s.Message() != "" {
 		return s.Message()

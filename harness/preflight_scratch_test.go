@@ -13,8 +13,11 @@ import (
 
 	"crypto/tls"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestScratchMemberTakesOnlyItsClient: the scratch member that holds a copy of the cluster's data
@@ -113,6 +116,29 @@ func TestStaleScratchAfterPIDReuse(t *testing.T) {
 	for d, want := range map[string]bool{live: true, reused: false, gone: false} {
 		if _, err := os.Stat(d); (err == nil) != want {
 			t.Errorf("%s: present %v, want %v", filepath.Base(d), err == nil, want)
+		}
+	}
+}
+
+// TestAuthRefusalIsARefusal: only etcd refusing who sent a request proves auth; an unauthenticated
+// read that timed out or found no leader proves nothing (preflight counted it as refused).
+func TestAuthRefusalIsARefusal(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{rpctypes.ErrPermissionDenied, true},
+		{rpctypes.ErrUserEmpty, true},
+		{rpctypes.ErrGRPCUserEmpty, true},
+		{rpctypes.ErrGRPCPermissionDenied, true},
+		{status.Error(codes.Unauthenticated, "no credentials"), true},
+		{context.DeadlineExceeded, false},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), false},
+		{rpctypes.ErrGRPCNoLeader, false},
+		{rpctypes.ErrTimeout, false},
+	} {
+		if got := authRefusal(c.err); got != c.want {
+			t.Errorf("%v: refusal %v, want %v", c.err, got, c.want)
 		}
 	}
 }
