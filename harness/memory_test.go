@@ -197,8 +197,13 @@ func TestSoakMemoryIsFlat(t *testing.T) {
 	from, to, g := secondHalfGrowth(samples, func(m memSample) float64 { return m.live })
 	rf, rt, rg := secondHalfGrowth(samples, func(m memSample) float64 { return m.rss })
 	t.Logf("second half: live heap %s -> %s (%+.1f%%), RSS %s -> %s (%+.1f%%)", mb(from), mb(to), g*100, mb(rf), mb(rt), rg*100)
-	if g > 0.05 {
-		t.Errorf("the harness's live heap grew %.1f%% over the second half of the soak (%s -> %s): more than 5%%", g*100, mb(from), mb(to))
+	// The live heap after a collection moves by up to about 1.2MB from one sample to the next with
+	// nothing retained: gRPC's buffer pools, the gzip readers of the member scrapes, and phases
+	// freed in steps of a few hundred KB (a heap profile at 60s and at 117s differed by -190KB in
+	// use). A leak the size of the one this test caught (32 -> 42MB, +31.5%) is beyond both bounds;
+	// 100 bytes kept per op would be 2.4MB over the half.
+	if g > 0.05 && to-from > 2e6 {
+		t.Errorf("the harness's live heap grew %.1f%% (%s) over the second half of the soak (%s -> %s): more than 5%% and 2MB", g*100, mb(to-from), mb(from), mb(to))
 	}
 	if err := reports.WriteReports(out); err != nil {
 		t.Fatal(err)
