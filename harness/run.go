@@ -631,7 +631,10 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		}
 	}
 	if ctx.Err() != nil && injErr == nil {
-		return // interrupted or the load ended: teardown heals
+		// Interrupted or the load ended: teardown heals. A stop condition that tripped while this
+		// injection was under way found nothing applied to heal: it is healed now.
+		r.healIfAborted(ctx)
+		return
 	}
 	by := "schedule"
 	if injErr != nil {
@@ -679,6 +682,24 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 			fr.recov[k] = reports.Recovery{Fault: i, Member: name, CaughtUpMs: reports.Ms(cu), ReadRestoredMs: reports.Ms(rr)}
 			r.events.Log(time.Now(), "member_recovered", "fault", i, "member", name, "caught_up_ms", fr.recov[k].CaughtUpMs, "read_restored_ms", fr.recov[k].ReadRestoredMs)
 		}()
+	}
+}
+
+// healIfAborted heals every applied fault at once when a stop condition has tripped (abort healed
+// what was applied when it tripped; a fault whose injection was still under way is applied after).
+func (r *run) healIfAborted(ctx context.Context) {
+	r.mu.Lock()
+	a := r.aborted
+	r.mu.Unlock()
+	if a == nil {
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := r.healActive(hctx, "abort"); err != nil {
+		r.mu.Lock()
+		r.runErrs = append(r.runErrs, fmt.Errorf("healing after the stop condition %q: %w", a.Condition, err))
+		r.mu.Unlock()
 	}
 }
 
