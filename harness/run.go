@@ -838,7 +838,7 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	}
 	res.Latency, res.Phases, res.Ops, res.FailedOps = sum.Latency, sum.Phases, sum.Ops, sum.Failed
 	res.Load = r.kv.Load(end)
-	res.Load.AchievedRate = sum.AchievedRate
+	res.Load.AchievedRate, res.Load.Cut = sum.AchievedRate, sum.Cut
 	res.Errors, res.Attempts, res.Retries, res.AttemptCodes = sum.Errors, sum.Attempts, sum.Retries, sum.Codes
 	tp := reports.Samples(sum.PerSecond)
 	res.Throughput = reports.Throughput{PerSecond: sum.PerSecond, Timeline: sum.Timeline}

@@ -59,7 +59,8 @@ func (p RetryPolicy) retries(c ErrClass) bool {
 
 // Do runs f under the policy, each attempt with its own timeout, and records the op in rec (latency
 // from due, attempts, backoff, final class). It returns the final error, and ended when the run's
-// context ended under it (the op is then not recorded: the run's end cut it, not the cluster).
+// context ended under it (the op is then counted as cut, in no latency or error figure: the run's
+// end cut it, not the cluster).
 func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time, timeout time.Duration, rng *rand.Rand, timer *time.Timer,
 	f func(ctx context.Context) error) (err error, ended bool) {
 	var waited time.Duration
@@ -69,6 +70,7 @@ func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time
 		err = f(actx)
 		cancel()
 		if runEnded(ctx) {
+			rec.RecordCut(op, due)
 			return err, true
 		}
 		class := Classify(err)
@@ -86,6 +88,7 @@ func (p RetryPolicy) Do(ctx context.Context, rec *Recorder, op Op, due time.Time
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
+			rec.RecordCut(op, due)
 			return err, true
 		case <-timer.C:
 		}

@@ -117,6 +117,7 @@ type Recorder struct {
 	hlogErr        error
 	sink           func(Second) // each closed interval, for stop conditions
 	sinkOps        [NumOps]bool // the ops whose histograms sink gets
+	cut            int64        // KV ops the run's end cut (after the warm-up)
 	// settleAfter, when set, bounds the phases kept whole: a phase that ended longer ago than it is
 	// summed up, its histograms written to histLog (when streaming) and freed, so a soak of hundreds
 	// of faults keeps a few phases' histograms (each op's is about 200 KB), not all of them.
@@ -379,6 +380,16 @@ func (r *Recorder) Record(op Op, due time.Time, latency time.Duration, attempts 
 	r.mu.Unlock()
 }
 
+// RecordCut counts an op due at due that the run's end cut while it was in flight (a KV op after
+// the warm-up): it is in no latency or error figure, and the load's stats say how many there were.
+func (r *Recorder) RecordCut(op Op, due time.Time) {
+	r.mu.Lock()
+	if kvOp(op) && !r.phaseAt(due).warmup {
+		r.cut++
+	}
+	r.mu.Unlock()
+}
+
 // RecordAttemptError counts one failed attempt (retried or not) of an op due at due by class, and
 // by its gRPC code or etcd error. The classes count the KV load's attempts; the codes every op's.
 func (r *Recorder) RecordAttemptError(op Op, due time.Time, class ErrClass, err error) {
@@ -471,6 +482,9 @@ type Summary struct {
 	HlogErr      error
 	// LateOps were due in a phase already settled: they are in the totals, not in their phase.
 	LateOps int64
+	// Cut are the KV ops in flight when the load ended (or a stop condition stopped it): sent,
+	// neither acknowledged nor failed, so in no latency or error figure.
+	Cut int64
 }
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
@@ -532,7 +546,7 @@ func (r *Recorder) Summarize(end time.Time) Summary {
 	defer r.mu.Unlock()
 	r.cur.end = end
 	s := Summary{Latency: map[string]reports.LatencyStats{}, Dists: map[string]reports.Dist{},
-		Errors: map[string]int64{}, Attempts: map[string]int64{}, Retries: map[string]reports.RetryStats{}, HlogErr: r.hlogErr}
+		Errors: map[string]int64{}, Attempts: map[string]int64{}, Retries: map[string]reports.RetryStats{}, HlogErr: r.hlogErr, Cut: r.cut}
 	all, failed := NewHistogram(), NewHistogram()
 	var allC opCounters
 	for i := Op(0); i < NumOps; i++ {

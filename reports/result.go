@@ -280,6 +280,9 @@ type LoadStats struct {
 	Due          int64   `json:"due,omitempty"`
 	Sent         int64   `json:"sent"`
 	LateAfterMs  float64 `json:"late_after_ms,omitempty"`
+	// Cut are the ops in flight when the load ended or a stop condition stopped it: sent, neither
+	// acknowledged nor failed (in no latency or error figure).
+	Cut int64 `json:"cut"`
 }
 
 // Throughput is completed ops per second of load (warm-up excluded).

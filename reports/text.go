@@ -299,11 +299,15 @@ func LoadText(l LoadStats) string {
 	if l == (LoadStats{}) {
 		return "not recorded (a result from before load stats)"
 	}
-	if l.TargetRate == 0 {
-		return fmt.Sprintf("closed loop, achieved %.1f ops/s", l.AchievedRate)
+	cut := ""
+	if l.Cut > 0 {
+		cut = fmt.Sprintf("; %d in flight when the load ended (cut: in no latency or error figure)", l.Cut)
 	}
-	return fmt.Sprintf("target %.0f ops/s, achieved %.1f; %d late (sent over %.0fms after due), %d dropped (due, never sent), max backlog %d",
-		l.TargetRate, l.AchievedRate, l.Late, l.LateAfterMs, l.Dropped, l.MaxBacklog)
+	if l.TargetRate == 0 {
+		return fmt.Sprintf("closed loop, achieved %.1f ops/s%s", l.AchievedRate, cut)
+	}
+	return fmt.Sprintf("target %.0f ops/s, achieved %.1f; %d late (sent over %.0fms after due), %d dropped (due, never sent), max backlog %d%s",
+		l.TargetRate, l.AchievedRate, l.Late, l.LateAfterMs, l.Dropped, l.MaxBacklog, cut)
 }
 
 // PathNote names the harness's proxies that sat in the measured paths (empty when none did).
