@@ -32,7 +32,6 @@ func newScratchTLS(dir, clientCN string) (*scratchTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	caDER, caCert := ca.der, ca.cert
 	srvDER, srvKey, err := ca.issue("preflight-restore", []net.IP{net.ParseIP("127.0.0.1")})
 	if err != nil {
 		return nil, err
@@ -49,13 +48,13 @@ func newScratchTLS(dir, clientCN string) (*scratchTLS, error) {
 	for _, f := range []struct {
 		path, kind string
 		der        []byte
-	}{{st.CA, "CERTIFICATE", caDER}, {st.Cert, "CERTIFICATE", srvDER}, {st.Key, "EC PRIVATE KEY", keyDER}} {
+	}{{st.CA, "CERTIFICATE", ca.der}, {st.Cert, "CERTIFICATE", srvDER}, {st.Key, "EC PRIVATE KEY", keyDER}} {
 		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.kind, Bytes: f.der}), 0o600); err != nil {
 			return nil, fmt.Errorf("writing the scratch member's TLS: %w", err)
 		}
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	pool.AddCert(ca.cert)
 	st.Client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}}}
 	return st, nil
