@@ -285,6 +285,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 	}
 	if sc.Checks.KVSafety && slices.ContainsFunc(w.Mix, func(o scenarios.Op) bool { return o.Op != "get" }) {
 		r.safety = loadgen.NewSafetyLog() // a mix without writes has nothing to lose
+		r.safety.Window = safetyWindow(sc)
 	}
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
 		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Conn: r.cl.LoadConn(), KeyPrefix: r.prefix + "kv/"}, r.rec)
@@ -1028,4 +1029,14 @@ func msDur(v *float64) time.Duration {
 		return -1
 	}
 	return time.Duration(*v * float64(time.Millisecond))
+}
+
+// safetyWindow is how long kv-safety keeps a write of open fate: the default, or longer than the
+// scenario's longest fault and its recovery (a proposal held through a fault may land at its heal).
+func safetyWindow(sc *scenarios.Scenario) time.Duration {
+	longest := time.Duration(0)
+	for _, f := range sc.Faults {
+		longest = max(longest, f.Duration.D())
+	}
+	return max(loadgen.DefaultSafetyWindow, longest+sc.Workload.Recovery.D()+2*sc.Workload.Timeout.D())
 }

@@ -42,8 +42,8 @@ func valueID(v []byte) (uint64, bool) {
 type write struct {
 	id       uint64
 	del      bool
-	inv, ret time.Time
-	rev      int64 // acknowledged: the revision of the response
+	inv, ret time.Time // ret: when the write returned (acknowledged or not)
+	rev      int64     // acknowledged: the revision of the response
 	acked    bool
 	retried  bool
 }
@@ -59,6 +59,10 @@ type keyLog struct {
 	// them any more, they only name a write that came back (the report's words, not the check's).
 	superseded [maxSuperseded]write
 	nSup       int
+	// dropped counts the writes of open fate that left maybe after the log's window; droppedDel:
+	// one of them was a delete. A final state only they could explain is not judged.
+	dropped    int
+	droppedDel bool
 }
 
 // maxSuperseded bounds the replaced writes kept per key: the log's memory is bounded by the keys.
@@ -81,17 +85,60 @@ func (k *keyLog) supersededWrite(id uint64) (write, bool) {
 // SafetyLog keeps, per key, what the final state can be held against: the acknowledged write with
 // the highest revision, and the writes that may still land. Memory is bounded by the keys and the
 // writes whose fate is open (failed, timed out or retried), not by the writes acknowledged.
+//
+// A write whose fate is open is kept for Window after it returned (DefaultSafetyWindow when 0), then
+// dropped and counted: a write that lands later than that (a proposal held in a paused member's
+// buffers for longer than any fault lasts) is far outside what etcd does, and keeping every such
+// write would grow with the run. A key whose final state only a dropped write could explain is
+// reported as not judged, never as lost or as safe.
 type SafetyLog struct {
+	Window time.Duration
+
 	mu   sync.Mutex
 	t0   time.Time
+	now  func() time.Time
 	keys map[int]*keyLog
 	// counts
-	acked, unknown, retried int64
+	acked, unknown, retried, dropped int64
 }
+
+// DefaultSafetyWindow is how long a write of open fate is kept by default.
+const DefaultSafetyWindow = 10 * time.Minute
 
 // NewSafetyLog makes an empty log.
 func NewSafetyLog() *SafetyLog {
-	return &SafetyLog{t0: time.Now(), keys: map[int]*keyLog{}}
+	return &SafetyLog{t0: time.Now(), now: time.Now, keys: map[int]*keyLog{}}
+}
+
+// keepOpen appends w to the key's open writes and drops those that returned more than the window
+// before now (maybe is in the order the writes returned: the dropped ones are a prefix).
+func (s *SafetyLog) keepOpen(k *keyLog, w write, now time.Time) {
+	window := s.Window
+	if window <= 0 {
+		window = DefaultSafetyWindow
+	}
+	n := 0
+	for n < len(k.maybe) && now.Sub(k.maybe[n].ret) > window {
+		k.droppedDel = k.droppedDel || k.maybe[n].del
+		n++
+	}
+	if n > 0 {
+		k.dropped += n
+		s.dropped += int64(n)
+		k.maybe = append(k.maybe[:0], k.maybe[n:]...)
+	}
+	k.maybe = append(k.maybe, w)
+}
+
+// Open is how many writes of open fate the log holds (its memory beyond one entry per key).
+func (s *SafetyLog) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, k := range s.keys {
+		n += len(k.maybe)
+	}
+	return n
 }
 
 // Begin records a write's invocation.
@@ -102,14 +149,14 @@ func (s *SafetyLog) Begin(key int, id uint64, del bool) {
 		k = &keyLog{}
 		s.keys[key] = k
 	}
-	k.pending = append(k.pending, write{id: id, del: del, inv: time.Now()})
+	k.pending = append(k.pending, write{id: id, del: del, inv: s.now()})
 	s.mu.Unlock()
 }
 
 // End records a write's outcome: acknowledged at revision rev, or unknown (acked false); retried
 // says earlier attempts of it failed with an unknown fate.
 func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool) {
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := s.keys[key]
@@ -122,17 +169,17 @@ func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool)
 	}
 	w := k.pending[i]
 	k.pending = slices.Delete(k.pending, i, i+1)
-	w.acked, w.retried = acked, retried
+	w.acked, w.retried, w.ret = acked, retried, now
 	if !acked {
 		s.unknown++
-		k.maybe = append(k.maybe, w)
+		s.keepOpen(k, w, now)
 		return
 	}
 	s.acked++
-	w.ret, w.rev = now, rev
+	w.rev = rev
 	if retried {
 		s.retried++
-		k.maybe = append(k.maybe, w) // an earlier attempt may land later
+		s.keepOpen(k, w, now) // an earlier attempt may land later
 	}
 	if k.last.id == 0 || w.rev > k.last.rev {
 		if k.last.id != 0 {
@@ -172,7 +219,7 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 		keys = append(keys, key)
 	}
 	slices.Sort(keys)
-	late := 0
+	late, undecided := 0, 0
 	var lateEx []string
 	for _, key := range keys {
 		k := s.keys[key]
@@ -192,6 +239,8 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 			// Past the newest acknowledged revision: only a write whose fate was open can be there.
 			i := slices.IndexFunc(open, func(w write) bool { return w.id == f.ID && !w.del })
 			switch {
+			case i < 0 && k.dropped > 0 && f.ID != k.last.id:
+				undecided++ // a write of open fate older than the window may be the one that landed
 			case i < 0:
 				what := "a write that was acknowledged earlier and overwritten"
 				if w, ok := k.supersededWrite(f.ID); ok {
@@ -209,7 +258,9 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 			}
 		default:
 			deleteCould := slices.ContainsFunc(open, func(w write) bool { return w.del })
-			if k.last.id != 0 && !k.last.del && !deleteCould {
+			if k.last.id != 0 && !k.last.del && !deleteCould && k.droppedDel {
+				undecided++
+			} else if k.last.id != 0 && !k.last.del && !deleteCould {
 				problem = fmt.Sprintf("is absent, but acknowledged %s was the newest write and no delete could follow it", s.describe(k.last))
 			}
 		}
@@ -221,6 +272,10 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 		}
 	}
 	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes (%d after retries), %d with unknown outcome; %d lost or stale", len(keys), s.acked, s.retried, s.unknown, c.Violations)
+	if undecided > 0 {
+		c.Summary += fmt.Sprintf("; %d keys not judged: only a write of open fate dropped after the %s window (%d dropped in all) could explain their final state",
+			undecided, s.window(), s.dropped)
+	}
 	if late > 0 {
 		c.Summary += fmt.Sprintf("; %d keys ended with a late duplicate of a retried write (client retries, not an etcd fault)", late)
 		c.Examples = append(c.Examples, lateEx...)
@@ -233,6 +288,13 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 		c.Summary += "; no write was acknowledged: nothing could be lost, so nothing was checked"
 	}
 	return c
+}
+
+func (s *SafetyLog) window() time.Duration {
+	if s.Window > 0 {
+		return s.Window
+	}
+	return DefaultSafetyWindow
 }
 
 func orNone(w write, s *SafetyLog) string {
