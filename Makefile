@@ -55,6 +55,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkPuts$$|BenchmarkBareClientPuts' -benchtime 20000x -count 3 ./harness
 	# the throughput ratios, side by side in one run (alternating rounds): default/direct, container/local
 	$(GO) test -run '^$$' -bench 'BenchmarkPutsSideBySide' -benchtime 1x ./harness
+	# the harness's own cost: its load and observers against bare clientv3 puts, side by side (A B C C B A)
+	$(GO) test -run '^$$' -bench 'BenchmarkHarnessCost' -benchtime 1x -count 2 ./harness
 
 # The memory claim: a 10-minute soak at 1,000 ops/s with a fault every 30s; fails when the
 # harness's RSS grows by more than 5% over its second half (CHAOS_SOAK_DURATION to change it).

@@ -254,7 +254,8 @@ func (s *stopper) eval(c scenarios.Abort, end time.Time) (v float64, text string
 		}
 		done, acked := last.done-base.done, last.acked-base.acked
 		v = float64(acked) / float64(done)
-		return v, fmt.Sprintf("%.3f (%d of %d probes acknowledged over %.0fs)", v, acked, done, last.at.Sub(base.at).Seconds()), true
+		return v, fmt.Sprintf("%.3f (probes standing for %.1fs of %.1fs acknowledged, over %.0fs)", v,
+			time.Duration(acked).Seconds(), time.Duration(done).Seconds(), last.at.Sub(base.at).Seconds()), true
 	}
 	if h == nil || h.TotalCount() == 0 {
 		return 0, "", false

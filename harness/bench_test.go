@@ -3,7 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,13 +32,18 @@ func cpuTime() time.Duration {
 // proxy in any path); "proxy" puts every client and peer link through the proxy, as network faults do.
 // network "container" runs the members as containers (provider container, no network faults), the
 // load dialling their own addresses.
-func benchCluster(b *testing.B, network string) Cluster {
+func benchCluster(b testing.TB, network string) Cluster {
+	return benchClusterIn(b, network, filepath.Join(b.TempDir(), "run"))
+}
+
+// benchClusterIn is benchCluster with the run folder dir (members/<name>/etcd.log).
+func benchClusterIn(b testing.TB, network, dir string) Cluster {
 	ctx := context.Background()
 	proxied := network == "proxy"
 	if network == "default" {
 		network = "proxy"
 	}
-	opts := LocalOptions{Dir: filepath.Join(b.TempDir(), "run"), Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
+	opts := LocalOptions{Dir: dir, Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
 		ClientProxy: proxied, PeerProxy: proxied}
 	var cl Cluster
 	var err error
@@ -188,4 +196,146 @@ func BenchmarkBareClientPuts(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "client-cpu-us/put")
+}
+
+// BenchmarkHarnessCost is the harness's own cost, side by side on one local 3-member cluster (direct
+// path), in alternating rounds (harness, steady, bare, bare, steady, harness, ...): "harness" is
+// chaos run's closed-loop KV load as drive wires it (recorder streaming latency.hlog, kv-safety's
+// log, every response's raft term told to the monitor) with its observers running (the leader
+// watcher's Status polls, the failover prober's writes) at their pace between faults; "steady" is
+// the same with the observers at their full rate throughout (as while a fault is measured, and as
+// they ran between faults before they were paced); "bare" is BenchmarkBareClientPuts's bare
+// clientv3 puts with nothing observing. All do the same puts (16 clients, 8 connections, 256-byte
+// values over 10,000 keys). It reports each side's puts/s and whole-process CPU per put (getrusage
+// over the round), the prober's writes per second, and the ratios to bare: the targets are
+// throughput >= 0.97x and CPU per put <= 1.1x. Run with -benchtime 1x.
+func BenchmarkHarnessCost(b *testing.B) {
+	cl := benchCluster(b, "direct")
+	const rounds, perRound = 4, 8000
+	sides := []string{"harness", "steady", "bare"}
+	rate, cpu, probes := map[string]float64{}, map[string]float64{}, map[string]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < rounds; round++ {
+			order := slices.Clone(sides)
+			if round%2 == 1 { // A B C C B A: a drift over the rounds (the database growing) weighs alike
+				slices.Reverse(order)
+			}
+			for _, side := range order {
+				var r, c, p float64
+				if side == "bare" {
+					r, c = barePuts(b, cl, perRound)
+				} else {
+					r, c, p = harnessPuts(b, cl, perRound, side == "steady")
+				}
+				rate[side] += r
+				cpu[side] += c
+				probes[side] += p
+			}
+		}
+	}
+	b.StopTimer()
+	n := float64(rounds * b.N)
+	for _, side := range sides {
+		b.ReportMetric(rate[side]/n, side+"-puts/s")
+		b.ReportMetric(cpu[side]/n, side+"-cpu-us/put")
+		if side != "bare" {
+			b.ReportMetric(probes[side]/n, side+"-probes/s")
+			b.ReportMetric(rate[side]/rate["bare"], side+"-throughput-ratio")
+			b.ReportMetric(cpu[side]/cpu["bare"], side+"-cpu-ratio")
+		}
+	}
+}
+
+// harnessPuts runs n puts as chaos run's drive does, observers on (steady: at their full rate
+// throughout); it returns puts/s, CPU µs/put and the prober's writes per second.
+func harnessPuts(b *testing.B, cl Cluster, n int64, steady bool) (rate, cpuPerPut, probes float64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mon := &loadgen.Monitor{Steady: steady}
+	watcher, err := loadgen.NewWatcher(cl.ClientURLs(), cl.Names(), mon, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer watcher.Close()
+	prober, err := loadgen.NewProber(cl.Endpoints(), mon, 10*time.Millisecond, 5*time.Second, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prober.Close()
+	hlog, err := os.Create(filepath.Join(b.TempDir(), "latency.hlog"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hlog.Close()
+	rec := loadgen.NewRecorder(time.Now(), hlog)
+	rec.SetPhase("bench", time.Now())
+	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: cl.Endpoints(), Clients: 16, Connections: 8, Timeout: 5 * time.Second,
+		Retry: loadgen.RetryPolicy{Attempts: 1}, Mix: []scenarios.Op{{Op: "put", Weight: 1, Keys: 10000, Distribution: "uniform", ValueSize: 256}},
+		MaxOps: n, Seed: 1, Safety: loadgen.NewSafetyLog(), KeyPrefix: "chaos/bench/kv/", Monitor: mon}, rec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kv.Close()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); watcher.Run(ctx) }()
+	go func() { defer wg.Done(); prober.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond) // the observers connected and polling, as during a run
+	prober.ResetCounts()
+	cpu0 := cpuTime()
+	start := time.Now()
+	kv.Run(ctx, start)
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	prober.StopCounting()
+	cancel()
+	wg.Wait()
+	s := rec.Summarize(time.Now())
+	if s.Failed > 0 {
+		b.Fatalf("%d of %d puts failed: %v", s.Failed, s.Ops, s.Errors)
+	}
+	sent, _ := prober.Counts()
+	return float64(s.Ops) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(s.Ops), float64(sent) / elapsed.Seconds()
+}
+
+// barePuts runs n puts through bare clientv3 calls (8 clients, 16 goroutines); puts/s and CPU µs/put.
+func barePuts(b *testing.B, cl Cluster, n int64) (rate, cpuPerPut float64) {
+	var clients []*clientv3.Client
+	for i := 0; i < 8; i++ {
+		c, err := loadgen.NewClient(cl.Endpoints(), 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	value := strings.Repeat("v", 256)
+	keys := make([]string, 10000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench/%08d", i)
+	}
+	var next, failed atomic.Int64
+	cpu0 := cpuTime()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kv := clients[w%len(clients)]
+			for next.Add(1) <= n {
+				if _, err := kv.Put(context.Background(), keys[rand.IntN(len(keys))], value); err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	if failed.Load() > 0 {
+		b.Fatalf("%d puts failed", failed.Load())
+	}
+	return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
 }

@@ -288,7 +288,7 @@ func (r *run) drive(ctx context.Context, res *reports.Result) (*reports.Result, 
 		r.safety.Window = safetyWindow(sc)
 	}
 	kv, err := loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
-		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Conn: r.cl.LoadConn(), KeyPrefix: r.prefix + "kv/"}, r.rec)
+		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Conn: r.cl.LoadConn(), KeyPrefix: r.prefix + "kv/", Monitor: r.mon}, r.rec)
 	if err != nil {
 		return failInfra(res, err)
 	}
@@ -866,8 +866,8 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	}
 	sent, acked := r.prober.Counts()
 	res.Prober = reports.ProberStats{Sent: sent, Acked: acked}
-	if sent > 0 {
-		res.Prober.Availability = float64(acked) / float64(sent)
+	if share, probed, ok := r.prober.Availability(); ok {
+		res.Prober.Availability, res.Prober.ProbedS = share, probed.Seconds()
 	}
 
 	trends := map[string]reports.Dist{}

@@ -21,6 +21,7 @@ func (r *run) startWorkloads() error {
 	env := loadgen.Env{Endpoints: r.cl.Endpoints(), Members: r.cl.Names(), Rec: r.rec, Seed: uint64(r.sc.Seed), Dir: r.opts.Out,
 		Event:     func(kind string, kv ...any) { r.events.Log(time.Now(), kind, kv...) },
 		Leaders:   r.leaderChangeTimes,
+		Monitor:   r.mon,
 		Election:  time.Duration(et) * time.Millisecond,
 		Log:       func(msg string, kv ...any) { r.log.Warn(msg, kv...) },
 		FaultsEnd: r.faultsEnd,

@@ -222,24 +222,120 @@ func (f *Failover) Pending() bool {
 	return false
 }
 
-// Monitor fans watcher answers and prober acknowledgements out to the failovers being measured.
+// Monitor fans watcher answers and prober acknowledgements out to the failovers being measured, and
+// paces the observers: they run at their full rate (10ms) only while a fault is being measured or a
+// change is suspected, and at IdleInterval otherwise, so that a calm cluster is not taxed by a
+// hundred probe writes and three hundred Status calls a second. A change is suspected when any
+// response (the load's own, a probe's, a Status) carries a newer raft term than seen so far, when an
+// op or a probe fails, or when a probe is slower than SlowProbe; the suspicion lasts SuspectHold.
 type Monitor struct {
 	mu        sync.Mutex
 	failovers []*Failover
+
+	tracked    atomic.Int32
+	alertUntil atomic.Int64  // unix ns
+	term       atomic.Uint64 // the newest raft term any response carried
+	// Steady: the observers never slow down (every probe and poll at the full rate).
+	Steady bool
+
+	wakeMu sync.Mutex
+	wake   chan struct{} // closed when the observers must speed up now
 }
 
-// Track starts feeding f.
+// Wake returns a channel closed when the observers go from their idle pace to their full rate:
+// an idle observer sleeps a whole IdleInterval, but not through a suspicion (nil Monitor: never).
+func (m *Monitor) Wake() <-chan struct{} {
+	if m == nil {
+		return nil
+	}
+	m.wakeMu.Lock()
+	defer m.wakeMu.Unlock()
+	if m.wake == nil {
+		m.wake = make(chan struct{})
+	}
+	return m.wake
+}
+
+func (m *Monitor) wakeUp() {
+	m.wakeMu.Lock()
+	if m.wake != nil {
+		close(m.wake)
+		m.wake = nil
+	}
+	m.wakeMu.Unlock()
+}
+
+// Pacing of the observers between faults (see Monitor).
+const (
+	IdleInterval = 100 * time.Millisecond
+	SuspectHold  = 5 * time.Second
+	SlowProbe    = 100 * time.Millisecond
+)
+
+// Track starts feeding f; the observers run at their full rate until it is untracked.
 func (m *Monitor) Track(f *Failover) {
 	m.mu.Lock()
 	m.failovers = append(m.failovers, f)
+	m.tracked.Store(int32(len(m.failovers)))
 	m.mu.Unlock()
+	m.wakeUp()
 }
 
 // Untrack stops feeding f.
 func (m *Monitor) Untrack(f *Failover) {
 	m.mu.Lock()
 	m.failovers = slices.DeleteFunc(slices.Clone(m.failovers), func(x *Failover) bool { return x == f })
+	m.tracked.Store(int32(len(m.failovers)))
 	m.mu.Unlock()
+}
+
+// Suspect makes the observers run at their full rate from at for SuspectHold.
+func (m *Monitor) Suspect(at time.Time) {
+	until := at.Add(SuspectHold).UnixNano()
+	for {
+		prev := m.alertUntil.Load()
+		if prev >= until {
+			return
+		}
+		if m.alertUntil.CompareAndSwap(prev, until) {
+			if prev < time.Now().UnixNano() { // it was idle: wake the observers now
+				m.wakeUp()
+			}
+			return
+		}
+	}
+}
+
+// Fast tells whether the observers run at their full rate at now.
+func (m *Monitor) Fast(now time.Time) bool {
+	return m == nil || m.Steady || m.tracked.Load() > 0 || now.UnixNano() < m.alertUntil.Load()
+}
+
+// Observe is what one response or failure of any client says: the raft term its header carried (0:
+// none), and whether the call failed. A newer term than any seen, or a failure, is a suspected change.
+func (m *Monitor) Observe(term uint64, failed bool) {
+	if m == nil {
+		return
+	}
+	if failed {
+		m.Suspect(time.Now())
+		return
+	}
+	if term == 0 {
+		return
+	}
+	for {
+		prev := m.term.Load()
+		if term <= prev {
+			return
+		}
+		if m.term.CompareAndSwap(prev, term) {
+			if prev != 0 {
+				m.Suspect(time.Now())
+			}
+			return
+		}
+	}
 }
 
 func (m *Monitor) active() []*Failover {
@@ -249,12 +345,17 @@ func (m *Monitor) active() []*Failover {
 }
 
 func (m *Monitor) status(st MemberStatus, nameOf func(uint64) string) {
+	m.Observe(st.Term, false)
+	if st.Leader == 0 {
+		m.Suspect(st.At)
+	}
 	for _, f := range m.active() {
 		f.status(st, nameOf)
 	}
 }
 
 func (m *Monitor) ack(sent, acked time.Time, term uint64) {
+	m.Observe(term, false)
 	for _, f := range m.active() {
 		f.ack(sent, acked, term)
 	}
@@ -267,17 +368,25 @@ const ProbeKey = DefaultPrefix + "probe"
 // default: a slow cluster that still answers is not an outage), open loop: a probe is sent on time
 // even while earlier ones hang, so the first write after an outage is seen within one interval. It
 // runs beside the load and is not part of it. Its counts (availability) cover the load only.
+//
+// Between faults, with nothing suspected (Monitor.Fast), it writes every IdleInterval instead; so
+// that availability stays a share of time, not of probes, each probe stands for the time since the
+// one before it (its weight), and availability is the acknowledged probes' weight over all of it.
 type Prober struct {
 	Key      string // the key it writes (default ProbeKey)
 	Interval time.Duration
 	Timeout  time.Duration
 	client   *clientv3.Client
 	mon      *Monitor
-	sent     atomic.Int64
-	acked    atomic.Int64
-	lastAck  atomic.Int64 // unix ns of the newest acknowledged probe's send time
-	// settled and settledOK count every probe that returned (acknowledged or failed), the whole
-	// run long: differences over a window give its availability (a stop condition's).
+	// sent and acked count the probes of the load (after the warm-up); sentW and ackedW sum their
+	// weights (ns of the load each stands for).
+	sent, acked   atomic.Int64
+	sentW, ackedW atomic.Int64
+	// total and totalAcked count every probe since Run began (never reset).
+	total, totalAcked atomic.Int64
+	lastAck           atomic.Int64 // unix ns of the newest acknowledged probe's send time
+	// settled and settledOK sum the weights of every probe that returned (acknowledged or failed),
+	// the whole run long: differences over a window give its availability (a stop condition's).
 	settled, settledOK atomic.Int64
 	from               atomic.Int64 // probes sent before this (unix ns) are not counted
 	until              atomic.Int64 // nor those sent after this (0: no end yet)
@@ -310,11 +419,26 @@ func (p *Prober) SinceAck() time.Duration {
 // Close closes the client.
 func (p *Prober) Close() { _ = p.client.Close() }
 
-// Counts returns probes sent and acknowledged.
+// Counts returns probes sent and acknowledged during the load.
 func (p *Prober) Counts() (sent, acked int64) { return p.sent.Load(), p.acked.Load() }
 
-// Settled returns how many probes have returned so far, and how many of them were acknowledged,
-// since the prober started (never reset): a window's availability is the ratio of differences.
+// Totals returns every probe sent since Run began and those acknowledged (never reset).
+func (p *Prober) Totals() (sent, acked int64) { return p.total.Load(), p.totalAcked.Load() }
+
+// Availability is the share of the load's time for which the probe sent was acknowledged (each
+// probe weighs the time since the one before it), and the time the probes stood for; ok false
+// before any probe of the load.
+func (p *Prober) Availability() (share float64, probed time.Duration, ok bool) {
+	sw := p.sentW.Load()
+	if sw == 0 {
+		return 0, 0, false
+	}
+	return float64(p.ackedW.Load()) / float64(sw), time.Duration(sw), true
+}
+
+// Settled returns the weight (ns) of the probes that have returned so far, and of those of them
+// that were acknowledged, since the prober started (never reset): a window's availability is the
+// ratio of differences.
 func (p *Prober) Settled() (done, acked int64) {
 	acked = p.settledOK.Load()
 	return p.settled.Load(), acked
@@ -326,6 +450,8 @@ func (p *Prober) ResetCounts() {
 	p.from.Store(time.Now().UnixNano())
 	p.sent.Store(0)
 	p.acked.Store(0)
+	p.sentW.Store(0)
+	p.ackedW.Store(0)
 }
 
 // StopCounting ends the counts at now (the load's end): probes sent after it still feed the
@@ -340,49 +466,76 @@ func (p *Prober) counted(sent time.Time) bool {
 
 // Run probes until ctx ends.
 func (p *Prober) Run(ctx context.Context) {
-	tick := time.NewTicker(p.Interval)
-	defer tick.Stop()
+	timer := time.NewTimer(p.Interval)
+	defer timer.Stop()
 	// Enough room for every probe of one timeout in flight (and then some): a probe skipped for
 	// lack of room would hide the first write after an outage.
 	sem := make(chan struct{}, max(64, 2*int(p.Timeout/p.Interval)+1))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var seq int64
+	var last time.Time
 	for {
+		wake := p.mon.Wake()
+		wait := p.Interval
+		if !p.mon.Fast(time.Now()) {
+			wait = max(p.Interval, IdleInterval-time.Since(last))
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
+		case <-wake:
 		}
+		now := time.Now()
+		fast := p.mon.Fast(now)
 		select {
 		case sem <- struct{}{}:
 		default:
 			continue
 		}
+		weight := p.Interval
+		if !last.IsZero() {
+			weight = min(now.Sub(last), max(IdleInterval, p.Interval))
+		}
+		last = now
 		seq++
 		wg.Add(1)
 		go func(n int64) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			sent := time.Now()
+			p.total.Add(1)
 			counted := p.counted(sent)
 			if counted {
 				p.sent.Add(1)
+				p.sentW.Add(int64(weight))
+			}
+			var slow *time.Timer
+			if !fast { // a probe slower than usual between faults: observe at the full rate
+				slow = time.AfterFunc(SlowProbe, func() { p.mon.Suspect(time.Now()) })
 			}
 			pctx, cancel := context.WithTimeout(ctx, p.Timeout)
 			resp, err := p.client.Put(pctx, p.Key, strconv.FormatInt(n, 10))
 			cancel()
+			if slow != nil {
+				slow.Stop()
+			}
 			if err != nil {
 				if ctx.Err() == nil {
-					p.settled.Add(1)
+					p.settled.Add(int64(weight))
+					p.mon.Observe(0, true)
 				}
 				return
 			}
-			p.settled.Add(1) // before settledOK, which Settled reads first: acked never exceeds done
-			p.settledOK.Add(1)
+			p.settled.Add(int64(weight)) // before settledOK, which Settled reads first: acked never exceeds done
+			p.settledOK.Add(int64(weight))
+			p.totalAcked.Add(1)
 			acked := time.Now()
 			if counted && p.counted(sent) { // ResetCounts may have come in between
 				p.acked.Add(1)
+				p.ackedW.Add(int64(weight))
 			}
 			for {
 				prev := p.lastAck.Load()

@@ -138,6 +138,9 @@ type Config struct {
 	KeyPrefix string
 	// Conn is how the clients reach the members (a dialer, TLS, credentials); nil: plain TCP.
 	Conn *Conn
+	// Monitor, if set, is told the raft term of every response and every failed attempt: the load's
+	// own answers reveal an election or an outage at no cost (see Monitor).
+	Monitor *Monitor
 }
 
 type opSpec struct {
@@ -261,6 +264,10 @@ func (k *KV) worker(ctx context.Context, w int, start time.Time) {
 		st.seq[i] = w
 	}
 	kv := k.clients[w%len(k.clients)].KV
+	// Each op's timeout context is a child of the worker's own: 16 workers registering a child per
+	// op with the run's context contended on its lock.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -322,10 +329,14 @@ func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, ki i
 	}
 	attempts := 0
 	var rev int64
-	err, ended := k.cfg.Retry.Do(ctx, k.rec, s.op, due, k.cfg.Timeout, st.rng, timer, func(ctx context.Context) error {
+	err, ended := k.cfg.Retry.Do(ctx, k.rec, s.op, due, k.cfg.Timeout, st.rng, timer, func(actx context.Context) error {
 		attempts++
 		var err error
-		rev, err = exec(ctx, kv, s, key, value)
+		var term uint64
+		rev, term, err = exec(actx, kv, s, key, value)
+		if err == nil || ctx.Err() == nil { // not the load's own end
+			k.cfg.Monitor.Observe(term, err != nil)
+		}
 		return err
 	})
 	if write && k.cfg.Safety != nil {
@@ -335,29 +346,33 @@ func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, ki i
 	}
 }
 
-// exec runs one attempt and returns the revision of the response.
-func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key, value string) (int64, error) {
+// exec runs one attempt and returns the revision and raft term of the response.
+func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key, value string) (int64, uint64, error) {
 	switch s.op {
 	case OpPut:
 		r, err := kv.Put(ctx, key, value)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return r.Header.Revision, nil
+		return r.Header.Revision, r.Header.RaftTerm, nil
 	case OpGet:
+		var r *clientv3.GetResponse
 		var err error
 		if s.serializable {
-			_, err = kv.Get(ctx, key, clientv3.WithSerializable())
+			r, err = kv.Get(ctx, key, clientv3.WithSerializable())
 		} else {
-			_, err = kv.Get(ctx, key)
+			r, err = kv.Get(ctx, key)
 		}
-		return 0, err
+		if err != nil {
+			return 0, 0, err
+		}
+		return 0, r.Header.RaftTerm, nil
 	case OpDelete:
 		r, err := kv.Delete(ctx, key)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return r.Header.Revision, nil
+		return r.Header.Revision, r.Header.RaftTerm, nil
 	case OpTxn:
 		r, err := kv.Txn(ctx).
 			If(clientv3.Compare(clientv3.Version(key), ">", 0)).
@@ -365,9 +380,9 @@ func exec(ctx context.Context, kv clientv3.KV, s *opSpec, key, value string) (in
 			Else(clientv3.OpPut(key, value), clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return r.Header.Revision, nil
+		return r.Header.Revision, r.Header.RaftTerm, nil
 	}
-	return 0, nil
+	return 0, 0, nil
 }

@@ -19,7 +19,7 @@ type kvGroup struct {
 func newKVGroup(b scenarios.Block, env Env) (*kvGroup, error) {
 	rec := NewRecorder(time.Now(), nil)
 	kv, err := NewKV(Config{Endpoints: env.Endpoints, Clients: b.Clients, Connections: b.Connections, Rate: b.Rate,
-		Timeout: b.Timeout.D(), Retry: PolicyOf(b.Retry), Mix: b.Mix, Seed: env.Seed ^ 0x5eed, KeyPrefix: env.Prefix + "kv-" + b.Name + "/", Conn: env.Conn}, rec)
+		Timeout: b.Timeout.D(), Retry: PolicyOf(b.Retry), Mix: b.Mix, Seed: env.Seed ^ 0x5eed, KeyPrefix: env.Prefix + "kv-" + b.Name + "/", Conn: env.Conn, Monitor: env.Monitor}, rec)
 	if err != nil {
 		return nil, err
 	}

@@ -18,11 +18,17 @@ import (
 // stampValue puts a write's id at the front of its value ("<16 hex digits>:"), keeping the value's
 // size, so the final state tells which write left it.
 func stampValue(id uint64, pad string) string {
-	v := fmt.Sprintf("%016x:", id)
-	if len(pad) > len(v) {
-		v += pad[len(v):]
+	b := make([]byte, 17, max(17, len(pad)))
+	const hex = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b[i] = hex[id&0xf]
+		id >>= 4
 	}
-	return v
+	b[16] = ':'
+	if len(pad) > 17 {
+		b = append(b, pad[17:]...)
+	}
+	return string(b)
 }
 
 // valueID reads the id stampValue wrote.

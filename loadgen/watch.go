@@ -60,8 +60,9 @@ type LeaderChange struct {
 	ReportedBy       string
 }
 
-// Watcher polls Status on every member every Interval (10ms) with a short timeout, keeps the latest
-// answer of each, reports leader changes and feeds the failover monitor.
+// Watcher polls Status on every member every Interval (10ms) with a short timeout (every
+// IdleInterval between faults with nothing suspected: see Monitor), keeps the latest answer of each,
+// reports leader changes and feeds the failover monitor.
 type Watcher struct {
 	Interval time.Duration
 	Timeout  time.Duration
@@ -117,20 +118,32 @@ func (w *Watcher) Run(ctx context.Context) {
 
 func (w *Watcher) poll(ctx context.Context, i int) {
 	name, c := w.names[i], w.clients[i]
-	tick := time.NewTicker(w.Interval)
-	defer tick.Stop()
+	timer := time.NewTimer(w.Interval)
+	defer timer.Stop()
 	for {
+		start := time.Now()
 		sctx, cancel := context.WithTimeout(ctx, w.Timeout)
 		resp, err := Status(sctx, c)
 		cancel()
 		if err == nil {
 			w.observe(MemberStatus{Name: name, ID: resp.Header.MemberId, Leader: resp.Leader, Term: resp.RaftTerm,
 				Applied: resp.RaftAppliedIndex, Errors: resp.Errors, At: time.Now()})
+		} else if ctx.Err() == nil {
+			w.mon.Observe(0, true) // a member that does not answer: look closer
 		}
+		// Every Interval from the last poll's start; between faults, with nothing suspected, every
+		// IdleInterval, woken at once by a suspicion (see Monitor).
+		wake := w.mon.Wake()
+		every := w.Interval
+		if !w.mon.Fast(time.Now()) {
+			every = max(w.Interval, IdleInterval)
+		}
+		timer.Reset(max(0, every-time.Since(start)))
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
+		case <-wake:
 		}
 	}
 }

@@ -38,6 +38,8 @@ type Env struct {
 	Conn *Conn
 	// Prefix is the run's key prefix ("chaos/<run id>/"): every key a workload writes is under it.
 	Prefix string
+	// Monitor is told what the workloads' answers reveal (see Monitor.Observe); nil: nothing.
+	Monitor *Monitor
 }
 
 // Workload is one block of scenario.workloads (or the linearizability register load).

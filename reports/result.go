@@ -330,11 +330,16 @@ type Unheld struct {
 	PerMember   []string `json:"per_member"`
 }
 
-// ProberStats is the failover prober's record.
+// ProberStats is the failover prober's record: the probes sent during the load and acknowledged,
+// and availability, the share of the load's time for which the probe sent was acknowledged (probes
+// are 10ms apart while a fault is measured or a change suspected, 100ms apart otherwise; each weighs
+// the time since the one before it). ProbedS is the time the probes stood for (the load's length
+// after the warm-up).
 type ProberStats struct {
 	Sent         int64   `json:"sent"`
 	Acked        int64   `json:"acked"`
 	Availability float64 `json:"availability"`
+	ProbedS      float64 `json:"probed_s,omitempty"`
 }
 
 // State is the threshold's status; a result written before status existed has only Passed.

@@ -144,8 +144,8 @@ func WriteText(w io.Writer, r *Result) error {
 	if all, ok := r.Retries["all"]; ok {
 		fmt.Fprintf(&b, "retries: %.4f attempts/op, %d ops retried, max %d attempts, %.0fms spent backing off\n", all.PerOp, all.RetriedOps, all.MaxAttempts, all.RetryTimeMs)
 	}
-	fmt.Fprintf(&b, "throughput: avg %.0f ops/s, min %.0f, max %.0f (whole seconds after the warm-up); leader changes %d; prober availability %.4f (%d of %d writes during the load)\n",
-		r.Throughput.Avg, r.Throughput.Min, r.Throughput.Max, r.Leader.Changes, r.Prober.Availability, r.Prober.Acked, r.Prober.Sent)
+	fmt.Fprintf(&b, "throughput: avg %.0f ops/s, min %.0f, max %.0f (whole seconds after the warm-up); leader changes %d; prober availability %.4f%s (%d of %d writes during the load)\n",
+		r.Throughput.Avg, r.Throughput.Min, r.Throughput.Max, r.Leader.Changes, r.Prober.Availability, probedOf(r.Prober), r.Prober.Acked, r.Prober.Sent)
 	if r.Leader.Spurious > 0 {
 		fmt.Fprintf(&b, "spurious leader changes: %d, outside every fault's window (at %s s from the load's start): are the timeouts too tight for this network?\n",
 			r.Leader.Spurious, strings.Trim(fmt.Sprint(r.Leader.SpuriousAtS), "[]"))
@@ -348,4 +348,12 @@ func orText(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// probedOf says over how much of the load availability was measured (a result before probed_s: nothing).
+func probedOf(p ProberStats) string {
+	if p.ProbedS <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" of %.1fs", p.ProbedS)
 }
