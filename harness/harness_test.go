@@ -109,6 +109,13 @@ func TestLeaderFailover(t *testing.T) {
 	if res.Leader.Changes != 2 {
 		t.Errorf("leader changes = %d, want 2", res.Leader.Changes)
 	}
+	// The sweep's steady rate (latency.hlog's whole seconds after the warm-up and before the first
+	// fault) against the schedule the load kept on a healthy cluster: 200 ops/s.
+	if sr := reports.SweepRunOf(res, out); sr.SteadyS < 1 || sr.SteadyRate < 194 || sr.SteadyRate > 206 {
+		t.Errorf("steady state before the first fault: %.1f ops/s over %.1fs; the load was paced at 200 ops/s", sr.SteadyRate, sr.SteadyS)
+	} else {
+		t.Logf("steady state before the first fault: %.1f ops/s over %.1fs (paced at 200)", sr.SteadyRate, sr.SteadyS)
+	}
 	if !res.Passed {
 		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
 	}
