@@ -55,6 +55,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkPuts$$|BenchmarkBareClientPuts' -benchtime 20000x -count 3 ./harness
 	# the throughput ratios, side by side in one run (alternating rounds): default/direct, container/local
 	$(GO) test -run '^$$' -bench 'BenchmarkPutsSideBySide' -benchtime 1x ./harness
+	# memory flat in run length: a stop condition's window over 2h and 20h of seconds
+	$(GO) test -run '^$$' -bench 'BenchmarkStopWindowMemory' -benchtime 1x ./harness
 	# the harness's own cost: its load and observers against bare clientv3 puts, side by side (A B C C B A)
 	$(GO) test -run '^$$' -bench 'BenchmarkHarnessCost' -benchtime 1x -count 2 ./harness
 

@@ -131,7 +131,17 @@ func (s *stopper) push(sec loadgen.Second) {
 		}
 	}
 	for len(s.buckets) > 0 && sec.End.Sub(s.buckets[0].start) > s.maxWin+s.grain+100*time.Millisecond {
+		s.buckets[0] = bucket{} // its histograms go now, not when append next moves the array
 		s.buckets = s.buckets[1:]
+	}
+}
+
+// mark keeps the prober's counts at an interval's end, and drops those the longest window no
+// longer needs (one mark older than it stays: the base of its differences).
+func (s *stopper) mark(pm probeMark) {
+	s.probes = append(s.probes, pm)
+	for len(s.probes) > 1 && pm.at.Sub(s.probes[1].at) >= s.maxWin {
+		s.probes = s.probes[1:]
 	}
 }
 
@@ -154,11 +164,7 @@ func (s *stopper) run(ctx context.Context, from func() time.Time, alarms func() 
 				s.push(sec)
 				if s.settled != nil {
 					done, acked := s.settled()
-					s.probes = append(s.probes, probeMark{sec.End, done, acked})
-					// One mark older than the longest window stays: the base of its differences.
-					for len(s.probes) > 1 && sec.End.Sub(s.probes[1].at) >= s.maxWin {
-						s.probes = s.probes[1:]
-					}
+					s.mark(probeMark{sec.End, done, acked})
 				}
 				for _, c := range s.conds {
 					if c.Alarm != "" {

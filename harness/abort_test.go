@@ -2,7 +2,9 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -149,5 +151,39 @@ func TestStopWindowIsBounded(t *testing.T) {
 		t.Logf("tripped after the backlog: %s", obs)
 	case <-time.After(5 * time.Second):
 		t.Fatal("300 queued seconds with one failure each did not reach count > 299: some were dropped")
+	}
+}
+
+// BenchmarkStopWindowMemory: an "over 1h" condition fed 2 and 20 hours of seconds (a put histogram
+// each) holds the same memory: 60 buckets of a minute and an hour of probe marks, whatever the run's
+// length. Reports the live heap after the feed (after a collection) and the buckets held.
+func BenchmarkStopWindowMemory(b *testing.B) {
+	for _, hours := range []int{2, 20} {
+		b.Run(fmt.Sprintf("%dh", hours), func(b *testing.B) {
+			a, err := scenarios.ParseAbort("latency.put: p(99) > 10s over 1h")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i++ {
+				var ms0, ms1 runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&ms0)
+				s := newStopper([]scenarios.Abort{a}, nil, func(string, string, time.Time) {})
+				zero := time.Unix(0, 0)
+				for sec := range hours * 3600 {
+					h := loadgen.NewHistogram()
+					_ = h.RecordValues(int64(5*time.Millisecond), 1000)
+					start := zero.Add(time.Duration(sec) * time.Second)
+					s.push(loadgen.Second{Start: start, End: start.Add(time.Second), Ops: 1000,
+						Latency: map[loadgen.Op]*hdrhistogram.Histogram{loadgen.OpPut: h}})
+					s.mark(probeMark{at: start.Add(time.Second)})
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms1)
+				b.ReportMetric(float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc))/(1<<20), "live-MB")
+				b.ReportMetric(float64(len(s.buckets)), "buckets")
+				runtime.KeepAlive(s)
+			}
+		})
 	}
 }

@@ -37,18 +37,19 @@ func NewPacer(start time.Time, rate float64, maxOps int64, lateAfter time.Durati
 	return p
 }
 
-// Next takes the next ticket and waits for its due time (open loop); ok is false when ctx ended or
-// the pacer ran out of tickets. timer is the caller's, reused so the loop allocates nothing.
+// Next takes the next ticket and waits for its due time (open loop); ok is false when ctx ended (or
+// its deadline passed, even before its timer fired: no op is sent after the load's end) or the
+// pacer ran out of tickets. timer is the caller's, reused so the loop allocates nothing.
 func (p *Pacer) Next(ctx context.Context, timer *time.Timer) (due time.Time, ok bool) {
 	if p.interval == 0 && p.maxOps == 0 {
-		return time.Now(), ctx.Err() == nil
+		return time.Now(), !runEnded(ctx)
 	}
 	n := p.tickets.Add(1) - 1
 	if p.maxOps > 0 && n >= p.maxOps {
 		return time.Time{}, false
 	}
 	if p.interval == 0 {
-		return time.Now(), ctx.Err() == nil
+		return time.Now(), !runEnded(ctx)
 	}
 	due = p.start.Add(time.Duration(n) * p.interval)
 	if d := time.Until(due); d > 0 {
@@ -69,7 +70,7 @@ func (p *Pacer) Next(ctx context.Context, timer *time.Timer) (due time.Time, ok 
 			}
 		}
 	}
-	return due, ctx.Err() == nil
+	return due, !runEnded(ctx)
 }
 
 // Sent counts an op of due time due as sent now.
