@@ -299,7 +299,7 @@ func TestKVSafetyWindowBoundsOpenWrites(t *testing.T) {
 	}
 	final := map[int]Final{}
 	for key := 0; key < 4; key++ {
-		k := s.keys[key]
+		k := s.shard(key).keys[key]
 		final[key] = Final{Present: true, ID: k.last.id, ModRevision: k.last.rev}
 	}
 	check := func(over map[int]Final) reports.Check {

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -18,17 +19,17 @@ import (
 // stampValue puts a write's id at the front of its value ("<16 hex digits>:"), keeping the value's
 // size, so the final state tells which write left it.
 func stampValue(id uint64, pad string) string {
-	b := make([]byte, 17, max(17, len(pad)))
+	var b strings.Builder // one allocation: the value itself
+	b.Grow(max(17, len(pad)))
 	const hex = "0123456789abcdef"
-	for i := 15; i >= 0; i-- {
-		b[i] = hex[id&0xf]
-		id >>= 4
+	for shift := 60; shift >= 0; shift -= 4 {
+		b.WriteByte(hex[(id>>shift)&0xf])
 	}
-	b[16] = ':'
+	b.WriteByte(':')
 	if len(pad) > 17 {
-		b = append(b, pad[17:]...)
+		b.WriteString(pad[17:])
 	}
-	return string(b)
+	return b.String()
 }
 
 // valueID reads the id stampValue wrote.
@@ -100,12 +101,34 @@ func (k *keyLog) supersededWrite(id uint64) (write, bool) {
 type SafetyLog struct {
 	Window time.Duration
 
+	t0  time.Time
+	now func() time.Time
+	// Keys are spread over shards, each with its own lock: the load's clients write different keys
+	// and need not queue for one lock.
+	shards [safetyShards]safetyShard
+}
+
+const safetyShards = 32
+
+type safetyShard struct {
 	mu   sync.Mutex
-	t0   time.Time
-	now  func() time.Time
 	keys map[int]*keyLog
 	// counts
 	acked, unknown, retried, dropped int64
+}
+
+func (s *SafetyLog) shard(key int) *safetyShard { return &s.shards[uint(key)%safetyShards] }
+
+// lockAll locks every shard (Check, Open); the returned func unlocks them.
+func (s *SafetyLog) lockAll() func() {
+	for i := range s.shards {
+		s.shards[i].mu.Lock()
+	}
+	return func() {
+		for i := range s.shards {
+			s.shards[i].mu.Unlock()
+		}
+	}
 }
 
 // DefaultSafetyWindow is how long a write of open fate is kept by default.
@@ -113,12 +136,16 @@ const DefaultSafetyWindow = 10 * time.Minute
 
 // NewSafetyLog makes an empty log.
 func NewSafetyLog() *SafetyLog {
-	return &SafetyLog{t0: time.Now(), now: time.Now, keys: map[int]*keyLog{}}
+	s := &SafetyLog{t0: time.Now(), now: time.Now}
+	for i := range s.shards {
+		s.shards[i].keys = map[int]*keyLog{}
+	}
+	return s
 }
 
 // keepOpen appends w to the key's open writes and drops those that returned more than the window
 // before now (maybe is in the order the writes returned: the dropped ones are a prefix).
-func (s *SafetyLog) keepOpen(k *keyLog, w write, now time.Time) {
+func (s *SafetyLog) keepOpen(sh *safetyShard, k *keyLog, w write, now time.Time) {
 	window := s.Window
 	if window <= 0 {
 		window = DefaultSafetyWindow
@@ -130,7 +157,7 @@ func (s *SafetyLog) keepOpen(k *keyLog, w write, now time.Time) {
 	}
 	if n > 0 {
 		k.dropped += n
-		s.dropped += int64(n)
+		sh.dropped += int64(n)
 		k.maybe = append(k.maybe[:0], k.maybe[n:]...)
 	}
 	k.maybe = append(k.maybe, w)
@@ -138,34 +165,38 @@ func (s *SafetyLog) keepOpen(k *keyLog, w write, now time.Time) {
 
 // Open is how many writes of open fate the log holds (its memory beyond one entry per key).
 func (s *SafetyLog) Open() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lockAll()()
 	n := 0
-	for _, k := range s.keys {
-		n += len(k.maybe)
+	for i := range s.shards {
+		for _, k := range s.shards[i].keys {
+			n += len(k.maybe)
+		}
 	}
 	return n
 }
 
 // Begin records a write's invocation.
 func (s *SafetyLog) Begin(key int, id uint64, del bool) {
-	s.mu.Lock()
-	k := s.keys[key]
+	inv := s.now()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	k := sh.keys[key]
 	if k == nil {
 		k = &keyLog{}
-		s.keys[key] = k
+		sh.keys[key] = k
 	}
-	k.pending = append(k.pending, write{id: id, del: del, inv: s.now()})
-	s.mu.Unlock()
+	k.pending = append(k.pending, write{id: id, del: del, inv: inv})
+	sh.mu.Unlock()
 }
 
 // End records a write's outcome: acknowledged at revision rev, or unknown (acked false); retried
 // says earlier attempts of it failed with an unknown fate.
 func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool) {
 	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := s.keys[key]
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	k := sh.keys[key]
 	if k == nil {
 		return
 	}
@@ -177,15 +208,15 @@ func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool)
 	k.pending = slices.Delete(k.pending, i, i+1)
 	w.acked, w.retried, w.ret = acked, retried, now
 	if !acked {
-		s.unknown++
-		s.keepOpen(k, w, now)
+		sh.unknown++
+		s.keepOpen(sh, k, w, now)
 		return
 	}
-	s.acked++
+	sh.acked++
 	w.rev = rev
 	if retried {
-		s.retried++
-		s.keepOpen(k, w, now) // an earlier attempt may land later
+		sh.retried++
+		s.keepOpen(sh, k, w, now) // an earlier attempt may land later
 	}
 	if k.last.id == 0 || w.rev > k.last.rev {
 		if k.last.id != 0 {
@@ -216,19 +247,25 @@ type Final struct {
 //
 // keyName names a key index for the report.
 func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) reports.Check {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lockAll()()
+	all := map[int]*keyLog{}
+	var acked, unknown, retried, dropped int64
+	for i := range s.shards {
+		sh := &s.shards[i]
+		maps.Copy(all, sh.keys)
+		acked, unknown, retried, dropped = acked+sh.acked, unknown+sh.unknown, retried+sh.retried, dropped+sh.dropped
+	}
 	c := reports.Check{Name: "kv-safety", Status: reports.CheckPass,
 		Note: "every acknowledged write is in the final state or was overwritten by a later write (by revision); writes that failed or timed out may or may not have been applied"}
-	keys := make([]int, 0, len(s.keys))
-	for key := range s.keys {
+	keys := make([]int, 0, len(all))
+	for key := range all {
 		keys = append(keys, key)
 	}
 	slices.Sort(keys)
 	late, undecided := 0, 0
 	var lateEx []string
 	for _, key := range keys {
-		k := s.keys[key]
+		k := all[key]
 		f := final(key)
 		open := append(append([]write(nil), k.maybe...), k.pending...)
 		var problem string
@@ -277,10 +314,10 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 			}
 		}
 	}
-	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes (%d after retries), %d with unknown outcome; %d lost or stale", len(keys), s.acked, s.retried, s.unknown, c.Violations)
+	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes (%d after retries), %d with unknown outcome; %d lost or stale", len(keys), acked, retried, unknown, c.Violations)
 	if undecided > 0 {
 		c.Summary += fmt.Sprintf("; %d keys not judged: only a write of open fate dropped after the %s window (%d dropped in all) could explain their final state",
-			undecided, s.window(), s.dropped)
+			undecided, s.window(), dropped)
 	}
 	if late > 0 {
 		c.Summary += fmt.Sprintf("; %d keys ended with a late duplicate of a retried write (client retries, not an etcd fault)", late)
@@ -289,7 +326,7 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 	switch {
 	case c.Violations > 0:
 		c.Status = reports.CheckFail
-	case s.acked == 0:
+	case acked == 0:
 		c.Status = reports.CheckUnknown
 		c.Summary += "; no write was acknowledged: nothing could be lost, so nothing was checked"
 	}
