@@ -15,9 +15,11 @@
 // runs each cell's repeats through Run, resuming from the run folders a stopped sweep left, and
 // rewrites the sweep's files (reports.WriteSweep) after every run.
 //
-// A provider is one file behind the Cluster interface (cluster.go): local.go (member processes),
-// container.go (testcontainers-go), remote.go (endpoints, TLS, auth; no process control). What every
-// provider shares lives in base, and each member's process control in a runner.
+// A provider sits behind the Cluster interface (cluster.go): local.go (member processes, with
+// proc_*.go), container.go (testcontainers-go, with dockernet.go, its network backend without root),
+// remote.go (endpoints, TLS, auth; no process control). What every provider shares lives in base,
+// and each member's process control in a runner; heal.go heals what a killed harness left, for
+// every provider.
 //
 // It sits above faults, loadgen, reports and scenarios, and below cmd/chaos only.
 package harness
