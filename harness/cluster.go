@@ -67,12 +67,44 @@ type Cluster interface {
 	Health(ctx context.Context) error
 }
 
-// providers maps cluster.provider to the constructor of its Cluster.
-var providers = map[string]func(ClusterOptions) (Cluster, error){
-	"local":     func(o ClusterOptions) (Cluster, error) { return NewLocal(o.Local) },
-	"container": func(o ClusterOptions) (Cluster, error) { return NewContainers(o.Local, o.Container) },
-	"remote":    func(o ClusterOptions) (Cluster, error) { return NewRemote(o.Remote) },
+// Capabilities are what a provider's clusters are and can do. The run, the dry run, the sweep and
+// chaos heal ask them; no code outside a provider's own files and this registry names a provider.
+type Capabilities struct {
+	// StartsMembers: the harness lays out and starts the members with the scenario's settings
+	// (size, cluster.etcd), so a sweep can start one per cell with each cell's settings.
+	StartsMembers bool
+	// Shared: the cluster is one the team already runs. Its size is known once it is reached (the
+	// quorum guard runs then); the run writes only under its key prefix, claims it first and deletes
+	// it at the end (chaos heal after a killed run); the user confirms the run; the result names its
+	// endpoints, TLS and user instead of etcd settings.
+	Shared bool
 }
+
+// provider is one cluster.provider: what it can do, how its clusters are made, and the parts a
+// run asks of it by capability.
+type provider struct {
+	caps Capabilities
+	new  func(ClusterOptions) (Cluster, error)
+	// options fills the provider's own options from the scenario (nil: it has none beyond Local's).
+	options func(sc *scenarios.Scenario, o *ClusterOptions, runID, keyPrefix string) error
+	// reach, for a cluster already running, reaches it read-only for a dry run and describes it on
+	// w (nil: a dry run describes the cluster the run would start).
+	reach func(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (Cluster, error)
+}
+
+// providers maps cluster.provider to its provider.
+var providers = map[string]provider{
+	"local":     {caps: Capabilities{StartsMembers: true}, new: func(o ClusterOptions) (Cluster, error) { return NewLocal(o.Local) }},
+	"container": {caps: Capabilities{StartsMembers: true}, new: func(o ClusterOptions) (Cluster, error) { return NewContainers(o.Local, o.Container) }},
+	"remote": {caps: Capabilities{Shared: true}, new: func(o ClusterOptions) (Cluster, error) { return NewRemote(o.Remote) },
+		options: remoteOptions, reach: reachRemote},
+}
+
+// CapabilitiesOf says what the named provider's clusters can do (zero for an unknown name).
+func CapabilitiesOf(name string) Capabilities { return providers[name].caps }
+
+// providerOf is the scenario's provider (zero for an unknown name, which validation refuses).
+func providerOf(sc *scenarios.Scenario) provider { return providers[sc.Cluster.Provider] }
 
 // ClusterOptions holds every provider's options; each reads its own.
 type ClusterOptions struct {
@@ -83,11 +115,11 @@ type ClusterOptions struct {
 
 // NewCluster lays out the cluster of the named provider without starting it.
 func NewCluster(provider string, o ClusterOptions) (Cluster, error) {
-	mk, ok := providers[provider]
+	p, ok := providers[provider]
 	if !ok {
 		return nil, fmt.Errorf("unknown cluster provider %q", provider)
 	}
-	return mk(o)
+	return p.new(o)
 }
 
 // runner runs one member: a process, a container, or (remote) nothing the harness controls.

@@ -19,7 +19,9 @@
 // proc_*.go), container.go (testcontainers-go, with dockernet.go, its network backend without root),
 // remote.go (endpoints, TLS, auth; no process control). What every provider shares lives in base,
 // and each member's process control in a runner; heal.go heals what a killed harness left, for
-// every provider.
+// every provider. The registry in cluster.go says what each provider can do (Capabilities: whether
+// the harness starts the members, whether the cluster is the team's own); the run, the dry run, the
+// sweep and chaos heal ask those, never a provider's name.
 //
 // It sits above faults, loadgen, reports and scenarios, and below cmd/chaos only.
 package harness

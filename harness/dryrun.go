@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -25,46 +24,15 @@ func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
 	}
 	r := &run{sc: sc, log: slog.New(slog.DiscardHandler), prefix: "chaos/<run id>/"}
 	size := sc.Cluster.Size
-	if sc.Cluster.Provider == "remote" {
-		conn, err := RemoteConn(sc)
+	if p := providerOf(sc); p.reach != nil {
+		// A cluster already running is reached read-only and described as it is now.
+		cl, err := p.reach(ctx, sc, w)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInput, err)
-		}
-		cl, err := NewRemote(RemoteOptions{Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: true, Seed: sc.Seed, readOnly: true})
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInput, err)
+			return err
 		}
 		defer cl.Close(context.WithoutCancel(ctx), 0)
-		if err := cl.Start(ctx); err != nil {
-			return fmt.Errorf("%w: %v", ErrInfra, err)
-		}
 		r.cl = cl
-		size = len(cl.members)
-		fmt.Fprintf(w, "\nremote cluster at %s (%s), etcd %s\n", strings.Join(sc.Cluster.Endpoints, ", "), conn, cl.EtcdVersion())
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  member\tendpoint\tversion\tterm\tleader\tdb size\talarms and errors")
-		for _, m := range cl.members {
-			st, err := cl.status(ctx, m, 2*time.Second)
-			if err != nil {
-				fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\tdoes not answer: %v\n", m.name, m.realURL, clientProblem(err))
-				continue
-			}
-			lead := ""
-			if st.Leader == st.Header.MemberId {
-				lead = "leader"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%.1f MB\t%s\n", m.name, m.realURL, st.Version, st.RaftTerm, lead, float64(st.DbSize)/1e6, orDash(strings.Join(st.Errors, "; ")))
-		}
-		tw.Flush()
-		if leader, term, err := cl.Leader(ctx); err != nil {
-			fmt.Fprintf(w, "  leader: none (%v): the quorum guard would skip every fault\n", err)
-		} else {
-			fmt.Fprintf(w, "  leader: %s (term %d)\n", leader, term)
-		}
-		if err := cl.Health(ctx); err != nil {
-			fmt.Fprintf(w, "  health: %v: the quorum guard would skip faults until it mends\n", err)
-		}
-		fmt.Fprintf(w, "  the run would write only under chaos/<run id>/, and delete it at the end\n")
+		size = len(cl.Names())
 	} else {
 		fmt.Fprintf(w, "\n%s cluster of %d members (%s), started by the run; network %s\n", sc.Cluster.Provider, size,
 			strings.Join(memberNames(size), ", "), sc.Cluster.Network)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,15 +21,9 @@ import (
 // can delete what a killed harness left.
 func clusterOptions(sc *scenarios.Scenario, lopts LocalOptions, runID, keyPrefix string) (ClusterOptions, error) {
 	o := ClusterOptions{Local: lopts, Container: ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint}}
-	if sc.Cluster.Provider == "remote" {
-		conn, err := RemoteConn(sc)
-		if err != nil {
+	if p := providerOf(sc); p.options != nil {
+		if err := p.options(sc, &o, runID, keyPrefix); err != nil {
 			return o, err
-		}
-		o.Remote = RemoteOptions{Dir: lopts.Dir, Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: lopts.ClientProxy, Seed: sc.Seed,
-			RunID: runID, KeyPrefix: keyPrefix, ScenarioFile: sc.File}
-		if abs, err := filepath.Abs(sc.File); err == nil {
-			o.Remote.ScenarioFile = abs
 		}
 	}
 	return o, nil
@@ -44,7 +37,7 @@ func describeCluster(sc *scenarios.Scenario, cl Cluster) reports.Cluster {
 	if d := sc.Cluster.PeerDelay; !d.IsZero() {
 		c.PeerDelay = fmt.Sprintf("%s±%s", time.Duration(d.Latency), time.Duration(d.Jitter))
 	}
-	if sc.Cluster.Provider == "remote" {
+	if providerOf(sc).caps.Shared {
 		c.Endpoints, c.TLS, c.AuthUser = sc.Cluster.Endpoints, sc.Cluster.TLS != (scenarios.TLS{}), sc.Cluster.Auth.User
 		c.Etcd = nil
 	}

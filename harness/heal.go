@@ -114,7 +114,7 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 			rep.Removed = append(rep.Removed, ns)
 		}
 	}
-	if cf.Provider == "remote" && cf.KeyPrefix != "" {
+	if CapabilitiesOf(cf.Provider).Shared && cf.KeyPrefix != "" {
 		if err := healRemoteKeys(ctx, dir, cf, rep); err != nil {
 			return rep, err
 		}

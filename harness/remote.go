@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -366,4 +368,68 @@ func clientProblem(err error) error {
 		return f
 	}
 	return err
+}
+
+// reachRemote is the dry run's account of a remote cluster: reached read-only (member list, status,
+// leader, versions, alarms), described on w, and returned for the faults' targets (the caller closes it).
+func reachRemote(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (Cluster, error) {
+	conn, err := RemoteConn(sc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	cl, err := NewRemote(RemoteOptions{Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: true, Seed: sc.Seed, readOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = cl.Close(context.WithoutCancel(ctx), 0)
+		}
+	}()
+	if err := cl.Start(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	fmt.Fprintf(w, "\nremote cluster at %s (%s), etcd %s\n", strings.Join(sc.Cluster.Endpoints, ", "), conn, cl.EtcdVersion())
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  member\tendpoint\tversion\tterm\tleader\tdb size\talarms and errors")
+	for _, m := range cl.members {
+		st, err := cl.status(ctx, m, 2*time.Second)
+		if err != nil {
+			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\tdoes not answer: %v\n", m.name, m.realURL, clientProblem(err))
+			continue
+		}
+		lead := ""
+		if st.Leader == st.Header.MemberId {
+			lead = "leader"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%.1f MB\t%s\n", m.name, m.realURL, st.Version, st.RaftTerm, lead, float64(st.DbSize)/1e6, orDash(strings.Join(st.Errors, "; ")))
+	}
+	tw.Flush()
+	if leader, term, err := cl.Leader(ctx); err != nil {
+		fmt.Fprintf(w, "  leader: none (%v): the quorum guard would skip every fault\n", err)
+	} else {
+		fmt.Fprintf(w, "  leader: %s (term %d)\n", leader, term)
+	}
+	if err := cl.Health(ctx); err != nil {
+		fmt.Fprintf(w, "  health: %v: the quorum guard would skip faults until it mends\n", err)
+	}
+	fmt.Fprintf(w, "  the run would write only under chaos/<run id>/, and delete it at the end\n")
+	ok = true
+	return cl, nil
+}
+
+// remoteOptions fills a remote cluster's options from the scenario: its endpoints, TLS and
+// credentials (errors name the field, never the secret), and where the run writes.
+func remoteOptions(sc *scenarios.Scenario, o *ClusterOptions, runID, keyPrefix string) error {
+	conn, err := RemoteConn(sc)
+	if err != nil {
+		return err
+	}
+	o.Remote = RemoteOptions{Dir: o.Local.Dir, Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: o.Local.ClientProxy, Seed: sc.Seed,
+		RunID: runID, KeyPrefix: keyPrefix, ScenarioFile: sc.File}
+	if abs, err := filepath.Abs(sc.File); err == nil {
+		o.Remote.ScenarioFile = abs
+	}
+	return nil
 }

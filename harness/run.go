@@ -213,7 +213,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
 	res.Cluster = describeCluster(sc, r.cl)
-	if sc.Cluster.Provider == "remote" {
+	if providerOf(sc).caps.Shared {
 		if err := quorumGuard(sc, len(r.cl.Names())); err != nil {
 			res.Verdict, res.Reason = reports.VerdictError, err.Error()
 			return res, fmt.Errorf("%w: %v", ErrInput, err)

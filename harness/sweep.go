@@ -108,8 +108,8 @@ func PlanSweep(o SweepOptions) (*SweepPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	if base.Cluster.Provider == "remote" {
-		return nil, fmt.Errorf("%w: %s: cluster.provider remote: a sweep starts a cluster per run with each cell's settings, which a cluster the team already runs cannot take; valid: local or container", ErrInput, base.File)
+	if !providerOf(base).caps.StartsMembers {
+		return nil, fmt.Errorf("%w: %s: cluster.provider %s: a sweep starts a cluster per run with each cell's settings, which a cluster the team already runs cannot take; valid: local or container", ErrInput, base.File, base.Cluster.Provider)
 	}
 	seed := base.Seed
 	if o.Seed != nil {

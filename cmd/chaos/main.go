@@ -150,7 +150,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 				return nil
 			}
-			if sc.Cluster.Provider == "remote" && !yes {
+			if harness.CapabilitiesOf(sc.Cluster.Provider).Shared && !yes {
 				if err := confirm(sc, os.Stdin, stderr); err != nil {
 					return badInput(err)
 				}

@@ -51,7 +51,7 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 					return err
 				}
 				sc = s
-				if s.Cluster.Provider == "remote" {
+				if harness.CapabilitiesOf(s.Cluster.Provider).Shared {
 					cl = s.Cluster // reached as the scenario would reach it, unless flags say otherwise
 				}
 			}
