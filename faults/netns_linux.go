@@ -265,6 +265,14 @@ func newNamedNS(name string) (h netns.NsHandle, err error) {
 // Name implements Network.
 func (n *Netns) Name() string { return "netns" }
 
+// Supports: delay and loss need the kernel's sch_netem (NetemAvailable); the rest is routes and tbf.
+func (n *Netns) Supports(s Shape) error {
+	if s.Delay > 0 || s.Jitter > 0 || s.Loss > 0 {
+		return n.NetemAvailable()
+	}
+	return nil
+}
+
 // IP returns a member's address.
 func (n *Netns) IP(member string) string { return n.members[member].ip.String() }
 

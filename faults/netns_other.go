@@ -25,6 +25,7 @@ func (n *Netns) NsPath(member string) string                             { retur
 func (n *Netns) Namespaces() []string                                    { return nil }
 func (n *Netns) Close() error                                            { return nil }
 func (n *Netns) NetemAvailable() error                                   { return errNetnsLinux }
+func (n *Netns) Supports(Shape) error                                    { return errNetnsLinux }
 func (n *Netns) Apply(ctx context.Context, links []Link, s Shape) error  { return errNetnsLinux }
 func (n *Netns) Verify(ctx context.Context, links []Link, s Shape) error { return errNetnsLinux }
 func (n *Netns) Heal(ctx context.Context, links []Link) error            { return errNetnsLinux }

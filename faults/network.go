@@ -77,6 +77,14 @@ type Network interface {
 	VerifyHealed(ctx context.Context, links []Link) error
 	// Reset closes every connection carrying the links now.
 	Reset(ctx context.Context, links []Link) error
+	// Supports says whether the backend can give links the shape here (nil: it can), asked before
+	// the run: netns needs the kernel's sch_netem for delay and loss, docker can only cut links.
+	Supports(s Shape) error
+}
+
+// LinkCounter is a backend the links' bytes pass through, which counts them (the proxy).
+type LinkCounter interface {
+	Bytes(l Link) int64
 }
 
 // SortLinks orders links for stable output.

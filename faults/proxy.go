@@ -53,6 +53,9 @@ func NewProxy(seed int64, log *slog.Logger) *Proxy {
 // Name implements Network.
 func (p *Proxy) Name() string { return "proxy" }
 
+// Supports: the proxy gives links any shape.
+func (p *Proxy) Supports(Shape) error { return nil }
+
 type linkState struct {
 	mu      sync.Mutex
 	shape   Shape

@@ -47,11 +47,11 @@ type Cluster interface {
 	ClientURLs() map[string]string // the same by member name
 	// LoadConn is how the load, workloads, watcher and prober reach Endpoints (dialer, TLS, auth).
 	LoadConn() *loadgen.Conn
-	// PeerNetwork is the backend of faults between members (nil: none); ClientProxy that of
-	// client: faults (nil: no proxy on the client links); Netns the namespaces, if any.
+	// PeerNetwork is the backend of faults between members (nil: none); ClientNetwork that of
+	// client: faults (nil: nothing on the client links can take one). What a backend can do is
+	// asked of it (faults.Network.Supports), never of its type.
 	PeerNetwork() faults.Network
-	ClientProxy() *faults.Proxy
-	Netns() *faults.Netns
+	ClientNetwork() faults.Network
 	// Paths says what sits on the client links and on the peer links.
 	Paths() (client, peer string)
 	EtcdVersion() string

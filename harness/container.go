@@ -658,9 +658,9 @@ func (c *ContainerCluster) Paths() (client, peer string) {
 	return client, peer
 }
 
-// ClientProxy is the client proxies' backend (nil unless a client: fault needs it).
-func (c *ContainerCluster) ClientProxy() *faults.Proxy {
-	if !c.opts.ClientProxy {
+// ClientNetwork is the client proxies' backend (nil unless a client: fault needs it).
+func (c *ContainerCluster) ClientNetwork() faults.Network {
+	if !c.opts.ClientProxy || c.proxy == nil {
 		return nil
 	}
 	return c.proxy

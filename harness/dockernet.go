@@ -18,6 +18,14 @@ type dockerNet struct{ c *ContainerCluster }
 
 func (d dockerNet) Name() string { return "docker" }
 
+// Supports: docker network disconnect can only cut links (one member off the network).
+func (d dockerNet) Supports(s faults.Shape) error {
+	if s.Delay > 0 || s.Jitter > 0 || s.Loss > 0 || s.Rate > 0 {
+		return fmt.Errorf("network docker can only cut a member off the network (partition); %s needs network: netns (root) or provider local", s)
+	}
+	return nil
+}
+
 // isolated finds the one member the links cut off from everyone, both ways.
 func (d dockerNet) isolated(links []faults.Link, s faults.Shape) (*member, error) {
 	if !s.Blackhole {

@@ -286,9 +286,9 @@ func (c *LocalCluster) Paths() (client, peer string) {
 	return client, peer
 }
 
-// ClientProxy is the client proxies' backend (nil unless a client: fault needs it).
-func (c *LocalCluster) ClientProxy() *faults.Proxy {
-	if !c.opts.ClientProxy {
+// ClientNetwork is the client proxies' backend (nil unless a client: fault needs it).
+func (c *LocalCluster) ClientNetwork() faults.Network {
+	if !c.opts.ClientProxy || c.proxy == nil {
 		return nil
 	}
 	return c.proxy

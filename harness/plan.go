@@ -16,8 +16,8 @@ type plan struct {
 	members   []string // whom the fault is about: recovery is measured on them
 	leader    string   // the leader when the fault fired
 	term      uint64
-	links     []faults.Link // network faults
-	proxy     *faults.Proxy // set when the links pass through the proxy, which counts their bytes
+	links     []faults.Link      // network faults
+	counter   faults.LinkCounter // set when the links' backend counts their bytes (the proxy)
 	blackhole bool
 }
 
@@ -132,6 +132,21 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	if err != nil {
 		return nil, fmt.Errorf("fault #%d: resolving %s: %w", i, what, err)
 	}
+	shape := shapeOf(f)
+	nw := r.networkOf(f)
+	if nw == nil {
+		return nil, fmt.Errorf("fault #%d: %s needs cluster.network proxy or netns", i, f.Action)
+	}
+	if lc, ok := nw.(faults.LinkCounter); ok {
+		p.counter = lc
+	}
+	p.blackhole = shape.Blackhole
+	p.inj = faults.NewNetInjection(i, f.Action, what, nw, p.links, shape, f.Action == "reset", p.members, r.ledger)
+	return p, nil
+}
+
+// shapeOf is what a network fault does to its links.
+func shapeOf(f scenarios.Fault) faults.Shape {
 	var shape faults.Shape
 	switch f.Action {
 	case "partition":
@@ -143,42 +158,39 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	case "loss":
 		shape.Loss = f.Percent
 	}
-	nw := r.cl.PeerNetwork()
-	if f.Client.Kind != "" {
-		nw = r.cl.ClientProxy()
-	}
-	if nw == nil {
-		return nil, fmt.Errorf("fault #%d: %s needs cluster.network proxy or netns", i, f.Action)
-	}
-	if px, ok := nw.(*faults.Proxy); ok {
-		p.proxy = px
-	}
-	p.blackhole = shape.Blackhole
-	p.inj = faults.NewNetInjection(i, f.Action, what, nw, p.links, shape, f.Action == "reset", p.members, r.ledger)
-	return p, nil
+	return shape
 }
 
-// linkBytes reads the proxy's byte counters of the plan's links (nil when they bypass the proxy).
+// networkOf is the backend a network fault acts through: the client links' for a client: fault,
+// else the peer links' (nil: none here).
+func (r *run) networkOf(f scenarios.Fault) faults.Network {
+	if f.Client.Kind != "" {
+		return r.cl.ClientNetwork()
+	}
+	return r.cl.PeerNetwork()
+}
+
+// linkBytes reads the backend's byte counters of the plan's links (nil when it counts none).
 func (p *plan) linkBytes() map[string]int64 {
-	if p.proxy == nil {
+	if p.counter == nil {
 		return nil
 	}
 	out := map[string]int64{}
 	for _, l := range p.links {
-		out[l.String()] = p.proxy.Bytes(l)
+		out[l.String()] = p.counter.Bytes(l)
 	}
 	return out
 }
 
-// checkNetem fails a run early when its faults need netem and the kernel lacks it.
-func (r *run) checkNetem() error {
-	n := r.cl.Netns()
-	if n == nil {
-		return nil
-	}
+// checkBackends fails a run early when a network fault asks of its backend what it cannot do here
+// (delay or loss through netns on a kernel without sch_netem).
+func (r *run) checkBackends() error {
 	for i, f := range r.sc.Faults {
-		if (f.Action == "delay" || f.Action == "loss") && f.Client.Kind == "" {
-			if err := n.NetemAvailable(); err != nil {
+		if !slices.Contains(scenarios.NetworkActions, f.Action) {
+			continue
+		}
+		if nw := r.networkOf(f); nw != nil {
+			if err := nw.Supports(shapeOf(f)); err != nil {
 				return fmt.Errorf("faults[%d] (%s): %w", i, f.Action, err)
 			}
 		}

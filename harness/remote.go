@@ -162,11 +162,13 @@ func (c *RemoteCluster) LoadConn() *loadgen.Conn { return c.opts.Conn }
 // PeerNetwork: the harness cannot reach a remote cluster's peer links without agents.
 func (c *RemoteCluster) PeerNetwork() faults.Network { return nil }
 
-// ClientProxy is the proxy in front of the endpoints (nil unless a client: fault needs it).
-func (c *RemoteCluster) ClientProxy() *faults.Proxy { return c.proxy }
-
-// Netns: none.
-func (c *RemoteCluster) Netns() *faults.Netns { return nil }
+// ClientNetwork is the proxy in front of the endpoints (nil unless a client: fault needs it).
+func (c *RemoteCluster) ClientNetwork() faults.Network {
+	if c.proxy == nil {
+		return nil
+	}
+	return c.proxy
+}
 
 // Paths: the load reaches the endpoints directly or through the harness's proxy; the peer links
 // are the cluster's own.

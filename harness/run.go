@@ -226,7 +226,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 	}
 	r.events.Log(time.Now(), "cluster_started", "members", r.cl.Names(), "network", sc.Cluster.Network,
 		"client_path", res.Cluster.ClientPath, "peer_path", res.Cluster.PeerPath)
-	if err := r.checkNetem(); err != nil {
+	if err := r.checkBackends(); err != nil {
 		res.Verdict, res.Reason = reports.VerdictError, err.Error()
 		return res, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
