@@ -10,13 +10,14 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // Op is an operation type of the KV workload.
 type Op uint8
 
-// The operation types: the KV ops in the order of scenarios.OpNames, then the other workloads' ops,
-// in the order of scenarios.MetricOps.
+// The operation types, in the order of scenarios.MetricOps (the KV ops first), whose names they take:
+// a list of another length stops the program at its start.
 const (
 	OpPut Op = iota
 	OpGet
@@ -31,7 +32,7 @@ const (
 	NumOps
 )
 
-var opNames = [NumOps]string{"put", "get", "delete", "txn", "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch"}
+var opNames = [NumOps]string(scenarios.MetricOps)
 
 func (o Op) String() string { return opNames[o] }
 

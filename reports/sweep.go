@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // SweepVersion is bumped when sweep.json changes incompatibly.
@@ -263,7 +265,7 @@ func steadyP99(dir string, res *Result, op string) (*float64, float64, float64) 
 		if iv.Start < from-0.05 || iv.End > to {
 			return
 		}
-		if slices.Contains([]string{"put", "get", "delete", "txn"}, iv.Tag) {
+		if slices.Contains(scenarios.OpNames, iv.Tag) {
 			kvOps += iv.H.TotalCount()
 		}
 		if iv.Tag != op {

@@ -235,11 +235,13 @@ var (
 	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv", "leak"}
 	// Leaks are what a leak workload leaks on purpose (a negative control for member.* thresholds).
 	Leaks = []string{"connections", "watchers", "leases"}
-	// MetricOps are the ops with a latency.<op> metric: the KV ops and the other workloads' ops.
-	MetricOps = []string{"put", "get", "delete", "txn", "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch"}
+	// MetricOps are the ops with a latency.<op> metric: the KV ops (OpNames) and the other
+	// workloads' ops, in the order of loadgen's Op constants (loadgen takes its names from here).
+	MetricOps = append(OpNames[:len(OpNames):len(OpNames)], "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch")
 	// RetryClasses are the error classes a retry policy can name.
-	RetryClasses  = []string{"deadline", "unavailable", "no_leader", "leader_changed", "server_timeout", "other"}
-	Networks      = []string{"proxy", "netns", "docker", "direct"}
+	RetryClasses = []string{"deadline", "unavailable", "no_leader", "leader_changed", "server_timeout", "other"}
+	Networks     = []string{"proxy", "netns", "docker", "direct"}
+	// OpNames are the KV load's ops.
 	OpNames       = []string{"put", "get", "delete", "txn"}
 	Distributions = []string{"uniform", "zipf", "sequential"}
 	Consistencies = []string{"linearizable", "serializable"}

@@ -40,19 +40,26 @@ var aggregations = map[MetricKind][]string{
 	Member:  {"max", "min", "avg"},
 }
 
+// namedMetrics are the threshold metrics with a fixed name, with their kinds, in the order error
+// messages list them; latency.<op> (trend) and retries.<op> (gauge) follow from MetricOps.
+var namedMetrics = []struct {
+	name string
+	kind MetricKind
+}{
+	{"failover.leader_elected", Trend}, {"failover.write_restored", Trend}, {"outage.write", Trend},
+	{"recovery.caught_up", Trend}, {"recovery.read_restored", Trend}, {"failover.election_handover", Trend},
+	{"lock_hold", Trend}, {"errors", Rate}, {"availability", Rate}, {"leader_changes", Counter},
+	{"throughput", Gauge}, {"latency.failed", Trend},
+}
+
 // MetricKindOf returns the kind of a threshold metric name, or 0 if the name is not a metric.
 func MetricKindOf(name string) MetricKind {
-	switch name {
-	case "failover.leader_elected", "failover.write_restored", "recovery.caught_up", "recovery.read_restored",
-		"failover.election_handover", "lock_hold", "outage.write", "latency.failed":
-		return Trend
-	case "errors", "availability":
-		return Rate
-	case "leader_changes":
-		return Counter
-	case "throughput":
-		return Gauge
-	case "member.rss_growth", "member.fds_growth", "member.db_size":
+	for _, m := range namedMetrics {
+		if m.name == name {
+			return m.kind
+		}
+	}
+	if contains(MemberMetrics, name) {
 		return Member
 	}
 	if op, ok := strings.CutPrefix(name, "latency."); ok && (contains(MetricOps, op) || op == "all") {
@@ -66,9 +73,10 @@ func MetricKindOf(name string) MetricKind {
 
 // MetricNames lists the threshold metric names, for error messages.
 func MetricNames() []string {
-	names := []string{"failover.leader_elected", "failover.write_restored", "outage.write", "recovery.caught_up",
-		"recovery.read_restored", "failover.election_handover", "lock_hold", "errors", "availability", "leader_changes", "throughput",
-		"latency.failed"}
+	var names []string
+	for _, m := range namedMetrics {
+		names = append(names, m.name)
+	}
 	for _, op := range append(append([]string{}, MetricOps...), "all") {
 		names = append(names, "latency."+op)
 	}
