@@ -46,8 +46,29 @@ func TestObserversPaceBetweenFaults(t *testing.T) {
 		sent, _ := prober.Counts()
 		return sent
 	}
-	if n := count(2 * time.Second); n < 15 || n > 25 {
-		t.Errorf("between faults, with nothing suspected: %d probes in 2s, want about 20 (one per 100ms)", n)
+	// idle waits out any suspicion (a probe slower than 100ms on a busy machine is one).
+	idle := func() {
+		t.Helper()
+		for deadline := time.Now().Add(3 * loadgen.SuspectHold); mon.Fast(time.Now()); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the observers stayed at their full rate for %v with nothing tracked", 3*loadgen.SuspectHold)
+			}
+		}
+	}
+	// Two quiet seconds: counted again if something was suspected meanwhile (then it was right to
+	// look closer), up to three times.
+	for try := 1; ; try++ {
+		idle()
+		before := mon.Suspicions()
+		n := count(2 * time.Second)
+		if mon.Suspicions() != before && try < 3 {
+			t.Logf("a suspicion during the quiet seconds (%d probes): counting again", n)
+			continue
+		}
+		if n < 15 || n > 25 {
+			t.Errorf("between faults, with nothing suspected: %d probes in 2s, want about 20 (one per 100ms)", n)
+		}
+		break
 	}
 	f := &loadgen.Failover{}
 	mon.Track(f)
@@ -55,7 +76,7 @@ func TestObserversPaceBetweenFaults(t *testing.T) {
 		t.Errorf("while a fault is tracked: %d probes in 1s, want about 100 (one per 10ms)", n)
 	}
 	mon.Untrack(f)
-	time.Sleep(200 * time.Millisecond)
+	idle()
 
 	// An election no fault announced: pause the leader; nothing is tracked.
 	leader, term, err := cl.Leader(ctx)
@@ -68,9 +89,7 @@ func TestObserversPaceBetweenFaults(t *testing.T) {
 			lm = m
 		}
 	}
-	if mon.Fast(time.Now()) {
-		t.Fatal("the observers are still at their full rate with nothing tracked or suspected")
-	}
+	suspicions := mon.Suspicions()
 	pausedAt := time.Now()
 	if err := lm.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -98,8 +117,8 @@ func TestObserversPaceBetweenFaults(t *testing.T) {
 	if diff := change.At.Sub(elected); diff < -5*time.Millisecond || diff > 40*time.Millisecond {
 		t.Errorf("an unannounced election: seen at %v, etcd's log says %v (differ by %v)", change.At.Format(time.RFC3339Nano), elected.Format(time.RFC3339Nano), diff)
 	}
-	if !mon.Fast(time.Now()) {
-		t.Error("just after an election the observers are not at their full rate")
+	if !mon.Fast(time.Now()) || mon.Suspicions() == suspicions {
+		t.Error("just after an election the observers are not at their full rate, or nothing woke them")
 	}
 
 	// etcd's own count: every acknowledged probe is a write to the probe key, so its version is at

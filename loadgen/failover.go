@@ -233,6 +233,7 @@ type Monitor struct {
 	failovers []*Failover
 
 	tracked    atomic.Int32
+	suspected  atomic.Int64  // how many suspicions woke idle observers
 	alertUntil atomic.Int64  // unix ns
 	term       atomic.Uint64 // the newest raft term any response carried
 	// Steady: the observers never slow down (every probe and poll at the full rate).
@@ -299,12 +300,16 @@ func (m *Monitor) Suspect(at time.Time) {
 		}
 		if m.alertUntil.CompareAndSwap(prev, until) {
 			if prev < time.Now().UnixNano() { // it was idle: wake the observers now
+				m.suspected.Add(1)
 				m.wakeUp()
 			}
 			return
 		}
 	}
 }
+
+// Suspicions is how many times a suspicion woke the observers from their idle pace so far.
+func (m *Monitor) Suspicions() int64 { return m.suspected.Load() }
 
 // Fast tells whether the observers run at their full rate at now.
 func (m *Monitor) Fast(now time.Time) bool {
