@@ -151,51 +151,11 @@ func BenchmarkPutsSideBySide(b *testing.B) {
 // what the harness costs.
 func BenchmarkBareClientPuts(b *testing.B) {
 	cl := benchCluster(b, "direct")
-	var clients []*clientv3.Client
-	for i := 0; i < 8; i++ {
-		c, err := loadgen.NewClient(cl.Endpoints(), 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		clients = append(clients, c)
-	}
-	value := strings.Repeat("v", 256)
-	keys := make([]string, 10000)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("bench/%08d", i)
-	}
-	var next atomic.Int64
-	var failed atomic.Int64
-	cpu0 := cpuTime()
 	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			kv := clients[w%len(clients)]
-			for {
-				n := next.Add(1) - 1
-				if n >= int64(b.N) {
-					return
-				}
-				if _, err := kv.Put(context.Background(), keys[n%int64(len(keys))], value); err != nil {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	rate, cpu := barePuts(b, cl, int64(b.N))
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
-	if failed.Load() > 0 {
-		b.Fatalf("%d puts failed", failed.Load())
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "client-cpu-us/put")
+	b.ReportMetric(rate, "puts/s")
+	b.ReportMetric(cpu, "client-cpu-us/put")
 }
 
 // BenchmarkHarnessCost is the harness's own cost, side by side on one local 3-member cluster (direct

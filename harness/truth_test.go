@@ -205,19 +205,7 @@ func TestOpenLoopShowsAStall(t *testing.T) {
 func TestAckedPutsMatchEtcdRevisions(t *testing.T) {
 	c := startCluster(t, 3, "direct")
 	ctx := context.Background()
-	cli, err := loadgen.MeasureClient(c.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	rev := func() int64 {
-		t.Helper()
-		r, err := cli.Get(ctx, "chaos/none")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Header.Revision
-	}
+	rev := etcdRevision(t, c)
 	mix := []scenarios.Op{{Op: "put", Weight: 1, Keys: 50, Distribution: "uniform", ValueSize: 64}}
 	for _, tc := range []struct {
 		name   string
@@ -268,6 +256,23 @@ func TestAckedPutsMatchEtcdRevisions(t *testing.T) {
 	}
 }
 
+// etcdRevision returns a reader of the cluster's current revision (etcd's own count of writes).
+func etcdRevision(t *testing.T, c Cluster) func() int64 {
+	cli, err := loadgen.MeasureClient(c.Endpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return func() int64 {
+		t.Helper()
+		r, err := cli.Get(context.Background(), "chaos/none")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+}
+
 // load.cut against etcd: the load writes through the leader alone, and both followers are paused
 // 300ms before the load's end and resumed 300ms after (shorter than the election timeout: the leader
 // stays leader). The leader has proposed every put in flight but cannot commit them, so each
@@ -279,19 +284,7 @@ func TestAckedPutsMatchEtcdRevisions(t *testing.T) {
 func TestCutOpsMatchEtcdRevisions(t *testing.T) {
 	c := startCluster(t, 3, "direct")
 	ctx := context.Background()
-	cli, err := loadgen.MeasureClient(c.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	rev := func() int64 {
-		t.Helper()
-		r, err := cli.Get(ctx, "chaos/none")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Header.Revision
-	}
+	rev := etcdRevision(t, c)
 	leader, _, err := c.Leader(ctx)
 	if err != nil {
 		t.Fatal(err)
