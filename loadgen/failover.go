@@ -480,13 +480,16 @@ func (p *Prober) Run(ctx context.Context) {
 	defer wg.Wait()
 	var seq int64
 	var last time.Time
+	var carry time.Duration // the time of skipped slots, for the next probe's weight
 	for {
+		// The next probe is due an interval after the last one was sent (not after this loop came
+		// round), so that a late wake-up does not push every later probe back.
 		wake := p.mon.Wake()
-		wait := p.Interval
+		every := p.Interval
 		if !p.mon.Fast(time.Now()) {
-			wait = max(p.Interval, IdleInterval-time.Since(last))
+			every = max(p.Interval, IdleInterval)
 		}
-		timer.Reset(wait)
+		timer.Reset(max(0, every-time.Since(last)))
 		select {
 		case <-ctx.Done():
 			return
@@ -495,15 +498,20 @@ func (p *Prober) Run(ctx context.Context) {
 		}
 		now := time.Now()
 		fast := p.mon.Fast(now)
-		select {
-		case sem <- struct{}{}:
-		default:
-			continue
-		}
 		weight := p.Interval
 		if !last.IsZero() {
 			weight = min(now.Sub(last), max(IdleInterval, p.Interval))
 		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			// No room (more probes hang than one timeout can hold): this slot is skipped, and its
+			// time goes to the next probe sent, so that availability still covers it.
+			carry += weight
+			last = now
+			continue
+		}
+		weight, carry = weight+carry, 0
 		last = now
 		seq++
 		wg.Add(1)
