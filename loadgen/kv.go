@@ -235,6 +235,9 @@ func (k *KV) Close() {
 // not counted: the run's end cut them, not the cluster.
 func (k *KV) Run(ctx context.Context, start time.Time) {
 	k.pacer = NewPacer(start, k.cfg.Rate, k.cfg.MaxOps, k.cfg.Timeout)
+	if dl, ok := ctx.Deadline(); ok {
+		k.pacer.Until(dl)
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < k.cfg.Clients; w++ {
 		wg.Add(1)

@@ -170,6 +170,12 @@ func TestPacerCountsWhatABacklogHides(t *testing.T) {
 	if st := p2.Stats(start.Add(time.Second)); st.Dropped != 51 {
 		t.Errorf("dropped = %d, want 51 (101 due, 50 sent)", st.Dropped)
 	}
+	// Read a moment after the load's deadline (the run's last fault step ran late), only the
+	// tickets due by the deadline are owed: none due after it counts as dropped.
+	p2.Until(start.Add(time.Second))
+	if st := p2.Stats(start.Add(1500 * time.Millisecond)); st.Due != 101 || st.Dropped != 51 {
+		t.Errorf("read 500ms after the deadline: due %d dropped %d, want 101 and 51", st.Due, st.Dropped)
+	}
 }
 
 func TestRetryPolicyWait(t *testing.T) {

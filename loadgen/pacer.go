@@ -20,6 +20,8 @@ type Pacer struct {
 	interval  time.Duration
 	maxOps    int64
 	lateAfter time.Duration
+	// until is the load's deadline, if it has one: no ticket due after it is owed (Stats).
+	until time.Time
 
 	tickets    atomic.Int64
 	sent       atomic.Int64
@@ -93,9 +95,17 @@ func (p *Pacer) dueBy(t time.Time) int64 {
 	return n
 }
 
-// Stats says how the pacing went up to end (the load's end): target rate, late, dropped, backlog.
-// The achieved rate is the caller's to fill (it knows which ops count).
+// Until sets the load's deadline: the tickets owed are those due by it, however late the caller
+// reads Stats (after the faults' last steps, a moment past it).
+func (p *Pacer) Until(t time.Time) { p.until = t }
+
+// Stats says how the pacing went up to end (the load's end, or its deadline if that came first):
+// target rate, late, dropped, backlog. The achieved rate is the caller's to fill (it knows which
+// ops count).
 func (p *Pacer) Stats(end time.Time) reports.LoadStats {
+	if !p.until.IsZero() && end.After(p.until) {
+		end = p.until
+	}
 	s := reports.LoadStats{TargetRate: p.rate, Sent: p.sent.Load(), Late: p.late.Load(), MaxBacklog: p.maxBacklog.Load()}
 	if p.interval > 0 {
 		s.Due = p.dueBy(end)
