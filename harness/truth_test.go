@@ -116,6 +116,15 @@ func TestFaultsCostWhatWasSeen(t *testing.T) {
 	if res.Prober.ProbedS < 16.8 || res.Prober.ProbedS > 17.1 {
 		t.Errorf("the prober's probes stood for %.2fs of the load, want about 17s", res.Prober.ProbedS)
 	}
+	// Availability is a share of time: what it lost is the time of the probes that failed, which is
+	// at least the kill's write outage (held against etcd's log above; the pause's probes were slow,
+	// not lost), plus probes that failed around it while others got through (seen: +5 and +239ms).
+	lost := (1 - res.Prober.Availability) * res.Prober.ProbedS * 1000
+	if k := *kill.OutageWriteMs; lost < k-50 || lost > k+600 {
+		t.Errorf("availability %.4f of %.2fs loses %.0fms; the kill's write outage was %.0fms", res.Prober.Availability, res.Prober.ProbedS, lost, k)
+	} else {
+		t.Logf("availability %.4f of %.2fs: %.0fms lost, the kill's write outage %.0fms", res.Prober.Availability, res.Prober.ProbedS, lost, k)
+	}
 	if min, max := int64(17*10), int64(17*100*101/100); res.Prober.Sent < min || res.Prober.Sent > max {
 		t.Errorf("prober sent %d writes during the load, want between %d (all at the idle pace) and %d (all at 10ms)", res.Prober.Sent, min, max)
 	}

@@ -337,7 +337,7 @@ func (k *KV) do(ctx context.Context, kv clientv3.KV, s *opSpec, key string, ki i
 		var err error
 		var term uint64
 		rev, term, err = exec(actx, kv, s, key, value)
-		if err == nil || ctx.Err() == nil { // not the load's own end
+		if err == nil || !runEnded(ctx) { // not the load's own end
 			k.cfg.Monitor.Observe(term, err != nil)
 		}
 		return err
