@@ -57,6 +57,11 @@ func TestPartialReportAfterSIGKILL(t *testing.T) {
 	if n := countEvents(out, "fault_healed"); n < 3 {
 		t.Fatalf("only %d faults healed after 60s", n)
 	}
+	// The third fault is a pause: ops due while it stood wait out their timeout and queue (a
+	// backlog of ~340 at 200/s, the last completing ~1.9s after the heal). Those are in flight,
+	// not lost by the kill, so the kill comes once they have drained, before the fourth fault (a
+	// kill, which leaves no backlog) and its own.
+	calm := time.Now().Add(2500 * time.Millisecond)
 	// While it runs: the report shows it so far, and result.json stays the harness's to write.
 	code, _, stderr := chaos(t, "report", out)
 	if code != 0 || !strings.Contains(stderr, "still going") {
@@ -69,6 +74,7 @@ func TestPartialReportAfterSIGKILL(t *testing.T) {
 		t.Fatalf("live summary: %v\n%s", err, b)
 	}
 	cf := readCluster(t, out)
+	time.Sleep(time.Until(calm))
 	_ = cmd.Process.Kill() // in the middle of the soak: no chance to write anything more
 	_ = cmd.Wait()
 	killedAt := time.Now()
