@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -40,38 +39,14 @@ type Cluster interface {
 	Leader(ctx context.Context) (name string, term uint64, err error)
 }
 
-// Kind is one fault kind: how to apply it to a member, how to heal it, and how to prove each took
-// effect. One file per kind, one line in the registry.
+// Kind is how an action on member processes applies to a member, heals, and proves each took
+// effect. Its Action (action.go) registers it.
 type Kind interface {
 	Name() string
 	Inject(ctx context.Context, m Member) error
 	VerifyInjected(ctx context.Context, m Member) error
 	Heal(ctx context.Context, m Member) error
 	VerifyHealed(ctx context.Context, m Member) error
-}
-
-// registry lists the fault kinds; a name must appear once (TestRegistry checks it, and that it
-// matches scenarios.Actions).
-var registry = []Kind{kill{}, stop{}, pause{}, restart{}}
-
-// Lookup finds a fault kind by name.
-func Lookup(name string) (Kind, error) {
-	for _, k := range registry {
-		if k.Name() == name {
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("no fault kind %q; valid: %v", name, Names())
-}
-
-// Names lists the registered fault kinds.
-func Names() []string {
-	var out []string
-	for _, k := range registry {
-		out = append(out, k.Name())
-	}
-	sort.Strings(out)
-	return out
 }
 
 // State of an injection.

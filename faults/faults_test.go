@@ -16,30 +16,85 @@ import (
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-func TestRegistryMatchesSchema(t *testing.T) {
-	names := Names()
-	seen := map[string]bool{}
-	for _, n := range names {
-		if seen[n] {
-			t.Errorf("fault kind %q is registered twice", n)
+// Each action is one unit of the registry: a name once, registered with the scenario schema, on
+// members through a Kind of the same name or on links through a shape or a reset, each field of
+// its own owned by it alone, and a line for the dry run.
+func TestActionRegistry(t *testing.T) {
+	selections := []string{"target", "isolate", "groups", "one-way", "majorities-ring", "client"}
+	seen, owner := map[string]bool{}, map[string]string{}
+	for _, a := range Actions() {
+		if seen[a.Name] || a.Name == "" {
+			t.Errorf("action %q is registered twice or has no name", a.Name)
 		}
-		seen[n] = true
-	}
-	// Every action is a process kind of the registry or a network action, never both.
-	var want []string
-	for _, a := range scenarios.Actions {
-		if !slices.Contains(scenarios.NetworkActions, a) {
-			want = append(want, a)
+		seen[a.Name] = true
+		if a.Kind != nil && (a.Kind.Name() != a.Name || a.Shape != nil || a.OnLinks || !slices.Equal(a.Selections, []string{"target"})) {
+			t.Errorf("%s: an action on members has its Kind's name, no shape, and target as its selection", a.Name)
+		}
+		if len(a.Selections) == 0 || slices.ContainsFunc(a.Selections, func(s string) bool { return !slices.Contains(selections, s) }) {
+			t.Errorf("%s: selections %v; valid: %v", a.Name, a.Selections, selections)
+		}
+		for _, f := range a.Fields {
+			if o, ok := owner[f]; ok {
+				t.Errorf("field %s belongs to %s and %s", f, o, a.Name)
+			}
+			owner[f] = a.Name
+		}
+		if a.Does == nil || a.Does(scenarios.Fault{}, "the peer links") == "" {
+			t.Errorf("%s says nothing for the dry run", a.Name)
+		}
+		if r := scenarios.ActionOf(a.Name); r == nil || r.OnLinks != (a.Kind == nil) || r.Instant != a.Instant {
+			t.Errorf("%s: the schema has its rules as %+v", a.Name, r)
+		}
+		if LookupAction(a.Name) != a {
+			t.Errorf("LookupAction(%q) finds another", a.Name)
 		}
 	}
-	for _, a := range scenarios.NetworkActions {
-		if !slices.Contains(scenarios.Actions, a) {
-			t.Errorf("network action %q is not in scenarios.Actions", a)
+	if LookupAction("nope") != nil || scenarios.ActionOf("nope") != nil {
+		t.Error("found an action that is not registered")
+	}
+	if got := scenarios.ActionNames(); len(got) != len(Actions()) {
+		t.Errorf("the schema knows %v", got)
+	}
+	if want := []string{"kill", "stop", "pause", "restart", "crash"}; !slices.Equal(Names(), want) {
+		t.Errorf("actions on members %v, want %v", Names(), want)
+	}
+}
+
+// The rules of where an action can run say no where it cannot: each refusal is one a scenario's
+// validation shows its user (scenarios' tests hold the messages).
+func TestActionsSayWhereTheyCannotRun(t *testing.T) {
+	one := scenarios.Targets{{Kind: "leader"}}
+	two := scenarios.Targets{{Kind: "leader"}, {Kind: "follower"}}
+	cases := []struct {
+		action, network, selection string
+		isolate                    scenarios.Targets
+		ok                         bool
+	}{
+		{"delay", "docker", "target", nil, false},
+		{"delay", "docker", "client", nil, true},
+		{"delay", "netns", "target", nil, true},
+		{"partition", "docker", "isolate", one, true},
+		{"partition", "docker", "isolate", two, false},
+		{"loss", "proxy", "target", nil, false},
+		{"loss", "netns", "client", nil, false},
+		{"loss", "netns", "target", nil, true},
+		{"reset", "netns", "target", nil, false},
+		{"reset", "netns", "client", nil, true},
+		{"reset", "proxy", "target", nil, true},
+	}
+	for _, c := range cases {
+		a := LookupAction(c.action)
+		err := a.Available(scenarios.Place{Signals: true, Network: c.network}, c.selection, scenarios.Fault{Isolate: c.isolate})
+		if (err == nil) != c.ok {
+			t.Errorf("%s on %s by %s (isolate %v): %v", c.action, c.network, c.selection, c.isolate, err)
 		}
 	}
-	slices.Sort(want)
-	if !slices.Equal(names, want) {
-		t.Errorf("registry %v != the process actions of scenarios.Actions %v", names, want)
+	loss, delay := LookupAction("loss"), LookupAction("delay")
+	if loss.CutsQuorum(scenarios.Fault{Percent: 50}) || !loss.CutsQuorum(scenarios.Fault{Percent: 100}) || delay.CutsQuorum(scenarios.Fault{}) {
+		t.Error("loss cuts the quorum only at 100%, delay never")
+	}
+	if p := delay.Check(scenarios.Fault{Latency: 10, Jitter: 20, Correlation: 2}); len(p) != 2 {
+		t.Errorf("delay with jitter over latency and correlation 2: %v", p)
 	}
 }
 
@@ -151,7 +206,7 @@ func TestKindsWithRealProcesses(t *testing.T) {
 				if st != Stopped {
 					t.Errorf("after pause the process is %s", st)
 				}
-			case "restart":
+			case "restart", "crash":
 				if st != Running || p.PID() == pid {
 					t.Errorf("after restart: %s, pid %d (was %d)", st, p.PID(), pid)
 				}
@@ -239,7 +294,7 @@ func (c staticCluster) Leader(context.Context) (string, uint64, error) {
 func TestResolveIsSeeded(t *testing.T) {
 	var ms []Member
 	for i := 0; i < 5; i++ {
-		ms = append(ms, &proc{name: scenarios.MemberName(i)})
+		ms = append(ms, &proc{name: fmt.Sprintf("member-%d", i+1)})
 	}
 	c := staticCluster{members: ms, leader: "member-3"}
 	targets := []scenarios.Target{{Kind: "random"}, {Kind: "follower"}, {Kind: "count", Count: 2}, {Kind: "minority"},

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // kill sends SIGKILL: the member dies without a word to its peers. Heal starts it again on the same
 // data dir.
 type kill struct{}
+
+var killAction = Action{Kind: kill{}, ActionRules: scenarios.ActionRules{Name: "kill", Selections: onMembers, Cuts: always},
+	Does: func(scenarios.Fault, string) string { return "SIGKILL; heal: start it again on its data dir" }}
 
 func (kill) Name() string { return "kill" }
 

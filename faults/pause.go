@@ -4,11 +4,16 @@ import (
 	"context"
 	"syscall"
 	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // pause sends SIGSTOP: the member freezes with its connections open, as in a long GC pause or a VM
 // stall. Heal sends SIGCONT. Both are proven from the process state (T while stopped).
 type pause struct{}
+
+var pauseAction = Action{Kind: pause{}, ActionRules: scenarios.ActionRules{Name: "pause", Selections: onMembers, Cuts: always},
+	Does: func(scenarios.Fault, string) string { return "SIGSTOP; heal: SIGCONT" }}
 
 func (pause) Name() string { return "pause" }
 

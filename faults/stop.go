@@ -4,6 +4,8 @@ import (
 	"context"
 	"syscall"
 	"time"
+
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // stopTimeout bounds a graceful stop. A leader that gets SIGTERM hands leadership over first, which
@@ -13,6 +15,9 @@ const stopTimeout = 20 * time.Second
 // stop sends SIGTERM: etcd shuts down gracefully, and a leader hands leadership over first. Heal
 // starts the member again.
 type stop struct{}
+
+var stopAction = Action{Kind: stop{}, ActionRules: scenarios.ActionRules{Name: "stop", Selections: onMembers, Cuts: always},
+	Does: func(scenarios.Fault, string) string { return "SIGTERM; heal: start it again" }}
 
 func (stop) Name() string { return "stop" }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
@@ -108,31 +109,15 @@ func selection(f scenarios.Fault) string {
 	return f.Target.String()
 }
 
-// stepText says what injecting and healing a fault does.
+// stepText says what injecting and healing a fault does, in its action's words.
 func stepText(f scenarios.Fault) string {
+	a := faults.LookupAction(f.Action)
+	if a == nil || a.Does == nil {
+		return ""
+	}
 	links := "the peer links"
 	if f.Client.Kind != "" {
 		links = "the links from the load"
 	}
-	switch f.Action {
-	case "kill":
-		return "SIGKILL; heal: start it again on its data dir"
-	case "stop":
-		return "SIGTERM; heal: start it again"
-	case "pause":
-		return "SIGSTOP; heal: SIGCONT"
-	case "restart":
-		return "SIGTERM and start again at once"
-	case "partition":
-		return "drop every byte on " + links + "; heal: restore them"
-	case "delay":
-		return fmt.Sprintf("delay %s (jitter %s) on %s; heal: remove it", f.Latency, f.Jitter, links)
-	case "bandwidth":
-		return fmt.Sprintf("limit %s to %v; heal: remove it", links, f.Rate)
-	case "loss":
-		return fmt.Sprintf("drop %.0f%% of packets on %s; heal: remove it", f.Percent, links)
-	case "reset":
-		return "close every connection on " + links
-	}
-	return ""
+	return a.Does(f, links)
 }

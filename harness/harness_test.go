@@ -259,6 +259,58 @@ thresholds:
 	assertNoLeftovers(t, out)
 }
 
+// crash, the action added as one file and one registry line, on a real leader: SIGKILL and started
+// again at once. etcd's own metrics count one restart of that member and none of the others, its
+// own log on the new leader dates the election the harness measured, and the fault heals as it is
+// injected (recovery counts from then).
+func TestCrashLeader(t *testing.T) {
+	res, out := runScenario(t, `
+name: leader-crash
+cluster:
+  size: 3
+  scrape-interval: 1s
+  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
+workload:
+  duration: 7s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, keys: 10}]
+faults:
+  - {at: 3s, action: crash, target: leader}
+`)
+	if len(res.Faults) != 1 || len(res.Failovers) != 1 || res.Failovers[0].LeaderElectedMs == nil {
+		t.Fatalf("faults %+v, failovers %+v", res.Faults, res.Failovers)
+	}
+	f, fo := res.Faults[0], res.Failovers[0]
+	if f.Action != "crash" || !f.WasLeader || f.HealedAtS == nil || *f.HealedAtS != f.AtS {
+		t.Errorf("fault %+v: want the leader crashed, healed as injected", f)
+	}
+	if fo.NewLeader == "" || fo.NewLeader == fo.Member {
+		t.Errorf("new leader %q after crashing %s", fo.NewLeader, fo.Member)
+	}
+	for _, h := range res.MemberHealth {
+		want := 0
+		if h.Member == fo.Member {
+			want = 1
+		}
+		if h.Restarts != want {
+			t.Errorf("%s: etcd's process_start_time_seconds says %d restarts, want %d", h.Member, h.Restarts, want)
+		}
+	}
+	elected := etcdElectedAt(t, filepath.Join(out, "members", fo.NewLeader, "etcd.log"), fo.NewTerm)
+	etcdSays := elected.Sub(eventTime(t, out, "fault_injected", 0))
+	diff := ms(fo.LeaderElectedMs) - etcdSays
+	t.Logf("crash %s: leader elected %v (etcd's log: %v, diff %v), writes restored %v ms, new leader %s", fo.Member,
+		ms(fo.LeaderElectedMs), etcdSays, diff, deref(fo.WriteRestoredMs), fo.NewLeader)
+	if diff < -2*time.Millisecond || diff > 40*time.Millisecond {
+		t.Errorf("harness leader_elected differs from etcd's log by %v, want within [-2ms, +40ms]", diff)
+	}
+	if !res.Passed {
+		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	assertNoLeftovers(t, out)
+}
+
 func TestEtcdBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds etcd from the module proxy")

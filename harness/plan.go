@@ -36,16 +36,16 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 			return nil, fmt.Errorf("fault #%d: %w", i, err)
 		}
 	}
-	if !slices.Contains(scenarios.NetworkActions, f.Action) {
-		kind, err := faults.Lookup(f.Action)
-		if err != nil {
-			return nil, err
-		}
+	a := faults.LookupAction(f.Action)
+	if a == nil {
+		return nil, fmt.Errorf("fault #%d: no action %q; valid: %v", i, f.Action, scenarios.ActionNames())
+	}
+	if !a.OnLinks {
 		res, err := faults.Resolve(ctx, r.cl, f.Target, rng)
 		if err != nil {
 			return nil, fmt.Errorf("fault #%d: resolving target %s: %w", i, f.Target, err)
 		}
-		inj := faults.NewInjection(i, kind, f.Target.String(), res.Members, r.ledger)
+		inj := faults.NewInjection(i, a.Kind, f.Target.String(), res.Members, r.ledger)
 		return &plan{inj: inj, members: inj.MemberNames(), leader: res.Leader, term: res.LeaderTerm}, nil
 	}
 
@@ -132,7 +132,7 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	if err != nil {
 		return nil, fmt.Errorf("fault #%d: resolving %s: %w", i, what, err)
 	}
-	shape := shapeOf(f)
+	shape := a.ShapeOf(f)
 	nw := r.networkOf(f)
 	if nw == nil {
 		return nil, fmt.Errorf("fault #%d: %s needs cluster.network proxy or netns", i, f.Action)
@@ -141,24 +141,8 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 		p.counter = lc
 	}
 	p.blackhole = shape.Blackhole
-	p.inj = faults.NewNetInjection(i, f.Action, what, nw, p.links, shape, f.Action == "reset", p.members, r.ledger)
+	p.inj = faults.NewNetInjection(i, f.Action, what, nw, p.links, shape, a.Resets(), p.members, r.ledger)
 	return p, nil
-}
-
-// shapeOf is what a network fault does to its links.
-func shapeOf(f scenarios.Fault) faults.Shape {
-	var shape faults.Shape
-	switch f.Action {
-	case "partition":
-		shape.Blackhole = true
-	case "delay":
-		shape.Delay, shape.Jitter, shape.Correlation = f.Latency.D(), f.Jitter.D(), f.Correlation
-	case "bandwidth":
-		shape.Rate = int64(f.Rate)
-	case "loss":
-		shape.Loss = f.Percent
-	}
-	return shape
 }
 
 // networkOf is the backend a network fault acts through: the client links' for a client: fault,
@@ -186,11 +170,12 @@ func (p *plan) linkBytes() map[string]int64 {
 // (delay or loss through netns on a kernel without sch_netem).
 func (r *run) checkBackends() error {
 	for i, f := range r.sc.Faults {
-		if !slices.Contains(scenarios.NetworkActions, f.Action) {
+		a := faults.LookupAction(f.Action)
+		if a == nil || !a.OnLinks {
 			continue
 		}
 		if nw := r.networkOf(f); nw != nil {
-			if err := nw.Supports(shapeOf(f)); err != nil {
+			if err := nw.Supports(a.ShapeOf(f)); err != nil {
 				return fmt.Errorf("faults[%d] (%s): %w", i, f.Action, err)
 			}
 		}

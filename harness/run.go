@@ -140,7 +140,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts Options) (res *report
 		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed}
 	// A proxy only where a fault of the scenario needs one: the harness stays out of the path it measures.
 	for _, f := range sc.Faults {
-		if slices.Contains(scenarios.NetworkActions, f.Action) {
+		if a := f.Rules(); a != nil && a.OnLinks {
 			if f.Client.Kind != "" {
 				lopts.ClientProxy = true
 			} else {
@@ -616,7 +616,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 			sleepUntil(ctx, now.Add(f.Duration.D()))
 		}
 	}
-	if bytesAt != nil && f.Action != "reset" {
+	if bytesAt != nil && !faults.LookupAction(f.Action).Resets() {
 		// What crossed each link while the fault held, counted by the proxy itself.
 		fr.record.LinkBytes = map[string]int64{}
 		var leaked []string
@@ -648,8 +648,8 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 	if healAt.IsZero() {
 		healAt = time.Now()
 	}
-	if f.Action == "restart" {
-		healAt = now // restarted within Inject: recovery counts from the signal
+	if f.Rules().Instant {
+		healAt = now // over within Inject (a restart restarts, a reset closes): recovery counts from it
 	}
 	// Writes sent from here on count as restored even under the old leader (a resumed pause).
 	fr.failover.Healed(healAt)

@@ -109,7 +109,8 @@ func (as Aborts) MarshalYAML() (any, error) {
 }
 
 // QuorumLoss says whether fault f, in a cluster of size members, may leave fewer than a quorum of
-// members reachable (killed, paused, or cut off from the others or from the clients), and why.
+// members reachable (killed, paused, or cut off from the others or from the clients: whether its
+// action does so is the action's to say), and why.
 // Targets that depend on the live cluster count at their largest.
 func QuorumLoss(f Fault, size int) (bool, string) {
 	quorum := size/2 + 1
@@ -136,38 +137,37 @@ func QuorumLoss(f Fault, size int) (bool, string) {
 		}
 		return false, ""
 	}
+	a := f.Rules()
 	switch {
-	case contains(processActions, f.Action):
+	case a == nil || !a.CutsQuorum(f):
+		return false, ""
+	case !a.OnLinks:
 		return cuts(most(f.Target), f.Action)
-	case f.Action == "partition" || (f.Action == "loss" && f.Percent >= 100):
-		switch {
-		case f.Client.Kind != "":
-			return cuts(most(f.Client), "cutting the clients off from")
-		case f.Target.Kind != "":
-			return cuts(most(f.Target), "cutting off")
-		case len(f.Isolate) > 0:
-			n := 0
-			for _, t := range f.Isolate {
-				n += most(t)
-			}
-			// Isolated members form a side of their own: the bigger side keeps the quorum.
-			if n > size-n {
-				n = size - n
-			}
-			if size-n < quorum {
-				return true, fmt.Sprintf("isolating splits %d members into sides of %d and %d: neither holds a quorum of %d", size, n, size-n, quorum)
-			}
-		case len(f.Groups) > 0:
-			for _, g := range f.Groups {
-				if len(g) >= quorum {
-					return false, ""
-				}
-			}
-			return true, fmt.Sprintf("no group holds a quorum of %d of %d members", quorum, size)
+	}
+	switch {
+	case f.Client.Kind != "":
+		return cuts(most(f.Client), "cutting the clients off from")
+	case f.Target.Kind != "":
+		return cuts(most(f.Target), "cutting off")
+	case len(f.Isolate) > 0:
+		n := 0
+		for _, t := range f.Isolate {
+			n += most(t)
 		}
+		// Isolated members form a side of their own: the bigger side keeps the quorum.
+		if n > size-n {
+			n = size - n
+		}
+		if size-n < quorum {
+			return true, fmt.Sprintf("isolating splits %d members into sides of %d and %d: neither holds a quorum of %d", size, n, size-n, quorum)
+		}
+	case len(f.Groups) > 0:
+		for _, g := range f.Groups {
+			if len(g) >= quorum {
+				return false, ""
+			}
+		}
+		return true, fmt.Sprintf("no group holds a quorum of %d of %d members", quorum, size)
 	}
 	return false, ""
 }
-
-// processActions are the fault actions that stop a member from serving while they hold.
-var processActions = []string{"kill", "stop", "pause", "restart"}

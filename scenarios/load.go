@@ -221,7 +221,7 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("cluster.size", func() { c.Size = 3 })
 	def("cluster.network", func() {
 		c.Network = "proxy"
-		if c.Provider == "remote" {
+		if c.shared() {
 			c.Network = "direct" // the load reaches the endpoints; client: faults add the proxy
 		}
 		if c.Provider == "container" {

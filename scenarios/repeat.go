@@ -25,14 +25,14 @@ func (a *ActionList) decodeNode(n *yaml.Node) error {
 		var out ActionList
 		for _, c := range n.Content {
 			if c.Kind != yaml.ScalarNode {
-				return fmt.Errorf("must be an action or a list of actions, such as [kill, pause]; valid: %s", strings.Join(Actions, ", "))
+				return fmt.Errorf("must be an action or a list of actions, such as [kill, pause]; valid: %s", strings.Join(ActionNames(), ", "))
 			}
 			out = append(out, c.Value)
 		}
 		*a = out
 		return nil
 	}
-	return fmt.Errorf("must be an action or a list of actions, such as [kill, pause]; valid: %s", strings.Join(Actions, ", "))
+	return fmt.Errorf("must be an action or a list of actions, such as [kill, pause]; valid: %s", strings.Join(ActionNames(), ", "))
 }
 
 // MarshalYAML writes one action as a scalar, a list as a list.
@@ -50,9 +50,6 @@ func (a ActionList) String() string {
 	return "[" + strings.Join(a, ", ") + "]"
 }
 
-// instantaneous actions take no duration: in an action list, their occurrences drop it.
-var instantaneous = []string{"restart", "reset"}
-
 // expandFaults checks what only a fault as written can get wrong (every, start, until and the action
 // list) and replaces sc.Faults by its occurrences, which the rest of validation checks one by one.
 // An action list draws each occurrence's action from the seed (a stream per fault of the file), so
@@ -60,17 +57,22 @@ var instantaneous = []string{"restart", "reset"}
 func (v *validator) expandFaults() {
 	sc := v.sc
 	sc.FaultTemplates = slices.Clone(sc.Faults)
+	if len(sc.Faults) > 0 && len(actions) == 0 {
+		v.bad("faults", "no fault action is registered here (internal: this program does not link package faults, whose actions register their rules)")
+		sc.Faults = nil
+		return
+	}
 	var out []Fault
 	for i, f := range sc.FaultTemplates {
 		p := fmt.Sprintf("faults[%d]", i)
 		f.Template = i
 		if len(f.Actions) == 0 {
-			v.bad(p+".action", "is missing; valid: %s", strings.Join(Actions, ", "))
+			v.bad(p+".action", "is missing; valid: %s", strings.Join(ActionNames(), ", "))
 			continue
 		}
 		for k, a := range f.Actions {
-			if !contains(Actions, a) {
-				v.bad(p+".action", "%q is not supported; valid: %s", a, strings.Join(Actions, ", "))
+			if ActionOf(a) == nil {
+				v.bad(p+".action", "%q is not supported; valid: %s", a, strings.Join(ActionNames(), ", "))
 			} else if slices.Index(f.Actions, a) < k {
 				v.bad(p+".action", "%s is listed twice", a)
 			}
@@ -111,7 +113,7 @@ func (v *validator) expandFaults() {
 			// Validation of each occurrence reports a duration too long for one of them; here the
 			// occurrences could only overlap each other.
 			long := f.Duration
-			if slices.ContainsFunc(f.Actions, func(a string) bool { return !contains(instantaneous, a) }) && long >= f.Every {
+			if slices.ContainsFunc(f.Actions, func(name string) bool { a := ActionOf(name); return a == nil || !a.Instant }) && long >= f.Every {
 				v.bad(p+".duration", "%s is not shorter than every (%s): each occurrence must heal before the next fires", f.Duration, f.Every)
 				continue
 			}
@@ -157,23 +159,23 @@ func (v *validator) expandFaults() {
 // instantaneous action no duration, partition the target as isolate: TARGET, and each network
 // action only its own shape (latency for delay, rate for bandwidth, percent for loss).
 func (f *Fault) fitAction() {
-	if contains(instantaneous, f.Action) {
+	a := f.Rules()
+	if a == nil {
+		return // validating the occurrence says so
+	}
+	if a.Instant {
 		f.Duration = 0
 	}
 	switch {
-	case f.Action == "partition" && f.Target.Kind != "":
+	case !a.Takes("target") && a.Takes("isolate") && f.Target.Kind != "":
 		f.Isolate, f.Target = Targets{f.Target}, Target{}
-	case !contains(NetworkActions, f.Action) && f.Target.Kind == "" && len(f.Isolate) == 1:
+	case a.Takes("target") && !a.Takes("isolate") && f.Target.Kind == "" && len(f.Isolate) == 1:
 		f.Target, f.Isolate = f.Isolate[0], nil
 	}
-	if f.Action != "delay" {
-		f.Latency, f.Jitter, f.Correlation = 0, 0, 0
-	}
-	if f.Action != "bandwidth" {
-		f.Rate = 0
-	}
-	if f.Action != "loss" {
-		f.Percent = 0
+	for _, of := range ownFields {
+		if !a.Takes(of.name) {
+			of.clear(f)
+		}
 	}
 }
 

@@ -1,10 +1,13 @@
-package scenarios
+package scenarios_test
 
 import (
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/etcd-chaos/etcd-chaos/faults" // registers the fault actions' rules
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 const soak = `name: soak
@@ -19,7 +22,7 @@ faults:
 `
 
 func TestRepeatingFaultExpands(t *testing.T) {
-	sc, err := Parse("soak.yaml", []byte(fmt.Sprintf(soak, 7)), nil)
+	sc, err := scenarios.Parse("soak.yaml", []byte(fmt.Sprintf(soak, 7)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +56,8 @@ func TestRepeatingFaultExpands(t *testing.T) {
 		}
 	}
 	// The same seed draws the same schedule; another seed another.
-	again, _ := Parse("soak.yaml", []byte(fmt.Sprintf(soak, 7)), nil)
-	other, _ := Parse("soak.yaml", []byte(fmt.Sprintf(soak, 8)), nil)
+	again, _ := scenarios.Parse("soak.yaml", []byte(fmt.Sprintf(soak, 7)), nil)
+	other, _ := scenarios.Parse("soak.yaml", []byte(fmt.Sprintf(soak, 8)), nil)
 	same, diff := true, false
 	for k := range sc.Faults {
 		same = same && again.Faults[k].Action == sc.Faults[k].Action
@@ -71,14 +74,14 @@ func TestRepeatingFaultExpands(t *testing.T) {
 	if n := strings.Count(string(b), "every: 1m30s"); n != 1 || !strings.Contains(string(b), "- kill") {
 		t.Fatalf("marshalled scenario has every %d times:\n%s", n, b)
 	}
-	if _, err := Parse("again.yaml", b, nil); err != nil {
+	if _, err := scenarios.Parse("again.yaml", b, nil); err != nil {
 		t.Fatalf("the marshalled scenario does not parse: %v", err)
 	}
 }
 
 func TestRepeatingFaultDefaultsAndInstantaneous(t *testing.T) {
 	y := strings.Replace(base, "{at: 5s, action: kill, target: leader, duration: 2s}", "{every: 4s, action: [restart, kill], target: follower, duration: 1s}", 1)
-	sc, err := Parse("x.yaml", []byte(y), nil)
+	sc, err := scenarios.Parse("x.yaml", []byte(y), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +95,7 @@ func TestRepeatingFaultDefaultsAndInstantaneous(t *testing.T) {
 		}
 	}
 	// --set reaches a repeating fault's fields.
-	sc, err = Parse("x.yaml", []byte(y), []string{"faults[0].every=8s"})
+	sc, err = scenarios.Parse("x.yaml", []byte(y), []string{"faults[0].every=8s"})
 	if err != nil || len(sc.Faults) != 2 {
 		t.Fatalf("--set every: %v, %d occurrences", err, len(sc.Faults))
 	}
@@ -122,7 +125,7 @@ func TestRepeatingFaultBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse("x.yaml", []byte(c.yaml), nil)
+			_, err := scenarios.Parse("x.yaml", []byte(c.yaml), nil)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -132,7 +135,7 @@ func TestRepeatingFaultBadInput(t *testing.T) {
 				}
 			}
 			// One problem of the fault as written is named once, not once per occurrence.
-			if ps, ok := err.(Problems); ok && len(ps) > 1 && c.name == "impossible target in each occurrence" {
+			if ps, ok := err.(scenarios.Problems); ok && len(ps) > 1 && c.name == "impossible target in each occurrence" {
 				t.Errorf("%d problems, want 1: %v", len(ps), err)
 			}
 		})

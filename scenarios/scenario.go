@@ -64,6 +64,10 @@ type Cluster struct {
 	Auth      Auth     `yaml:"auth,omitempty"`
 }
 
+// shared says whether the cluster is one the team already runs (provider remote): the harness
+// starts none of its members, signals none, and knows its size only once it reaches it.
+func (c Cluster) shared() bool { return c.Provider == "remote" }
+
 // PeerDelay is a one-way delay with jitter on each peer link (a round trip crosses two).
 type PeerDelay struct {
 	Latency Duration `yaml:"latency,omitempty"`
@@ -222,6 +226,43 @@ type Fault struct {
 // Path is the fault's field path in the scenario file: faults[N] of its template.
 func (f Fault) Path() string { return fmt.Sprintf("faults[%d]", f.Template) }
 
+// selections are the fields by which a fault chooses what it hits, in the order messages name
+// them; its action (faults.Action.Selections) says which it takes.
+var selections = []string{"target", "isolate", "groups", "one-way", "majorities-ring", "client"}
+
+// selected lists the selections the fault gives.
+func (f Fault) selected() []string {
+	given := map[string]bool{
+		"target": f.Target.Kind != "", "isolate": len(f.Isolate) > 0, "groups": len(f.Groups) > 0,
+		"one-way": f.OneWay.From.Kind != "" || f.OneWay.To.Kind != "", "majorities-ring": f.MajoritiesRing, "client": f.Client.Kind != "",
+	}
+	var out []string
+	for _, k := range selections {
+		if given[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// ownFields are the fault's fields that belong to one action each (its unit in faults says which:
+// delay takes latency, jitter and correlation), with whether the fault gives each and how an
+// occurrence of another action drops it.
+var ownFields = []struct {
+	name  string
+	given func(Fault) bool
+	clear func(*Fault)
+}{
+	{"latency", func(f Fault) bool { return f.Latency > 0 }, func(f *Fault) { f.Latency = 0 }},
+	{"jitter", func(f Fault) bool { return f.Jitter > 0 }, func(f *Fault) { f.Jitter = 0 }},
+	{"correlation", func(f Fault) bool { return f.Correlation != 0 }, func(f *Fault) { f.Correlation = 0 }},
+	{"rate", func(f Fault) bool { return f.Rate > 0 }, func(f *Fault) { f.Rate = 0 }},
+	{"percent", func(f Fault) bool { return f.Percent != 0 }, func(f *Fault) { f.Percent = 0 }},
+}
+
+// Rules are the rules of the fault's action (nil for a name no action is registered by).
+func (f Fault) Rules() *ActionRules { return ActionOf(f.Action) }
+
 // OneWay is a one-way partition or shaping: only the bytes from From to To.
 type OneWay struct {
 	From Target `yaml:"from"`
@@ -245,10 +286,6 @@ var (
 	OpNames       = []string{"put", "get", "delete", "txn"}
 	Distributions = []string{"uniform", "zipf", "sequential"}
 	Consistencies = []string{"linearizable", "serializable"}
-	// Actions must match the fault registry in package faults (a test checks it).
-	Actions = []string{"kill", "stop", "pause", "restart", "partition", "delay", "bandwidth", "loss", "reset"}
-	// NetworkActions act on links, through the network backend.
-	NetworkActions = []string{"partition", "delay", "bandwidth", "loss", "reset"}
 	// TargetKinds are the words a target can be, besides a member name and {count: N} / {percent: P}.
 	TargetKinds = []string{"leader", "follower", "random", "minority", "majority", "all", "lock-holder", "election-leader"}
 )

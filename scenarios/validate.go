@@ -69,7 +69,7 @@ func (v *validator) validate() {
 			v.bad("cluster.peer-delay", "needs provider local with network proxy (the harness's proxy on every peer link; netem is not used); here provider %s, network %s", c.Provider, c.Network)
 		}
 	}
-	if c.Provider == "remote" {
+	if c.shared() {
 		// remote() has said what does not apply
 	} else if c.Provider == "container" {
 		if c.Network == "proxy" {
@@ -94,7 +94,7 @@ func (v *validator) validate() {
 	} else if ones, _ := n.Mask.Size(); ones > 29 || 1<<(32-ones) < c.Size+3 {
 		v.bad("cluster.subnet", "%s is too small for %d members and the hub", c.Subnet, c.Size)
 	}
-	if c.Provider != "remote" && (c.Size < 1 || c.Size > 9) {
+	if !c.shared() && (c.Size < 1 || c.Size > 9) {
 		v.bad("cluster.size", "%d members is not supported; valid: 1 to 9", c.Size)
 	}
 	if c.ReadyTimeout <= 0 {
@@ -215,7 +215,7 @@ func (v *validator) validateFaults() {
 	for i := range names {
 		names[i] = MemberName(i)
 	}
-	remote := sc.Cluster.Provider == "remote"
+	remote := sc.Cluster.shared()
 	type window struct {
 		from, to time.Duration
 		f        Fault
@@ -223,7 +223,7 @@ func (v *validator) validateFaults() {
 	var windows []window
 	for _, f := range sc.Faults {
 		p := f.Path()
-		v.oneOf(p+".action", f.Action, Actions)
+		v.oneOf(p+".action", f.Action, ActionNames())
 		end := f.At + f.Duration
 		switch {
 		case f.At < sc.Workload.Warmup:
@@ -233,22 +233,23 @@ func (v *validator) validateFaults() {
 		case end > sc.Workload.Duration:
 			v.bad(p+".duration", "the fault would heal at %s, after the load ends at %s", end.D(), sc.Workload.Duration)
 		}
-		switch f.Action {
-		case "restart", "reset":
-			if f.Duration != 0 {
-				v.bad(p+".duration", "%s is instantaneous; leave duration out", f.Action)
-			}
-		case "kill", "stop", "pause", "partition", "delay", "bandwidth", "loss":
-			if f.Duration <= 0 {
-				v.bad(p+".duration", "%s needs a duration: how long until the fault heals", f.Action)
-			}
-		}
-		if remote && (!contains(NetworkActions, f.Action) || f.Client.Kind == "") {
-			v.bad(p+".action", "%s on a remote cluster needs an agent on each node (chaos agent, not built yet); the harness can only reach a remote cluster's client links: use a network fault with client: TARGET, or provider local or container", f.Action)
+		a := f.Rules()
+		if a == nil {
+			windows = append(windows, window{f.At.D(), end.D(), f})
 			continue
 		}
-		v.selection(p, f, names)
-		v.shape(p, f)
+		switch {
+		case a.Instant && f.Duration != 0:
+			v.bad(p+".duration", "%s is instantaneous; leave duration out", f.Action)
+		case !a.Instant && f.Duration <= 0:
+			v.bad(p+".duration", "%s needs a duration: how long until the fault heals", f.Action)
+		}
+		if err := a.reachable(v.place(), f); err != nil {
+			v.bad(p+".action", "%v", err)
+			continue
+		}
+		v.selection(p, f, a, names)
+		v.shape(p, f, a)
 		if !remote && !f.AllowQuorumLoss {
 			if lose, why := QuorumLoss(f, size); lose {
 				v.bad(p, "%s: the quorum guard refuses it; set allow-quorum-loss: true on the fault to run it anyway", why)
@@ -273,26 +274,17 @@ func (v *validator) validateFaults() {
 	}
 }
 
-// selection checks that a fault chooses its members or links in exactly one way its action takes.
-func (v *validator) selection(p string, f Fault, names []string) {
-	given := map[string]bool{
-		"target": f.Target.Kind != "", "isolate": len(f.Isolate) > 0, "groups": len(f.Groups) > 0,
-		"one-way": f.OneWay.From.Kind != "" || f.OneWay.To.Kind != "", "majorities-ring": f.MajoritiesRing, "client": f.Client.Kind != "",
-	}
-	var allowed []string
-	switch {
-	case contains(NetworkActions, f.Action) && f.Action == "partition":
-		allowed = []string{"isolate", "groups", "one-way", "majorities-ring", "client"}
-	case contains(NetworkActions, f.Action):
-		allowed = []string{"target", "one-way", "client"}
-	default:
-		allowed = []string{"target"}
-	}
+// place is where the scenario's faults run, as their actions' rules read it.
+func (v *validator) place() Place {
+	return Place{Signals: !v.sc.Cluster.shared(), Network: v.sc.Cluster.Network}
+}
+
+// selection checks that a fault chooses its members or links in exactly one way its action takes,
+// and that the action can act on them where the scenario puts it.
+func (v *validator) selection(p string, f Fault, a *ActionRules, names []string) {
+	allowed := a.Selections
 	var set []string
-	for _, k := range []string{"target", "isolate", "groups", "one-way", "majorities-ring", "client"} {
-		if !given[k] {
-			continue
-		}
+	for _, k := range f.selected() {
 		if !contains(allowed, k) {
 			v.bad(p+"."+k, "does not apply to %s; it takes %s", f.Action, strings.Join(allowed, ", "))
 			continue
@@ -301,7 +293,7 @@ func (v *validator) selection(p string, f Fault, names []string) {
 	}
 	switch {
 	case len(set) == 0 && len(allowed) == 1:
-		v.bad(p+".target", "is missing; valid: %s", v.validTargets(names))
+		v.bad(p+"."+allowed[0], "is missing; valid: %s", v.validTargets(names))
 		return
 	case len(set) == 0:
 		v.bad(p, "%s needs one of %s", f.Action, strings.Join(allowed, ", "))
@@ -311,18 +303,8 @@ func (v *validator) selection(p string, f Fault, names []string) {
 		return
 	}
 	size := len(names)
-	nw := v.sc.Cluster.Network
-	if contains(NetworkActions, f.Action) {
-		switch {
-		case nw == "direct" && v.sc.Cluster.Provider != "remote":
-			v.bad(p+".action", "%s needs cluster.network proxy or netns (direct has no hold on the links)", f.Action)
-		case f.Action == "loss" && (nw == "proxy" || set[0] == "client"):
-			v.bad(p+".action", "packet loss is not a TCP proxy's to give (client links always go through the proxy); use cluster.network: netns for loss between members (root, Linux, a kernel with sch_netem)")
-		case nw == "docker" && set[0] != "client" && (f.Action != "partition" || set[0] != "isolate" || len(f.Isolate) != 1):
-			v.bad(p+".action", "network: docker (docker network disconnect) can only isolate one member (partition with isolate: TARGET); use network: netns (root) for anything finer")
-		case f.Action == "reset" && nw == "netns" && set[0] != "client":
-			v.bad(p+".action", "reset closes a link's connections, which only the proxy holds; use cluster.network: proxy, or reset client links")
-		}
+	if err := a.availableAt(v.place(), set[0], f); err != nil {
+		v.bad(p+".action", "%v", err)
 	}
 	switch set[0] {
 	case "target":
@@ -384,33 +366,16 @@ func (v *validator) selection(p string, f Fault, names []string) {
 	}
 }
 
-// shape checks the values that go with each network action, and that no other action has them.
-func (v *validator) shape(p string, f Fault) {
-	owner := map[string]string{"latency": "delay", "jitter": "delay", "correlation": "delay", "rate": "bandwidth", "percent": "loss"}
-	given := map[string]bool{"latency": f.Latency > 0, "jitter": f.Jitter > 0, "correlation": f.Correlation != 0, "rate": f.Rate > 0, "percent": f.Percent != 0}
-	for _, k := range []string{"latency", "jitter", "correlation", "rate", "percent"} {
-		if given[k] && owner[k] != f.Action {
-			v.bad(p+"."+k, "applies only to action %s", owner[k])
+// shape checks the values of the fields the fault's action owns, and that no other action's are given.
+func (v *validator) shape(p string, f Fault, a *ActionRules) {
+	for _, of := range ownFields {
+		if of.given(f) && !a.Takes(of.name) {
+			v.bad(p+"."+of.name, "applies only to action %s", ownerOf(of.name))
 		}
 	}
-	switch f.Action {
-	case "delay":
-		if f.Latency <= 0 {
-			v.bad(p+".latency", "delay needs a latency such as 100ms")
-		}
-		if f.Jitter > f.Latency {
-			v.bad(p+".jitter", "%s is more than the latency %s (a negative delay)", f.Jitter, f.Latency)
-		}
-		if f.Correlation < 0 || f.Correlation > 1 {
-			v.bad(p+".correlation", "%v: valid: 0 to 1", f.Correlation)
-		}
-	case "bandwidth":
-		if f.Rate <= 0 {
-			v.bad(p+".rate", "bandwidth needs a rate such as 1mbit or 2MB/s")
-		}
-	case "loss":
-		if f.Percent <= 0 || f.Percent > 100 {
-			v.bad(p+".percent", "%v: valid: more than 0, up to 100", f.Percent)
+	if a.Check != nil {
+		for _, fp := range a.Check(f) {
+			v.bad(p+"."+fp.Field, "%s", fp.Msg)
 		}
 	}
 }
@@ -422,7 +387,7 @@ func (v *validator) validTargets(names []string) string {
 // target checks one target against the cluster's size.
 func (v *validator) target(p string, t Target, names []string) {
 	size := len(names)
-	if v.sc.Cluster.Provider == "remote" {
+	if v.sc.Cluster.shared() {
 		// The members are the cluster's own: names and counts are checked when the run reaches it.
 		if t.Kind == "" {
 			v.bad(p, "is missing; valid: %s", strings.Join(TargetKinds, ", ")+", a member name, {count: N} or {percent: P}")
@@ -542,7 +507,7 @@ func (v *validator) workloads() {
 		} else if !finite(b.Rate) {
 			v.bad(p+".rate", "%v is not a number per second", b.Rate)
 		}
-		if b.Kind == "leak" && v.sc.Cluster.Provider == "remote" {
+		if b.Kind == "leak" && v.sc.Cluster.shared() {
 			v.bad(p+".kind", "a leak workload leaks connections, watchers or hour-long leases on purpose: never on a cluster the team runs (provider remote); run it on provider local or container")
 		}
 		v.retry(p+".retry", b.Retry)
@@ -681,7 +646,7 @@ func (v *validator) remote() {
 	if c.Auth.Password != "" {
 		v.bad("cluster.auth.password", "never write a password in the scenario; use password-env: VARIABLE or password-file: PATH")
 	}
-	if c.Provider != "remote" {
+	if !c.shared() {
 		for path, set := range map[string]bool{"cluster.endpoints": len(c.Endpoints) > 0, "cluster.tls": c.TLS != (TLS{}),
 			"cluster.auth": c.Auth != (Auth{})} {
 			if set {

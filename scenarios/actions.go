@@ -1,0 +1,115 @@
+package scenarios
+
+import (
+	"fmt"
+	"slices"
+)
+
+// ActionRules are a fault action's rules as the schema reads them: what it takes, whether it is
+// instantaneous, what is wrong with its values, where it can run and whether it cuts the quorum.
+// Each action is a unit of package faults (one file each), which registers its rules here when
+// it is linked in, as every program that runs faults does; validation, repeating faults and the
+// quorum guard read them, so the schema itself names no action.
+type ActionRules struct {
+	Name string
+	// Instant actions take no duration: they are over once injected (restart, reset).
+	Instant bool
+	// OnLinks: the action acts on links through the network backend, not on member processes.
+	OnLinks bool
+	// Selections are the fields by which the action chooses what it hits: "target" for an action
+	// on members; for one on links, some of target, isolate, groups, one-way, majorities-ring, client.
+	Selections []string
+	// Fields are the fault's fields that belong to this action alone (delay: latency, jitter, correlation).
+	Fields []string
+	// Check names what is wrong with the values of the action's own fields.
+	Check func(f Fault) []FieldProblem
+	// Available says why the action cannot run at p on links chosen by selection (nil: it can).
+	Available func(p Place, selection string, f Fault) error
+	// Cuts says whether the members the fault is about are out of the quorum while it holds.
+	Cuts func(f Fault) bool
+}
+
+// Place is where a fault is to run: what the harness can do to the cluster, and the backend its
+// links go through.
+type Place struct {
+	// Signals: the harness starts the members and can signal their processes.
+	Signals bool
+	// Network is the backend of the fault's links: proxy, netns, docker or direct.
+	Network string
+}
+
+// FieldProblem is what an action's rules find wrong with one field of a fault.
+type FieldProblem struct {
+	Field, Msg string
+}
+
+// actions are the registered rules, in the order of faults' registry.
+var actions []*ActionRules
+
+// RegisterAction adds an action's rules; package faults calls it once per action when it is
+// initialised. A name registered twice is a programming error.
+func RegisterAction(r ActionRules) {
+	if ActionOf(r.Name) != nil {
+		panic(fmt.Sprintf("fault action %q registered twice", r.Name))
+	}
+	actions = append(actions, &r)
+}
+
+// ActionNames names the registered fault actions in the registry's order.
+func ActionNames() []string {
+	out := make([]string, len(actions))
+	for i, a := range actions {
+		out[i] = a.Name
+	}
+	return out
+}
+
+// ActionOf finds an action's rules by name (nil: none is registered by that name).
+func ActionOf(name string) *ActionRules {
+	for _, a := range actions {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// Takes says whether the fault's field (a selection or a field of its own) belongs to the action.
+func (r *ActionRules) Takes(field string) bool {
+	return slices.Contains(r.Selections, field) || slices.Contains(r.Fields, field)
+}
+
+// CutsQuorum says whether the members the fault is about are out of the quorum while it holds.
+func (r *ActionRules) CutsQuorum(f Fault) bool { return r.Cuts != nil && r.Cuts(f) }
+
+// reachable says why the harness cannot reach what the action acts on at p (nil: it can): of a
+// cluster it did not start it signals no process and shapes no peer link, only the links from its
+// own load.
+func (r *ActionRules) reachable(p Place, f Fault) error {
+	if p.Signals || (r.OnLinks && f.Client.Kind != "") {
+		return nil
+	}
+	return fmt.Errorf("%s on a remote cluster needs an agent on each node (chaos agent, not built yet); the harness can only reach a remote cluster's client links: use a network fault with client: TARGET, or provider local or container", r.Name)
+}
+
+// availableAt says why the action cannot run at p on links chosen by selection (nil: it can): an
+// action on links needs a backend with a hold on them, and then whatever the action needs of it.
+func (r *ActionRules) availableAt(p Place, selection string, f Fault) error {
+	if r.OnLinks && p.Network == "direct" && p.Signals {
+		return fmt.Errorf("%s needs cluster.network proxy or netns (direct has no hold on the links)", r.Name)
+	}
+	if r.Available == nil {
+		return nil
+	}
+	return r.Available(p, selection, f)
+}
+
+// ownerOf names the action a field of its own belongs to.
+func ownerOf(field string) string {
+	for _, a := range actions {
+		if slices.Contains(a.Fields, field) {
+			return a.Name
+		}
+	}
+	return "none"
+}
