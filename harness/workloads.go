@@ -108,12 +108,13 @@ func (r *run) check(ctx context.Context, res *reports.Result) {
 	}
 }
 
-// holderTarget turns lock-holder and election-leader into the member the holder's client uses.
+// holderTarget turns a holder target (lock-holder, election-leader) into the member the holder's
+// client uses.
 func (r *run) holderTarget(t scenarios.Target) (scenarios.Target, error) {
-	if t.Kind != "lock-holder" && t.Kind != "election-leader" {
+	want := scenarios.HolderKind(t.Kind)
+	if want == "" {
 		return t, nil
 	}
-	want := map[string]string{"lock-holder": "lock", "election-leader": "election"}[t.Kind]
 	for _, wl := range r.workloads {
 		if h, ok := wl.(loadgen.Holder); ok && wl.Kind() == want {
 			if m, ok := h.HolderMember(); ok {

@@ -34,6 +34,17 @@ type electionLoad struct {
 	lost      int
 }
 
+// electionKind is the election workload as a unit: its rules as the schema reads them and its
+// constructor.
+var electionKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "election", Holder: "election-leader", Clients: 3,
+	Fields: []string{"hold", "session-ttl"},
+	Defaults: func(b *scenarios.Block, def func(string, func())) {
+		def("hold", func() { b.Hold = scenarios.Duration(time.Second) })
+		def("session-ttl", func() { b.SessionTTL = scenarios.Duration(3 * time.Second) })
+	},
+	Check: checkHolds},
+	new: func(b scenarios.Block, env Env) (Workload, error) { return newElection(b, env) }}
+
 func newElection(b scenarios.Block, env Env) (*electionLoad, error) {
 	env.fill()
 	cs, members, err := pinnedClients(env, b.Clients)

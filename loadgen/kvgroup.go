@@ -16,6 +16,23 @@ type kvGroup struct {
 	rec *Recorder
 }
 
+// kvKind is a second KV group as a unit (its own clients and retry policy, to compare policies
+// under the same fault): its rules as the schema reads them and its constructor.
+var kvKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "kv", Clients: 8,
+	Fields: []string{"rate", "connections", "mix"},
+	Defaults: func(b *scenarios.Block, def func(string, func())) {
+		def("connections", func() { b.Connections = min(max(b.Clients, 1), 8) })
+		def("mix", func() { b.Mix = scenarios.DefaultMix() })
+		scenarios.MixDefaults(def, "mix", b.Mix)
+	},
+	Check: func(b scenarios.Block, c scenarios.BlockChecker) {
+		if b.Connections < 1 || b.Connections > b.Clients {
+			c.Bad("connections", "%d: valid: 1 to clients (%d)", b.Connections, b.Clients)
+		}
+		c.Mix("mix", b.Mix)
+	}},
+	new: func(b scenarios.Block, env Env) (Workload, error) { return newKVGroup(b, env) }}
+
 func newKVGroup(b scenarios.Block, env Env) (*kvGroup, error) {
 	rec := NewRecorder(time.Now(), nil)
 	kv, err := NewKV(Config{Endpoints: env.Endpoints, Clients: b.Clients, Connections: b.Connections, Rate: b.Rate,

@@ -36,6 +36,30 @@ type leak struct {
 	lastErr string
 }
 
+// leaks are what a leak workload leaks on purpose (a negative control for member.* thresholds).
+var leaks = []string{"connections", "watchers", "leases"}
+
+// leakKind is the leak workload as a unit: its rules as the schema reads them and its constructor.
+var leakKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "leak", Clients: 1,
+	Fields: []string{"rate", "leaks"},
+	Defaults: func(b *scenarios.Block, def func(string, func())) {
+		def("leaks", func() { b.Leaks = "connections" })
+		def("rate", func() { b.Rate = 10 })
+	},
+	Check: func(b scenarios.Block, c scenarios.BlockChecker) {
+		if c.Shared() {
+			c.Bad("kind", "a leak workload leaks connections, watchers or hour-long leases on purpose: never on a cluster the team runs (provider remote); run it on provider local or container")
+		}
+		c.OneOf("leaks", b.Leaks, leaks)
+		if b.Rate <= 0 || b.Rate > 1000 {
+			c.Bad("rate", "%v: valid: more than 0, up to 1000 (things leaked per second)", b.Rate)
+		}
+		if b.Clients != 1 {
+			c.Bad("clients", "%d: a leak workload has one client per member; leave clients out", b.Clients)
+		}
+	}},
+	new: func(b scenarios.Block, env Env) (Workload, error) { return newLeak(b, env) }}
+
 func newLeak(b scenarios.Block, env Env) (*leak, error) {
 	env.fill()
 	l := &leak{b: b, env: env}

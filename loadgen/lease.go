@@ -38,6 +38,27 @@ type leaseLoad struct {
 	revokeN, keptN, lateN                 int
 }
 
+// leaseKind is the lease workload as a unit: its rules as the schema reads them and its constructor.
+var leaseKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lease", Clients: 4,
+	Fields: []string{"rate", "ttl", "keys"},
+	Defaults: func(b *scenarios.Block, def func(string, func())) {
+		def("ttl", func() { b.TTL = scenarios.Duration(5 * time.Second) })
+		def("keys", func() { b.Keys = 2 })
+		def("rate", func() { b.Rate = 5 })
+	},
+	Check: func(b scenarios.Block, c scenarios.BlockChecker) {
+		if b.TTL < scenarios.Duration(time.Second) || b.TTL%scenarios.Duration(time.Second) != 0 {
+			c.Bad("ttl", "%s: a lease TTL is whole seconds, at least 1s", b.TTL)
+		}
+		if b.Keys < 0 || b.Keys > 100 {
+			c.Bad("keys", "%d: valid: 0 to 100 keys per lease", b.Keys)
+		}
+		if b.Rate <= 0 {
+			c.Bad("rate", "a lease workload needs a rate (leases granted per second)")
+		}
+	}},
+	new: func(b scenarios.Block, env Env) (Workload, error) { return newLease(b, env) }}
+
 func newLease(b scenarios.Block, env Env) (*leaseLoad, error) {
 	env.fill()
 	cs, _, err := pinnedClients(env, b.Clients)

@@ -38,6 +38,32 @@ type lockLoad struct {
 	holder              map[string]int // lock name -> contender holding it now
 }
 
+// lockKind is the lock workload as a unit: its rules as the schema reads them and its constructor.
+var lockKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lock", Holder: "lock-holder", Clients: 4,
+	Fields: []string{"locks", "hold", "session-ttl"},
+	Defaults: func(b *scenarios.Block, def func(string, func())) {
+		def("locks", func() { b.Locks = 1 })
+		def("hold", func() { b.Hold = scenarios.Duration(50 * time.Millisecond) })
+		def("session-ttl", func() { b.SessionTTL = scenarios.Duration(5 * time.Second) })
+	},
+	Check: func(b scenarios.Block, c scenarios.BlockChecker) {
+		if b.Locks < 1 || b.Locks > b.Clients {
+			c.Bad("locks", "%d: valid: 1 to clients (%d)", b.Locks, b.Clients)
+		}
+		checkHolds(b, c)
+	}},
+	new: func(b scenarios.Block, env Env) (Workload, error) { return newLock(b, env) }}
+
+// checkHolds checks what a lock and an election share: how long a holder holds, the session TTL.
+func checkHolds(b scenarios.Block, c scenarios.BlockChecker) {
+	if b.Hold <= 0 {
+		c.Bad("hold", "must be more than 0")
+	}
+	if b.SessionTTL < scenarios.Duration(time.Second) || b.SessionTTL%scenarios.Duration(time.Second) != 0 {
+		c.Bad("session-ttl", "%s: a session TTL is whole seconds, at least 1s", b.SessionTTL)
+	}
+}
+
 func newLock(b scenarios.Block, env Env) (*lockLoad, error) {
 	env.fill()
 	cs, members, err := pinnedClients(env, b.Clients)

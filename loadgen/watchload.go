@@ -77,6 +77,23 @@ type watcherState struct {
 	firstMissing int64
 }
 
+// watchKind is the watch workload as a unit: its rules as the schema reads them and its constructor.
+var watchKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "watch", Clients: 4,
+	Fields: []string{"rate", "prefixes"},
+	Defaults: func(b *scenarios.Block, def func(string, func())) {
+		def("prefixes", func() { b.Prefixes = 2 })
+		def("rate", func() { b.Rate = 100 })
+	},
+	Check: func(b scenarios.Block, c scenarios.BlockChecker) {
+		if b.Prefixes < 1 || b.Prefixes > 100 {
+			c.Bad("prefixes", "%d: valid: 1 to 100", b.Prefixes)
+		}
+		if b.Rate <= 0 {
+			c.Bad("rate", "a watch workload needs a rate (writes per second to the watched prefixes)")
+		}
+	}},
+	new: func(b scenarios.Block, env Env) (Workload, error) { return newWatch(b, env) }}
+
 func newWatch(b scenarios.Block, env Env) (*watchLoad, error) {
 	env.fill()
 	w, err := NewClientVia(env.Endpoints, 1, env.Conn)

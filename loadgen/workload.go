@@ -67,23 +67,31 @@ type Holder interface {
 	HolderMember() (string, bool)
 }
 
+// workloadKind is one workload kind as a unit: its rules as the scenario schema reads them (the
+// block fields of its own, their defaults, their checks) and its constructor. Each is defined in
+// the workload's own file and listed once in the registry below, whose rules are registered with
+// the schema when this package is initialised.
+type workloadKind struct {
+	scenarios.WorkloadRules
+	new func(b scenarios.Block, env Env) (Workload, error)
+}
+
+var kinds = []*workloadKind{&leaseKind, &lockKind, &electionKind, &watchKind, &kvKind, &leakKind}
+
+func init() {
+	for _, k := range kinds {
+		scenarios.RegisterWorkload(k.WorkloadRules)
+	}
+}
+
 // NewWorkload makes the workload of a scenario block.
 func NewWorkload(b scenarios.Block, env Env) (Workload, error) {
-	switch b.Kind {
-	case "lease":
-		return newLease(b, env)
-	case "lock":
-		return newLock(b, env)
-	case "election":
-		return newElection(b, env)
-	case "watch":
-		return newWatch(b, env)
-	case "kv":
-		return newKVGroup(b, env)
-	case "leak":
-		return newLeak(b, env)
+	for _, k := range kinds {
+		if k.Kind == b.Kind {
+			return k.new(b, env)
+		}
 	}
-	return nil, fmt.Errorf("unknown workload kind %q", b.Kind)
+	return nil, fmt.Errorf("unknown workload kind %q; valid: %v", b.Kind, scenarios.WorkloadKinds())
 }
 
 func noop(string, ...any) {}

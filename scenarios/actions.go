@@ -44,35 +44,17 @@ type FieldProblem struct {
 }
 
 // actions are the registered rules, in the order of faults' registry.
-var actions []*ActionRules
+var actions = registry[ActionRules]{what: "fault action", name: func(r *ActionRules) string { return r.Name }}
 
 // RegisterAction adds an action's rules; package faults calls it once per action when it is
 // initialised. A name registered twice is a programming error.
-func RegisterAction(r ActionRules) {
-	if ActionOf(r.Name) != nil {
-		panic(fmt.Sprintf("fault action %q registered twice", r.Name))
-	}
-	actions = append(actions, &r)
-}
+func RegisterAction(r ActionRules) { actions.add(r) }
 
 // ActionNames names the registered fault actions in the registry's order.
-func ActionNames() []string {
-	out := make([]string, len(actions))
-	for i, a := range actions {
-		out[i] = a.Name
-	}
-	return out
-}
+func ActionNames() []string { return actions.names() }
 
 // ActionOf finds an action's rules by name (nil: none is registered by that name).
-func ActionOf(name string) *ActionRules {
-	for _, a := range actions {
-		if a.Name == name {
-			return a
-		}
-	}
-	return nil
-}
+func ActionOf(name string) *ActionRules { return actions.of(name) }
 
 // Takes says whether the fault's field (a selection or a field of its own) belongs to the action.
 func (r *ActionRules) Takes(field string) bool {
@@ -106,7 +88,7 @@ func (r *ActionRules) availableAt(p Place, selection string, f Fault) error {
 
 // ownerOf names the action a field of its own belongs to.
 func ownerOf(field string) string {
-	for _, a := range actions {
+	for _, a := range actions.items {
 		if slices.Contains(a.Fields, field) {
 			return a.Name
 		}

@@ -245,9 +245,7 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("workload.prober.interval", func() { w.Prober.Interval = Duration(10 * time.Millisecond) })
 	def("workload.prober.timeout", func() { w.Prober.Timeout = w.Timeout })
 	retryDefaults(def, "workload.retry", &w.Retry)
-	def("workload.mix", func() {
-		w.Mix = []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}}
-	})
+	def("workload.mix", func() { w.Mix = DefaultMix() })
 	mixDefaults(def, "workload.mix", w.Mix)
 	seen := map[string]int{}
 	for i := range sc.Workloads {
@@ -260,33 +258,15 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 			}
 		})
 		seen[b.Kind]++
-		def(p+"clients", func() {
-			b.Clients = map[string]int{"lease": 4, "lock": 4, "election": 3, "watch": 4, "kv": 8, "leak": 1}[b.Kind]
-		})
+		k := WorkloadOf(b.Kind)
+		if k == nil {
+			continue // validation names it
+		}
+		def(p+"clients", func() { b.Clients = k.Clients })
 		def(p+"timeout", func() { b.Timeout = Duration(time.Second) })
 		retryDefaults(def, p+"retry", &b.Retry)
-		switch b.Kind {
-		case "lease":
-			def(p+"ttl", func() { b.TTL = Duration(5 * time.Second) })
-			def(p+"keys", func() { b.Keys = 2 })
-			def(p+"rate", func() { b.Rate = 5 })
-		case "lock":
-			def(p+"locks", func() { b.Locks = 1 })
-			def(p+"hold", func() { b.Hold = Duration(50 * time.Millisecond) })
-			def(p+"session-ttl", func() { b.SessionTTL = Duration(5 * time.Second) })
-		case "election":
-			def(p+"hold", func() { b.Hold = Duration(time.Second) })
-			def(p+"session-ttl", func() { b.SessionTTL = Duration(3 * time.Second) })
-		case "watch":
-			def(p+"prefixes", func() { b.Prefixes = 2 })
-			def(p+"rate", func() { b.Rate = 100 })
-		case "leak":
-			def(p+"leaks", func() { b.Leaks = "connections" })
-			def(p+"rate", func() { b.Rate = 10 })
-		case "kv":
-			def(p+"connections", func() { b.Connections = min(max(b.Clients, 1), 8) })
-			def(p+"mix", func() { b.Mix = []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}} })
-			mixDefaults(def, p+"mix", b.Mix)
+		if k.Defaults != nil {
+			k.Defaults(b, func(field string, set func()) { def(p+field, set) })
 		}
 	}
 	ck := &sc.Checks

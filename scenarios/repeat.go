@@ -57,7 +57,7 @@ func (a ActionList) String() string {
 func (v *validator) expandFaults() {
 	sc := v.sc
 	sc.FaultTemplates = slices.Clone(sc.Faults)
-	if len(sc.Faults) > 0 && len(actions) == 0 {
+	if len(sc.Faults) > 0 && len(actions.items) == 0 {
 		v.bad("faults", "no fault action is registered here (internal: this program does not link package faults, whose actions register their rules)")
 		sc.Faults = nil
 		return

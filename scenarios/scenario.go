@@ -272,10 +272,6 @@ type OneWay struct {
 // Names of the values the schema accepts; error messages list them.
 var (
 	Providers = []string{"local", "container", "remote"}
-	// WorkloadKinds are the kinds of workload blocks.
-	WorkloadKinds = []string{"lease", "lock", "election", "watch", "kv", "leak"}
-	// Leaks are what a leak workload leaks on purpose (a negative control for member.* thresholds).
-	Leaks = []string{"connections", "watchers", "leases"}
 	// MetricOps are the ops with a latency.<op> metric: the KV ops (OpNames) and the other
 	// workloads' ops, in the order of loadgen's Op constants (loadgen takes its names from here).
 	MetricOps = append(OpNames[:len(OpNames):len(OpNames)], "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch")
@@ -286,8 +282,9 @@ var (
 	OpNames       = []string{"put", "get", "delete", "txn"}
 	Distributions = []string{"uniform", "zipf", "sequential"}
 	Consistencies = []string{"linearizable", "serializable"}
-	// TargetKinds are the words a target can be, besides a member name and {count: N} / {percent: P}.
-	TargetKinds = []string{"leader", "follower", "random", "minority", "majority", "all", "lock-holder", "election-leader"}
+	// memberTargets are the words a target can be that name members by their place in the cluster;
+	// TargetKinds adds the workloads' holders.
+	memberTargets = []string{"leader", "follower", "random", "minority", "majority", "all"}
 )
 
 // MemberName is the name of the i-th member (0-based) of a cluster the harness starts.
@@ -331,7 +328,7 @@ func ParseDuration(s string) (time.Duration, error) {
 // Target selects members when a fault fires: a kind (leader, follower, random, minority, majority, all),
 // a member name, {count: N} or {percent: P}.
 type Target struct {
-	Kind    string // one of TargetKinds, "member", "count" or "percent"
+	Kind    string // one of TargetKinds(), "member", "count" or "percent"
 	Member  string
 	Count   int
 	Percent int
@@ -365,9 +362,9 @@ func (t *Target) decodeNode(n *yaml.Node) error {
 	case yaml.ScalarNode:
 		v := strings.TrimSpace(n.Value)
 		if v == "" {
-			return fmt.Errorf("is empty; valid: %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds, ", "))
+			return fmt.Errorf("is empty; valid: %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds(), ", "))
 		}
-		for _, k := range TargetKinds {
+		for _, k := range TargetKinds() {
 			if v == k {
 				*t = Target{Kind: k}
 				return nil
@@ -394,7 +391,7 @@ func (t *Target) decodeNode(n *yaml.Node) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("must be %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds, ", "))
+	return fmt.Errorf("must be %s, a member name, {count: N} or {percent: P}", strings.Join(TargetKinds(), ", "))
 }
 
 // Targets is one target or a list of them (isolate: [leader, follower]); a list picks distinct members.

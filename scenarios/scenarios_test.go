@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/etcd-chaos/etcd-chaos/faults" // registers the fault actions' rules
+	_ "github.com/etcd-chaos/etcd-chaos/faults"  // registers the fault actions' rules
+	_ "github.com/etcd-chaos/etcd-chaos/loadgen" // registers the workload kinds' rules
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 

@@ -381,7 +381,7 @@ func (v *validator) shape(p string, f Fault, a *ActionRules) {
 }
 
 func (v *validator) validTargets(names []string) string {
-	return strings.Join(TargetKinds, ", ") + ", a member name (" + strings.Join(names, ", ") + "), {count: N} or {percent: P}"
+	return strings.Join(TargetKinds(), ", ") + ", a member name (" + strings.Join(names, ", ") + "), {count: N} or {percent: P}"
 }
 
 // target checks one target against the cluster's size.
@@ -390,7 +390,7 @@ func (v *validator) target(p string, t Target, names []string) {
 	if v.sc.Cluster.shared() {
 		// The members are the cluster's own: names and counts are checked when the run reaches it.
 		if t.Kind == "" {
-			v.bad(p, "is missing; valid: %s", strings.Join(TargetKinds, ", ")+", a member name, {count: N} or {percent: P}")
+			v.bad(p, "is missing; valid: %s", strings.Join(TargetKinds(), ", ")+", a member name, {count: N} or {percent: P}")
 		}
 		return
 	}
@@ -417,8 +417,11 @@ func (v *validator) target(p string, t Target, names []string) {
 		if (size-1)/2 < 1 {
 			v.bad(p, "a %d-member cluster has no minority to pick (it needs 3 members or more)", size)
 		}
-	case "lock-holder", "election-leader":
-		want := map[string]string{"lock-holder": "lock", "election-leader": "election"}[t.Kind]
+	default:
+		want := HolderKind(t.Kind)
+		if want == "" {
+			break
+		}
 		found := false
 		for _, b := range v.sc.Workloads {
 			found = found || b.Kind == want
@@ -465,93 +468,6 @@ func (v *validator) mix(path string, mix []Op) {
 			v.oneOf(p+".consistency", op.Consistency, Consistencies)
 		} else if op.Consistency != "" {
 			v.bad(p+".consistency", "applies only to get")
-		}
-	}
-}
-
-// blockFields says which of a block's own fields each kind takes.
-var blockFields = map[string][]string{
-	"lease":    {"rate", "ttl", "keys"},
-	"lock":     {"locks", "hold", "session-ttl"},
-	"election": {"hold", "session-ttl"},
-	"watch":    {"rate", "prefixes"},
-	"kv":       {"rate", "connections", "mix"},
-	"leak":     {"rate", "leaks"},
-}
-
-func (v *validator) workloads() {
-	names := map[string]int{}
-	for i, b := range v.sc.Workloads {
-		p := fmt.Sprintf("workloads[%d]", i)
-		if !contains(WorkloadKinds, b.Kind) {
-			v.bad(p+".kind", "%q is not a workload; valid: %s", b.Kind, strings.Join(WorkloadKinds, ", "))
-			continue
-		}
-		if prev, ok := names[b.Name]; ok {
-			v.bad(p+".name", "%q is also workloads[%d]'s name; names must differ", b.Name, prev)
-		}
-		names[b.Name] = i
-		for _, f := range []string{"rate", "ttl", "keys", "locks", "hold", "session-ttl", "prefixes", "connections", "mix", "leaks"} {
-			if _, given := v.present[p+"."+f]; given && !contains(blockFields[b.Kind], f) {
-				v.bad(p+"."+f, "does not apply to a %s workload; it takes %s", b.Kind, strings.Join(blockFields[b.Kind], ", "))
-			}
-		}
-		if b.Clients < 1 || b.Clients > 1000 {
-			v.bad(p+".clients", "%d: valid: 1 to 1000", b.Clients)
-		}
-		if b.Timeout <= 0 {
-			v.bad(p+".timeout", "must be more than 0")
-		}
-		if b.Rate < 0 {
-			v.bad(p+".rate", "%v is negative", b.Rate)
-		} else if !finite(b.Rate) {
-			v.bad(p+".rate", "%v is not a number per second", b.Rate)
-		}
-		if b.Kind == "leak" && v.sc.Cluster.shared() {
-			v.bad(p+".kind", "a leak workload leaks connections, watchers or hour-long leases on purpose: never on a cluster the team runs (provider remote); run it on provider local or container")
-		}
-		v.retry(p+".retry", b.Retry)
-		switch b.Kind {
-		case "lease":
-			if b.TTL < Duration(time.Second) || b.TTL%Duration(time.Second) != 0 {
-				v.bad(p+".ttl", "%s: a lease TTL is whole seconds, at least 1s", b.TTL)
-			}
-			if b.Keys < 0 || b.Keys > 100 {
-				v.bad(p+".keys", "%d: valid: 0 to 100 keys per lease", b.Keys)
-			}
-			if b.Rate <= 0 {
-				v.bad(p+".rate", "a lease workload needs a rate (leases granted per second)")
-			}
-		case "lock", "election":
-			if b.Kind == "lock" && (b.Locks < 1 || b.Locks > b.Clients) {
-				v.bad(p+".locks", "%d: valid: 1 to clients (%d)", b.Locks, b.Clients)
-			}
-			if b.Hold <= 0 {
-				v.bad(p+".hold", "must be more than 0")
-			}
-			if b.SessionTTL < Duration(time.Second) || b.SessionTTL%Duration(time.Second) != 0 {
-				v.bad(p+".session-ttl", "%s: a session TTL is whole seconds, at least 1s", b.SessionTTL)
-			}
-		case "watch":
-			if b.Prefixes < 1 || b.Prefixes > 100 {
-				v.bad(p+".prefixes", "%d: valid: 1 to 100", b.Prefixes)
-			}
-			if b.Rate <= 0 {
-				v.bad(p+".rate", "a watch workload needs a rate (writes per second to the watched prefixes)")
-			}
-		case "leak":
-			v.oneOf(p+".leaks", b.Leaks, Leaks)
-			if b.Rate <= 0 || b.Rate > 1000 {
-				v.bad(p+".rate", "%v: valid: more than 0, up to 1000 (things leaked per second)", b.Rate)
-			}
-			if b.Clients != 1 {
-				v.bad(p+".clients", "%d: a leak workload has one client per member; leave clients out", b.Clients)
-			}
-		case "kv":
-			if b.Connections < 1 || b.Connections > b.Clients {
-				v.bad(p+".connections", "%d: valid: 1 to clients (%d)", b.Connections, b.Clients)
-			}
-			v.mix(p+".mix", b.Mix)
 		}
 	}
 }
