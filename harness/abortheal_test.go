@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 )
 
@@ -24,7 +25,7 @@ func (s sleeper) WaitExit(ctx context.Context) error {
 	return ctx.Err()
 }
 func (s sleeper) Start(context.Context) error      { return nil }
-func (s sleeper) State() (faults.ProcState, error) { return procState(s.PID()) }
+func (s sleeper) State() (faults.ProcState, error) { return proc.State(s.PID()) }
 
 // TestAFaultAppliedAfterAnAbortIsHealedAtOnce: a stop condition heals what is applied when it trips;
 // a fault whose injection was still under way is applied after it. Once the run is aborted, the
@@ -61,12 +62,12 @@ func TestAFaultAppliedAfterAnAbortIsHealedAtOnce(t *testing.T) {
 	stop() // the run's context ends with the abort, as it does when a stop condition trips
 
 	r.healIfAborted(runCtx)
-	if st, _ := procState(cmd.Process.Pid); st != faults.Stopped || inj.State() != faults.Applied {
+	if st, _ := proc.State(cmd.Process.Pid); st != faults.Stopped || inj.State() != faults.Applied {
 		t.Fatalf("without an abort the fault was touched: process %s, injection %v", st, inj.State())
 	}
 	r.aborted = &reports.Abort{Condition: "errors: rate > 0.5 over 2s"}
 	r.healIfAborted(runCtx)
-	if st, _ := procState(cmd.Process.Pid); st == faults.Stopped || inj.State() != faults.Healed {
+	if st, _ := proc.State(cmd.Process.Pid); st == faults.Stopped || inj.State() != faults.Healed {
 		t.Fatalf("after the abort: process %s, injection %v; want it resumed and healed", st, inj.State())
 	}
 	entries, err := faults.ReadLedger(filepath.Join(dir, "ledger.jsonl"))

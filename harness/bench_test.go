@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -32,27 +33,27 @@ func cpuTime() time.Duration {
 // proxy in any path); "proxy" puts every client and peer link through the proxy, as network faults do.
 // network "container" runs the members as containers (provider container, no network faults), the
 // load dialling their own addresses.
-func benchCluster(b testing.TB, network string) Cluster {
+func benchCluster(b testing.TB, network string) cluster.Cluster {
 	return benchClusterIn(b, network, filepath.Join(b.TempDir(), "run"))
 }
 
 // benchClusterIn is benchCluster with the run folder dir (members/<name>/etcd.log).
-func benchClusterIn(b testing.TB, network, dir string) Cluster {
+func benchClusterIn(b testing.TB, network, dir string) cluster.Cluster {
 	ctx := context.Background()
 	proxied := network == "proxy"
 	if network == "default" {
 		network = "proxy"
 	}
-	opts := LocalOptions{Dir: dir, Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
+	opts := cluster.LocalOptions{Dir: dir, Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
 		ClientProxy: proxied, PeerProxy: proxied}
-	var cl Cluster
+	var cl cluster.Cluster
 	var err error
 	if network == "container" {
 		testbin.NeedDocker(b)
 		opts.Network = "direct"
-		cl, err = NewContainers(opts, ContainerOptions{})
+		cl, err = cluster.NewContainers(opts, cluster.ContainerOptions{})
 	} else {
-		cl, err = NewLocal(opts)
+		cl, err = cluster.NewLocal(opts)
 	}
 	if err != nil {
 		b.Fatal(err)
@@ -92,7 +93,7 @@ func benchPuts(b *testing.B, network string) {
 
 // measurePuts drives n closed-loop puts (16 clients, 8 connections, 256-byte values) and returns
 // puts/s, the p99 in ms and the harness's CPU per put in µs.
-func measurePuts(b *testing.B, cl Cluster, n int64) (rate, p99, cpuPerPut float64) {
+func measurePuts(b *testing.B, cl cluster.Cluster, n int64) (rate, p99, cpuPerPut float64) {
 	ctx := context.Background()
 	rec := loadgen.NewRecorder(time.Now(), nil)
 	rec.SetPhase("bench", time.Now())
@@ -122,7 +123,7 @@ func measurePuts(b *testing.B, cl Cluster, n int64) (rate, p99, cpuPerPut float6
 // at least 0.85); proxy/direct: what a network fault's proxy costs. Run with -benchtime 1x.
 func BenchmarkPutsSideBySide(b *testing.B) {
 	cases := []string{"direct", "default", "proxy", "container"}
-	cls := map[string]Cluster{}
+	cls := map[string]cluster.Cluster{}
 	for _, c := range cases {
 		cls[c] = benchCluster(b, c)
 	}
@@ -209,7 +210,7 @@ func BenchmarkHarnessCost(b *testing.B) {
 
 // harnessPuts runs n puts as chaos run's drive does, observers on (steady: at their full rate
 // throughout); it returns puts/s, CPU µs/put and the prober's writes per second.
-func harnessPuts(b *testing.B, cl Cluster, n int64, steady bool) (rate, cpuPerPut, probes float64) {
+func harnessPuts(b *testing.B, cl cluster.Cluster, n int64, steady bool) (rate, cpuPerPut, probes float64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	mon := &loadgen.Monitor{Steady: steady}
@@ -260,7 +261,7 @@ func harnessPuts(b *testing.B, cl Cluster, n int64, steady bool) (rate, cpuPerPu
 }
 
 // barePuts runs n puts through bare clientv3 calls (8 clients, 16 goroutines); puts/s and CPU µs/put.
-func barePuts(b *testing.B, cl Cluster, n int64) (rate, cpuPerPut float64) {
+func barePuts(b *testing.B, cl cluster.Cluster, n int64) (rate, cpuPerPut float64) {
 	var clients []*clientv3.Client
 	for i := 0; i < 8; i++ {
 		c, err := loadgen.NewClient(cl.Endpoints(), 1)

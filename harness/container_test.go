@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 )
 
@@ -24,7 +25,7 @@ func assertNoContainerLeftovers(t *testing.T, dc *testcontainers.DockerClient, d
 		t.Fatal("cluster.json has no container prefix")
 	}
 	ctx := context.Background()
-	f := make(client.Filters).Add("label", Label+"="+cf.Prefix)
+	f := make(client.Filters).Add("label", cluster.Label+"="+cf.Prefix)
 	cs, _ := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	ns, _ := dc.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	vs, _ := dc.VolumeList(ctx, client.VolumeListOptions{Filters: f})
@@ -107,37 +108,13 @@ thresholds:
 	}
 }
 
-func TestNodeImageIsCached(t *testing.T) {
-	dc := testbin.NeedDocker(t)
-	ctx := context.Background()
-	start := time.Now()
-	tag, cached, err := buildNodeImage(ctx, dc, chaosBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := time.Since(start)
-	start = time.Now()
-	tag2, cached2, err := buildNodeImage(ctx, dc, chaosBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("image %s: first call %v (cached before: %v), second %v (cached: %v)", tag, first.Round(time.Millisecond), cached, time.Since(start).Round(time.Millisecond), cached2)
-	if tag2 != tag || !cached2 {
-		t.Errorf("second build: %s cached=%v, want %s from the cache", tag2, cached2, tag)
-	}
-	// A dynamically linked binary cannot run FROM scratch: the error says how to build it.
-	if _, _, err := buildNodeImage(ctx, dc, "/bin/sh"); err == nil {
-		t.Error("a dynamically linked /bin/sh was accepted")
-	}
-}
-
-func readClusterFile(t *testing.T, dir string) ClusterFile {
+func readClusterFile(t *testing.T, dir string) cluster.File {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cf ClusterFile
+	var cf cluster.File
 	if err := json.Unmarshal(b, &cf); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +141,7 @@ func TestContainerUserImage(t *testing.T) {
 	}
 	tag := "etcd-chaos-test-etcd:3.7.3"
 	ctx := context.Background()
-	if err := buildImage(ctx, dc, tag, "FROM scratch\nCOPY etcd /usr/local/bin/etcd\n", map[string][]byte{"etcd": bin}); err != nil {
+	if err := cluster.BuildImage(ctx, dc, tag, "FROM scratch\nCOPY etcd /usr/local/bin/etcd\n", map[string][]byte{"etcd": bin}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = dc.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })

@@ -1,27 +1,16 @@
-// Package harness owns one run's life: lay out and start the cluster (or reach one the team already
-// runs), wait until it is ready, warm up, drive the load with the watcher and prober beside it, fire
-// and heal the faults on schedule behind the quorum guard, stop at once when a stop condition trips,
-// measure recovery, hold the thresholds, and tear everything down on a context that survives
-// cancellation. It also plans a run without touching anything (DryRun), serves live Prometheus
-// metrics, and heals what a killed harness left (chaos heal).
+// Package harness owns one run's life, read top-down in Run (run.go) as its steps, each in a file
+// of its own: start.go lays out and starts the cluster (or reaches one the team already runs),
+// waits until it is ready, and tears everything down on a context that survives cancellation;
+// observe.go runs the leader watcher, the failover prober, the member scraper and the live
+// Prometheus metrics; load.go drives the load and its clock (warm-up, progress line) beside the
+// fault schedule (schedule.go: guard, plan, inject, hold, heal, recovery probes for each fault)
+// and the stop conditions (abort.go); measure.go settles each fault's window; workloads.go holds
+// the safety checks; result.go assembles the result and decides the verdict. It also plans a run
+// without touching anything (DryRun) and heals what a killed harness left (chaos heal).
 //
-// Preflight (preflight*.go) is the pre-launch checklist against a live cluster: it gathers each
-// member's status, member list entry, /metrics and /health once, then runs ten checks that each
-// return findings (pass, warn, fail, skipped) with their evidence; the backup check restores a
-// snapshot with etcd's own code into a member embedded in this process.
+// The cluster it runs on comes from package cluster (a provider by cluster.provider), and what it
+// asks of one is by capability, never a provider's name. Preflight and sweep are packages of their
+// own above it.
 //
-// Sweep (sweep.go) is chaos sweep: PlanSweep loads the scenario for every combination of the
-// --vary values (the refused ones skipped), names the cells and orders them by the seed; RunSweep
-// runs each cell's repeats through Run, resuming from the run folders a stopped sweep left, and
-// rewrites the sweep's files (reports.WriteSweep) after every run.
-//
-// A provider sits behind the Cluster interface (cluster.go): local.go (member processes, with
-// proc_*.go), container.go (testcontainers-go, with dockernet.go, its network backend without root),
-// remote.go (endpoints, TLS, auth; no process control). What every provider shares lives in base,
-// and each member's process control in a runner; heal.go heals what a killed harness left, for
-// every provider. The registry in cluster.go says what each provider can do (Capabilities: whether
-// the harness starts the members, whether the cluster is the team's own); the run, the dry run, the
-// sweep and chaos heal ask those, never a provider's name.
-//
-// It sits above faults, loadgen, reports and scenarios, and below cmd/chaos only.
+// It sits above cluster, faults, loadgen, reports and scenarios, and below sweep and cmd/chaos.
 package harness

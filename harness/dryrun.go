@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -25,18 +26,16 @@ func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
 	}
 	r := &run{sc: sc, log: slog.New(slog.DiscardHandler), prefix: "chaos/<run id>/"}
 	size := sc.Cluster.Size
-	if p := providerOf(sc); p.reach != nil {
-		// A cluster already running is reached read-only and described as it is now.
-		cl, err := p.reach(ctx, sc, w)
-		if err != nil {
-			return err
-		}
+	// A cluster already running is reached read-only and described as it is now.
+	if cl, ok, err := cluster.Reach(ctx, sc, w); err != nil {
+		return err
+	} else if ok {
 		defer cl.Close(context.WithoutCancel(ctx), 0)
 		r.cl = cl
 		size = len(cl.Names())
 	} else {
 		fmt.Fprintf(w, "\n%s cluster of %d members (%s), started by the run; network %s\n", sc.Cluster.Provider, size,
-			strings.Join(memberNames(size), ", "), sc.Cluster.Network)
+			strings.Join(cluster.MemberNames(size), ", "), sc.Cluster.Network)
 	}
 	if err := quorumGuard(sc, size); err != nil {
 		return fmt.Errorf("%w: %v", ErrInput, err)

@@ -10,34 +10,21 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-// clusterOptions builds every provider's options from the scenario (a remote cluster's TLS and
-// credentials among them; their errors name the field, never the secret).
-// keyPrefix is where a remote run writes: cluster.json records it from the start, so chaos heal
-// can delete what a killed harness left.
-func clusterOptions(sc *scenarios.Scenario, lopts LocalOptions, runID, keyPrefix string) (ClusterOptions, error) {
-	o := ClusterOptions{Local: lopts, Container: ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint}}
-	if p := providerOf(sc); p.options != nil {
-		if err := p.options(sc, &o, runID, keyPrefix); err != nil {
-			return o, err
-		}
-	}
-	return o, nil
-}
-
 // describeCluster is the result's account of the cluster (after Start, a remote one's members).
-func describeCluster(sc *scenarios.Scenario, cl Cluster) reports.Cluster {
+func describeCluster(sc *scenarios.Scenario, cl cluster.Cluster) reports.Cluster {
 	c := reports.Cluster{Provider: sc.Cluster.Provider, Size: len(cl.Names()), Members: cl.Names(), EtcdVersion: cl.EtcdVersion(),
 		EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
 	c.ClientPath, c.PeerPath = cl.Paths()
 	if d := sc.Cluster.PeerDelay; !d.IsZero() {
 		c.PeerDelay = fmt.Sprintf("%s±%s", time.Duration(d.Latency), time.Duration(d.Jitter))
 	}
-	if providerOf(sc).caps.Shared {
+	if cluster.CapabilitiesOf(sc.Cluster.Provider).Shared {
 		c.Endpoints, c.TLS, c.AuthUser = sc.Cluster.Endpoints, sc.Cluster.TLS != (scenarios.TLS{}), sc.Cluster.Auth.User
 		c.Etcd = nil
 	}
@@ -95,7 +82,7 @@ func (r *run) claimPrefix(ctx context.Context) error {
 	defer cancel()
 	resp, err := cli.Get(gctx, r.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
-		return fmt.Errorf("reading the run's key prefix %s: %w", r.prefix, clientProblem(err))
+		return fmt.Errorf("reading the run's key prefix %s: %w", r.prefix, cluster.ClientProblem(err))
 	}
 	if resp.Count > 0 {
 		return fmt.Errorf("the key prefix %s already holds %d keys that are not this run's: refusing to write there (choose another --run-id, or delete them)", r.prefix, resp.Count)
@@ -106,67 +93,7 @@ func (r *run) claimPrefix(ctx context.Context) error {
 // deletePrefix deletes every key the run wrote. It tries a few times: at the end of a run a
 // client's TLS handshake and token may take longer than one dial timeout on a loaded machine.
 func (r *run) deletePrefix(ctx context.Context) (int64, error) {
-	return DeletePrefix(ctx, r.cl.Endpoints(), r.cl.LoadConn(), r.prefix)
-}
-
-// DeletePrefix deletes every key under prefix, and revokes the leases whose attached keys are all
-// under it (a lease workload's, a lock's session); other leases are not touched.
-func DeletePrefix(ctx context.Context, endpoints []string, conn *loadgen.Conn, prefix string) (int64, error) {
-	if prefix == "" || !strings.HasPrefix(prefix, loadgen.DefaultPrefix) {
-		return 0, fmt.Errorf("refusing to delete under %q: not a run's key prefix (%s<run id>/)", prefix, loadgen.DefaultPrefix)
-	}
-	var last error
-	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-			}
-		}
-		cli, err := loadgen.MeasureClientVia(endpoints, conn)
-		if err != nil {
-			last = clientProblem(err)
-			continue
-		}
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		revokeLeasesUnder(dctx, cli, prefix)
-		resp, err := cli.Delete(dctx, prefix, clientv3.WithPrefix())
-		cancel()
-		_ = cli.Close()
-		if err == nil {
-			return resp.Deleted, nil
-		}
-		last = clientProblem(err)
-		if fatalClientError(err) != nil {
-			break // a refused credential or permission: another try will not mend it
-		}
-	}
-	return 0, last
-}
-
-// revokeLeasesUnder revokes each lease whose attached keys are all under prefix (at most 10,000
-// leases are looked at): the run's own, which would otherwise live out their TTL.
-func revokeLeasesUnder(ctx context.Context, cli *clientv3.Client, prefix string) {
-	leases, err := cli.Leases(ctx)
-	if err != nil {
-		return
-	}
-	for i, l := range leases.Leases {
-		if i >= 10_000 || ctx.Err() != nil {
-			return
-		}
-		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
-		if err != nil || len(ttl.Keys) == 0 {
-			continue
-		}
-		ours := true
-		for _, k := range ttl.Keys {
-			ours = ours && strings.HasPrefix(string(k), prefix)
-		}
-		if ours {
-			_, _ = cli.Revoke(ctx, l.ID)
-		}
-	}
+	return cluster.DeletePrefix(ctx, r.cl.Endpoints(), r.cl.LoadConn(), r.prefix)
 }
 
 // alarms are the alarms the members reported in their last status ("NOSPACE", "CORRUPT").

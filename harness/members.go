@@ -11,6 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/etcd-chaos/etcd-chaos/internal/prom"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 )
 
@@ -173,7 +174,7 @@ func intervalP99(fams map[string]*dto.MetricFamily, prev map[string]*dto.Histogr
 	if delta.GetSampleCount() == 0 {
 		return nil
 	}
-	v := quantile(delta, 0.99) * 1000
+	v := prom.Quantile(delta, 0.99) * 1000
 	if math.IsNaN(v) {
 		return nil
 	}

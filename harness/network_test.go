@@ -14,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
@@ -23,10 +24,10 @@ import (
 var fastElections = map[string]string{"heartbeat-interval": "50ms", "election-timeout": "250ms"}
 
 // startCluster starts a real cluster wired by network and stops it (and removes its data) at the end.
-func startCluster(t *testing.T, size int, network string) *LocalCluster {
+func startCluster(t *testing.T, size int, network string) *cluster.LocalCluster {
 	t.Helper()
 	dir := t.TempDir()
-	c, err := NewLocal(LocalOptions{Dir: dir, Size: size, Etcd: fastElections, NodeCommand: []string{chaosBin, "node"},
+	c, err := cluster.NewLocal(cluster.LocalOptions{Dir: dir, Size: size, Etcd: fastElections, NodeCommand: []string{chaosBin, "node"},
 		Token: "t-" + filepath.Base(dir), Network: network, Subnet: "198.18.0.0/15", Seed: 1, ClientProxy: true, PeerProxy: true})
 	if err != nil {
 		t.Fatal(err)
@@ -48,16 +49,7 @@ func startCluster(t *testing.T, size int, network string) *LocalCluster {
 	return c
 }
 
-func (c *base) member(name string) *member {
-	for _, m := range c.members {
-		if m.name == name {
-			return m
-		}
-	}
-	panic("no member " + name)
-}
-
-func others(c *LocalCluster, not ...string) []string {
+func others(c *cluster.LocalCluster, not ...string) []string {
 	return slices.DeleteFunc(c.Names(), func(n string) bool { return slices.Contains(not, n) })
 }
 
@@ -80,11 +72,11 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, stri
 
 // leaderSeenBy asks members (directly, not through any fault) who leads, and reports a leader that
 // is not old once all of them agree on it.
-func newLeaderAmong(c *LocalCluster, members []string, old string) (bool, string) {
+func newLeaderAmong(c *cluster.LocalCluster, members []string, old string) (bool, string) {
 	var seen []string
 	agree := ""
 	for _, n := range members {
-		st, err := c.status(context.Background(), c.member(n), 300*time.Millisecond)
+		st, err := c.MemberStatus(context.Background(), n, 300*time.Millisecond)
 		if err != nil {
 			return false, fmt.Sprintf("%s: %v", n, err)
 		}
@@ -148,7 +140,7 @@ func TestIsolateLeaderProxy(t *testing.T) {
 	cut := time.Now()
 
 	took := waitFor(t, 3*time.Second, "the isolated old leader steps down", func() (bool, string) {
-		st, err := c.status(ctx, c.member(old), 300*time.Millisecond)
+		st, err := c.MemberStatus(ctx, old, 300*time.Millisecond)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -160,10 +152,10 @@ func TestIsolateLeaderProxy(t *testing.T) {
 	if _, term, _ := c.Leader(ctx); term <= oldTerm {
 		t.Errorf("term %d after the election, was %d", term, oldTerm)
 	}
-	if err := put(c.member(rest[0]).clientURL, "through-majority", 2*time.Second); err != nil {
+	if err := put(c.ClientURLs()[rest[0]], "through-majority", 2*time.Second); err != nil {
 		t.Errorf("a write through the majority failed: %v", err)
 	}
-	if err := put(c.member(old).clientURL, "through-isolated", 500*time.Millisecond); err == nil {
+	if err := put(c.ClientURLs()[old], "through-isolated", 500*time.Millisecond); err == nil {
 		t.Errorf("a write through the isolated member succeeded")
 	}
 	time.Sleep(time.Until(cut.Add(2 * time.Second))) // hold the cut for 2s in all
@@ -180,8 +172,8 @@ func TestIsolateLeaderProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	took = waitFor(t, 5*time.Second, "the old leader rejoins and catches up", func() (bool, string) {
-		lst, err1 := c.status(ctx, c.member(rest[0]), 300*time.Millisecond)
-		ost, err2 := c.status(ctx, c.member(old), 300*time.Millisecond)
+		lst, err1 := c.MemberStatus(ctx, rest[0], 300*time.Millisecond)
+		ost, err2 := c.MemberStatus(ctx, old, 300*time.Millisecond)
 		if err1 != nil || err2 != nil {
 			return false, fmt.Sprint(err1, err2)
 		}
@@ -189,7 +181,7 @@ func TestIsolateLeaderProxy(t *testing.T) {
 			fmt.Sprintf("old sees %x applied %d; majority sees %x applied %d", ost.Leader, ost.RaftAppliedIndex, lst.Leader, lst.RaftAppliedIndex)
 	})
 	t.Logf("after the heal %s followed the new leader and caught up in %v", old, took.Round(time.Millisecond))
-	if err := put(c.member(old).clientURL, "through-healed", 2*time.Second); err != nil {
+	if err := put(c.ClientURLs()[old], "through-healed", 2*time.Second); err != nil {
 		t.Errorf("a write through the healed member failed: %v", err)
 	}
 }
@@ -212,13 +204,13 @@ func TestGroupsFiveMembers(t *testing.T) {
 	took := waitFor(t, 4*time.Second, "the 3 elect a leader among them", func() (bool, string) { return newLeaderAmong(c, majority, old) })
 	t.Logf("groups %v | %v: the majority elected a leader after %v", minority, majority, took.Round(time.Millisecond))
 	for _, m := range minority {
-		if err := put(c.member(m).clientURL, "minority-"+m, 700*time.Millisecond); err == nil {
+		if err := put(c.ClientURLs()[m], "minority-"+m, 700*time.Millisecond); err == nil {
 			t.Errorf("a write through %s, in the minority, succeeded", m)
 		} else {
 			t.Logf("write through minority member %s: %v", m, err)
 		}
 	}
-	if err := put(c.member(majority[0]).clientURL, "majority", 2*time.Second); err != nil {
+	if err := put(c.ClientURLs()[majority[0]], "majority", 2*time.Second); err != nil {
 		t.Errorf("a write through the majority failed: %v", err)
 	}
 	if err := c.Proxy().Heal(ctx, links); err != nil {
@@ -254,7 +246,7 @@ func TestClientDelay(t *testing.T) {
 	clis := map[string]*clientv3.Client{}
 	base := map[string]time.Duration{}
 	for _, n := range names {
-		cli, err := loadgen.MeasureClient([]string{c.member(n).clientURL})
+		cli, err := loadgen.MeasureClient([]string{c.ClientURLs()[n]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +287,7 @@ func TestLeaderPeerDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err := loadgen.MeasureClient([]string{c.member(leader).clientURL})
+	cli, err := loadgen.MeasureClient([]string{c.ClientURLs()[leader]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +442,7 @@ func TestIsolateLeaderNetns(t *testing.T) {
 		}
 	}
 	waitFor(t, 3*time.Second, "the isolated old leader steps down", func() (bool, string) {
-		st, err := c.status(ctx, c.member(old), 300*time.Millisecond)
+		st, err := c.MemberStatus(ctx, old, 300*time.Millisecond)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -458,7 +450,7 @@ func TestIsolateLeaderNetns(t *testing.T) {
 	})
 	waitFor(t, 3*time.Second, "the majority elects a new leader", func() (bool, string) { return newLeaderAmong(c, rest, old) })
 	t.Logf("netns: %v elected a new leader %v after the cut", rest, time.Since(cut).Round(time.Millisecond))
-	if err := put(c.member(old).clientURL, "through-isolated", 500*time.Millisecond); err == nil {
+	if err := put(c.ClientURLs()[old], "through-isolated", 500*time.Millisecond); err == nil {
 		t.Errorf("a write through the isolated member succeeded")
 	}
 	time.Sleep(time.Until(cut.Add(3 * time.Second)))
@@ -474,8 +466,8 @@ func TestIsolateLeaderNetns(t *testing.T) {
 	// After a heal in the kernel, the old leader's connections wait out TCP's retransmission backoff:
 	// rejoining can take seconds (the proxy, which holds bytes instead of dropping them, does not).
 	took := waitFor(t, 20*time.Second, "the old leader rejoins", func() (bool, string) {
-		lst, err1 := c.status(ctx, c.member(rest[0]), 300*time.Millisecond)
-		ost, err2 := c.status(ctx, c.member(old), 300*time.Millisecond)
+		lst, err1 := c.MemberStatus(ctx, rest[0], 300*time.Millisecond)
+		ost, err2 := c.MemberStatus(ctx, old, 300*time.Millisecond)
 		if err1 != nil || err2 != nil {
 			return false, fmt.Sprint(err1, err2)
 		}
@@ -483,7 +475,7 @@ func TestIsolateLeaderNetns(t *testing.T) {
 	})
 	t.Logf("netns: %s rejoined and caught up %v after the heal", old, took.Round(time.Millisecond))
 	readTook := waitFor(t, 20*time.Second, "a linearizable read through the old leader", func() (bool, string) {
-		cli, err := loadgen.MeasureClient([]string{c.member(old).clientURL})
+		cli, err := loadgen.MeasureClient([]string{c.ClientURLs()[old]})
 		if err != nil {
 			return false, err.Error()
 		}

@@ -2,16 +2,13 @@ package harness
 
 import (
 	"context"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -38,22 +35,16 @@ func (s rttStats) minus(earlier rttStats) rttStats {
 	return out
 }
 
-func peerRTT(t *testing.T, c *LocalCluster) rttStats {
+func peerRTT(t *testing.T, c *cluster.LocalCluster) rttStats {
 	t.Helper()
 	st := rttStats{under: map[float64]uint64{}}
 	var sum float64
-	for _, m := range c.members {
-		resp, err := http.Get(m.realURL + "/metrics")
+	for _, name := range c.Names() {
+		fams, err := c.MemberMetrics(context.Background(), name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := parser.TextToMetricFamilies(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range histograms(fams, "etcd_network_peer_round_trip_time_seconds") {
+		for _, s := range fams["etcd_network_peer_round_trip_time_seconds"].GetMetric() {
 			st.n += s.Histogram.GetSampleCount()
 			sum += s.Histogram.GetSampleSum()
 			for _, b := range s.Histogram.Bucket {
@@ -72,9 +63,9 @@ func peerRTT(t *testing.T, c *LocalCluster) rttStats {
 // crossings of a 20ms one-way delay. A cluster without it, started beside, is the control.
 func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
 	const oneWay = 20 * time.Millisecond
-	start := func(delay time.Duration) *LocalCluster {
+	start := func(delay time.Duration) *cluster.LocalCluster {
 		dir := t.TempDir()
-		c, err := NewLocal(LocalOptions{Dir: dir, Size: 3, Etcd: fastElections, NodeCommand: []string{chaosBin, "node"},
+		c, err := cluster.NewLocal(cluster.LocalOptions{Dir: dir, Size: 3, Etcd: fastElections, NodeCommand: []string{chaosBin, "node"},
 			Token: "t-" + filepath.Base(dir), Network: "proxy", Seed: 1, PeerProxy: true, PeerDelay: faults.Shape{Delay: delay}})
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +85,7 @@ func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
 	delayed, control := start(oneWay), start(0)
 	// etcd probes each peer every few seconds. The first round (fresh connections, a cluster still
 	// settling) is set aside: the rounds after it are compared.
-	wait := func(c *LocalCluster, n uint64) rttStats {
+	wait := func(c *cluster.LocalCluster, n uint64) rttStats {
 		deadline := time.Now().Add(40 * time.Second)
 		for {
 			st := peerRTT(t, c)

@@ -19,6 +19,7 @@ type plan struct {
 	links     []faults.Link      // network faults
 	counter   faults.LinkCounter // set when the links' backend counts their bytes (the proxy)
 	blackhole bool
+	resets    bool // the fault closes its links' connections: no bytes to count
 }
 
 // plan resolves fault i: its members or links, and its injection.
@@ -140,7 +141,7 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	if lc, ok := nw.(faults.LinkCounter); ok {
 		p.counter = lc
 	}
-	p.blackhole = shape.Blackhole
+	p.blackhole, p.resets = shape.Blackhole, a.Resets()
 	p.inj = faults.NewNetInjection(i, f.Action, what, nw, p.links, shape, a.Resets(), p.members, r.ledger)
 	return p, nil
 }

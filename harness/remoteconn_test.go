@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
@@ -13,7 +14,7 @@ func TestUnsetPasswordEnvIsNotEchoed(t *testing.T) {
 	conn := func(env string) error {
 		sc := &scenarios.Scenario{File: "x.yaml", Cluster: scenarios.Cluster{Provider: "remote", Endpoints: []string{"http://127.0.0.1:2379"},
 			Auth: scenarios.Auth{User: "root", PasswordEnv: env}}}
-		_, err := RemoteConn(sc)
+		_, err := cluster.RemoteConn(sc)
 		return err
 	}
 	if err := conn("Hunter2isMine"); err == nil || strings.Contains(err.Error(), "Hunter2isMine") {

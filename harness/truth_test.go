@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -266,7 +267,7 @@ func TestAckedPutsMatchEtcdRevisions(t *testing.T) {
 }
 
 // etcdRevision returns a reader of the cluster's current revision (etcd's own count of writes).
-func etcdRevision(t *testing.T, c Cluster) func() int64 {
+func etcdRevision(t *testing.T, c cluster.Cluster) func() int64 {
 	cli, err := loadgen.MeasureClient(c.Endpoints())
 	if err != nil {
 		t.Fatal(err)
@@ -395,11 +396,11 @@ workload:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cf ClusterFile
+	var cf cluster.File
 	if err := json.Unmarshal(b, &cf); err != nil {
 		t.Fatal(err)
 	}
-	var leader ClusterMember
+	var leader cluster.FileMember
 	for _, m := range cf.Members {
 		cli, err := loadgen.MeasureClient([]string{m.MemberURL})
 		if err != nil {

@@ -19,8 +19,8 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/faults"
-	"github.com/etcd-chaos/etcd-chaos/harness"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 )
@@ -166,13 +166,13 @@ func waitLedger(t *testing.T, dir, step string, timeout time.Duration) {
 	t.Fatalf("the ledger has no %q entry after %v", step, timeout)
 }
 
-func readCluster(t *testing.T, dir string) harness.ClusterFile {
+func readCluster(t *testing.T, dir string) cluster.File {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cf harness.ClusterFile
+	var cf cluster.File
 	if err := json.Unmarshal(b, &cf); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func readCluster(t *testing.T, dir string) harness.ClusterFile {
 }
 
 // assertGone checks that nothing of a run outlived it: member processes, proxies, namespaces.
-func assertGone(t *testing.T, cf harness.ClusterFile) {
+func assertGone(t *testing.T, cf cluster.File) {
 	t.Helper()
 	for _, m := range cf.Members {
 		if syscall.Kill(m.PID, 0) == nil {
@@ -205,7 +205,7 @@ func assertGone(t *testing.T, cf harness.ClusterFile) {
 
 // waitGone polls until the members of a run are gone: the kernel delivers the parent-death signal
 // to them a moment after the harness dies.
-func waitGone(t *testing.T, cf harness.ClusterFile) {
+func waitGone(t *testing.T, cf cluster.File) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -480,7 +480,7 @@ func TestReportAndCompare(t *testing.T) {
 func labelled(t *testing.T, dc *testcontainers.DockerClient, prefix string) int {
 	t.Helper()
 	ctx := context.Background()
-	f := make(client.Filters).Add("label", harness.Label+"="+prefix)
+	f := make(client.Filters).Add("label", cluster.Label+"="+prefix)
 	cs, _ := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	ns, _ := dc.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	vs, _ := dc.VolumeList(ctx, client.VolumeListOptions{Filters: f})

@@ -25,6 +25,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdmain"
 	"golang.org/x/term"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/harness"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -150,7 +151,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 				return nil
 			}
-			if harness.CapabilitiesOf(sc.Cluster.Provider).Shared && !yes {
+			if cluster.CapabilitiesOf(sc.Cluster.Provider).Shared && !yes {
 				if err := confirm(sc, os.Stdin, stderr); err != nil {
 					return badInput(err)
 				}
@@ -377,9 +378,9 @@ containers and namespaces, and closes the ledger. DIR may also be a sweep folder
 			}
 			healed := 0
 			for _, dir := range dirs {
-				rep, err := harness.Heal(cmd.Context(), dir, force)
+				rep, err := cluster.Heal(cmd.Context(), dir, force)
 				if err != nil {
-					if errors.Is(err, harness.ErrHarnessAlive) {
+					if errors.Is(err, cluster.ErrHarnessAlive) {
 						return badInput(err)
 					}
 					return &exitError{exitInfra, err}
@@ -430,7 +431,7 @@ func reportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if _, err := reports.ReadResult(args[0]); errors.Is(err, fs.ErrNotExist) {
 				// The harness died before result.json: rebuild what its appended files hold.
 				// While the run still goes, the reports show it so far and result.json is left to it.
-				live := harness.RunningHarness(args[0])
+				live := cluster.RunningHarness(args[0])
 				res, perr := reports.PartialResult(args[0], live)
 				if perr != nil {
 					return badInput(fmt.Errorf("%s is not a run folder: %w", args[0], perr))

@@ -16,7 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/harness"
+	"github.com/etcd-chaos/etcd-chaos/preflight"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -51,7 +53,7 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 					return err
 				}
 				sc = s
-				if harness.CapabilitiesOf(s.Cluster.Provider).Shared {
+				if cluster.CapabilitiesOf(s.Cluster.Provider).Shared {
 					cl = s.Cluster // reached as the scenario would reach it, unless flags say otherwise
 				}
 			}
@@ -94,7 +96,7 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 			if sc != nil {
 				connSc.File = sc.File
 			}
-			conn, err := harness.RemoteConn(connSc)
+			conn, err := cluster.RemoteConn(connSc)
 			if err != nil {
 				if fl.Changed("cacert") || fl.Changed("cert") || fl.Changed("key") || fl.Changed("user") {
 					err = flagNames(err)
@@ -110,7 +112,7 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 				}
 				return badInput(fmt.Errorf("%s without %s: give both, as the cluster's members run them (etcd does not expose its own); preflight judges them as a pair", given, missing))
 			}
-			opts := harness.PreflightOptions{Endpoints: cl.Endpoints, Conn: conn, Scenario: sc, ClientVersion: clientVersion,
+			opts := preflight.Options{Endpoints: cl.Endpoints, Conn: conn, Scenario: sc, ClientVersion: clientVersion,
 				Snapshot: snapshot, ScratchDir: scratchDir}
 			for _, d := range []struct {
 				flag, v string
@@ -136,7 +138,7 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := harness.Preflight(ctx, opts)
+			res, err := preflight.Run(ctx, opts)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return &exitError{exitInfra, errors.New("interrupted: the scratch member and its files were removed; the cluster was not changed")}

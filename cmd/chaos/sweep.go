@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-chaos/etcd-chaos/harness"
 	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/sweep"
 )
 
 // sweepCmd is chaos sweep: the scenario over a grid of settings, each cell repeated, and the
@@ -42,9 +43,9 @@ for each injected RTT) and recommends the pair with the lowest failover p90 amon
 no spurious election in any repeat.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := harness.SweepOptions{Scenario: args[0], Sets: sets, Repeat: repeat}
+			o := sweep.Options{Scenario: args[0], Sets: sets, Repeat: repeat}
 			for _, v := range varies {
-				vr, err := harness.ParseVary(v)
+				vr, err := sweep.ParseVary(v)
 				if err != nil {
 					return badInput(err)
 				}
@@ -53,12 +54,12 @@ no spurious election in any repeat.`,
 			if cmd.Flags().Changed("seed") {
 				o.Seed = &seed
 			}
-			plan, err := harness.PlanSweep(o)
+			plan, err := sweep.NewPlan(o)
 			if err != nil {
 				return badInput(err)
 			}
 			if dryRun {
-				harness.WriteSweepPlan(stdout, plan)
+				sweep.WritePlan(stdout, plan)
 				return nil
 			}
 			if out == "" {
@@ -78,7 +79,7 @@ no spurious election in any repeat.`,
 			defer stop()
 			fmt.Fprintf(stderr, "chaos: sweep %s: %d cells × %d repeats into %s (%d combinations skipped)\n",
 				plan.Sweep.Scenario, len(plan.Sweep.Cells), repeat, out, len(plan.Sweep.Skipped))
-			sw, err := harness.RunSweep(ctx, o, plan)
+			sw, err := sweep.Run(ctx, o, plan)
 			if sw != nil && len(sw.Cells) > 0 && !errors.Is(err, harness.ErrInput) {
 				var b strings.Builder
 				_ = reports.WriteSweepText(&b, sw)
@@ -88,7 +89,7 @@ no spurious election in any repeat.`,
 			switch {
 			case errors.Is(err, harness.ErrInput):
 				return badInput(err)
-			case errors.Is(err, harness.ErrInterrupted):
+			case errors.Is(err, sweep.ErrInterrupted):
 				return &exitError{exitInfra, fmt.Errorf("interrupted: the run in flight healed; rerun the same command to resume")}
 			case err != nil:
 				return &exitError{exitInfra, err}

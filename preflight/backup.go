@@ -1,4 +1,4 @@
-package harness
+package preflight
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -41,7 +43,7 @@ func (p *preflight) backup(ctx context.Context) *findings {
 		root = os.TempDir()
 	}
 	removeStaleScratch(root)
-	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-%s-", scratchPrefix, os.Getpid(), procStart(os.Getpid())))
+	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s%d-%s-", scratchPrefix, os.Getpid(), proc.StartTime(os.Getpid())))
 	if err != nil {
 		f.add(skip, "", "no scratch folder: %v", err)
 		return f
@@ -77,7 +79,7 @@ func (p *preflight) backup(ctx context.Context) *findings {
 				f.add(skip, "", "user %s may not take snapshots: etcd lets only the root role (run preflight as a root user to check backups)", p.opts.Conn.Username)
 				return f
 			}
-			f.add(fail, "check the member's log and disk: a snapshot could not be saved", "saving a snapshot from %s: %v", src.name, clientProblem(err))
+			f.add(fail, "check the member's log and disk: a snapshot could not be saved", "saving a snapshot from %s: %v", src.name, cluster.ClientProblem(err))
 			return f
 		}
 		fi, _ := os.Stat(path)
@@ -86,7 +88,7 @@ func (p *preflight) backup(ctx context.Context) *findings {
 		f.add(pass, "", "the backup %s (%s), not a fresh snapshot", p.opts.Snapshot, mib(size))
 	}
 
-	ports, err := freePorts(2)
+	ports, err := cluster.FreePorts(2)
 	if err != nil {
 		f.add(skip, "", "no free ports for the scratch member: %v", err)
 		return f
@@ -159,7 +161,7 @@ func (p *preflight) backup(ctx context.Context) *findings {
 		f.add(warn, "verify backups while their revision is not yet compacted, or keep the source's hash beside each backup",
 			"the source has compacted past revision %d: the restore was checked by its sha256 and a member starting from it, not against the source's data", rev)
 	case err != nil:
-		f.add(skip, "", "the source's hash at revision %d could not be read: %v", rev, clientProblem(err))
+		f.add(skip, "", "the source's hash at revision %d could not be read: %v", rev, cluster.ClientProblem(err))
 	case want.Hash != got.Hash || want.CompactRevision != got.CompactRevision:
 		f.add(fail, "the backup does not hold the source's data: check the source for corruption (etcdctl endpoint hashkv --cluster)",
 			"restored hash %08x (compacted at %d) differs from %s's %08x (compacted at %d) at revision %d",
@@ -262,7 +264,7 @@ func removeStaleScratch(root string) {
 		if len(parts) == 3 {
 			started = parts[1]
 		}
-		if !alive(pid) || (started != "" && procStart(pid) != started) {
+		if !proc.Alive(pid) || (started != "" && proc.StartTime(pid) != started) {
 			_ = os.RemoveAll(m)
 		}
 	}

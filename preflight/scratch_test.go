@@ -1,4 +1,4 @@
-package harness
+package preflight
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"crypto/tls"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -30,7 +32,7 @@ func TestScratchMemberTakesOnlyItsClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(2)
+	ports, err := cluster.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestStaleScratchAfterPIDReuse(t *testing.T) {
 	}
 	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
 	pid := other.Process.Pid
-	live := filepath.Join(root, fmt.Sprintf("%s%d-%s-1", scratchPrefix, pid, procStart(pid)))
+	live := filepath.Join(root, fmt.Sprintf("%s%d-%s-1", scratchPrefix, pid, proc.StartTime(pid)))
 	reused := filepath.Join(root, fmt.Sprintf("%s%d-%s-2", scratchPrefix, pid, "12345"))
 	gone := filepath.Join(root, fmt.Sprintf("%s%d-%s-3", scratchPrefix, 1<<22+7, "1"))
 	for _, d := range []string{live, reused, gone} {
@@ -109,7 +111,7 @@ func TestStaleScratchAfterPIDReuse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if procStart(pid) == "" {
+	if proc.StartTime(pid) == "" {
 		t.Fatal("no start time for a live process")
 	}
 	removeStaleScratch(root)

@@ -1,4 +1,4 @@
-package harness
+package cluster
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -57,8 +58,8 @@ type LocalCluster struct {
 	prefix string        // namespace names: <prefix>-hub, <prefix>-<member>
 }
 
-// freePorts asks the kernel for n free loopback ports.
-func freePorts(n int) ([]int, error) {
+// FreePorts asks the kernel for n free loopback ports.
+func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -96,12 +97,12 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 	if perMember == 0 {
 		return nil, fmt.Errorf("unknown network %q", opts.Network)
 	}
-	ports, err := freePorts(perMember * opts.Size)
+	ports, err := FreePorts(perMember * opts.Size)
 	if err != nil {
 		return nil, err
 	}
 	c := &LocalCluster{opts: opts, prefix: newPrefix()}
-	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *ClusterFile) {
+	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *File) {
 		cf.Provider = "local"
 		if c.netns != nil {
 			cf.Namespaces = c.netns.Namespaces()
@@ -111,7 +112,7 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 		c.proxy = faults.NewProxy(opts.Seed, opts.Logger)
 	}
 	var initial []string
-	for i, name := range memberNames(opts.Size) {
+	for i, name := range MemberNames(opts.Size) {
 		dir := filepath.Join(opts.Dir, "members", name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
@@ -395,7 +396,7 @@ func (r *procRunner) start(ctx context.Context) error {
 	}
 	cmd := exec.Command(m.argv[0], m.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = memberSysProcAttr()
+	cmd.SysProcAttr = proc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		r.mu.Unlock()
 		logf.Close()
@@ -453,7 +454,7 @@ func (r *procRunner) state() (faults.ProcState, error) {
 		return faults.Exited, nil
 	default:
 	}
-	return procState(pid)
+	return proc.State(pid)
 }
 
 func (r *procRunner) stop(ctx context.Context, grace time.Duration) error {

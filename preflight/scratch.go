@@ -1,4 +1,4 @@
-package harness
+package preflight
 
 import (
 	"crypto/ecdsa"

@@ -1,4 +1,4 @@
-package harness
+package cluster
 
 import (
 	"context"
@@ -12,7 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
@@ -29,8 +33,8 @@ type HealReport struct {
 }
 
 // harnessAlive says whether the run's harness still runs (a reused PID runs something else).
-func harnessAlive(cf ClusterFile) bool {
-	return alive(cf.HarnessPID) && cf.HarnessPID != os.Getpid() && strings.Contains(cmdline(cf.HarnessPID), "chaos")
+func harnessAlive(cf File) bool {
+	return proc.Alive(cf.HarnessPID) && cf.HarnessPID != os.Getpid() && strings.Contains(proc.Cmdline(cf.HarnessPID), "chaos")
 }
 
 // RunningHarness is the PID of a run folder's harness while it still runs, else 0.
@@ -39,7 +43,7 @@ func RunningHarness(dir string) int {
 	if err != nil {
 		return 0
 	}
-	var cf ClusterFile
+	var cf File
 	if json.Unmarshal(b, &cf) != nil || !harnessAlive(cf) {
 		return 0
 	}
@@ -48,10 +52,6 @@ func RunningHarness(dir string) int {
 
 // ErrHarnessAlive is returned by Heal when the run's harness still runs (it heals its own faults).
 var ErrHarnessAlive = fmt.Errorf("the harness of this run is still running")
-
-func alive(pid int) bool {
-	return pid > 0 && syscall.Kill(pid, 0) == nil
-}
 
 // Heal heals what a killed harness left in run folder dir: it resumes paused members and ends member
 // processes of this run (a process counts only if its command line names this run's data dir, so a
@@ -62,7 +62,7 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a run folder: %w", dir, err)
 	}
-	var cf ClusterFile
+	var cf File
 	if err := json.Unmarshal(b, &cf); err != nil {
 		return nil, fmt.Errorf("reading %s/cluster.json: %w", dir, err)
 	}
@@ -85,22 +85,22 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 		cf.Members = nil
 	}
 	for _, m := range cf.Members {
-		if !alive(m.PID) || !strings.Contains(cmdline(m.PID), m.DataDir) {
+		if !proc.Alive(m.PID) || !strings.Contains(proc.Cmdline(m.PID), m.DataDir) {
 			continue
 		}
-		if st, _ := procState(m.PID); st == faults.Stopped {
+		if st, _ := proc.State(m.PID); st == faults.Stopped {
 			rep.Resumed = append(rep.Resumed, m.Name)
 		}
 		_ = syscall.Kill(m.PID, syscall.SIGCONT)
 		_ = syscall.Kill(m.PID, syscall.SIGTERM)
 		deadline := time.Now().Add(5 * time.Second)
-		for alive(m.PID) && time.Now().Before(deadline) && ctx.Err() == nil {
-			if st, _ := procState(m.PID); st == faults.Exited {
+		for proc.Alive(m.PID) && time.Now().Before(deadline) && ctx.Err() == nil {
+			if st, _ := proc.State(m.PID); st == faults.Exited {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if st, _ := procState(m.PID); st != faults.Exited {
+		if st, _ := proc.State(m.PID); st != faults.Exited {
 			_ = syscall.Kill(m.PID, syscall.SIGKILL)
 		}
 		rep.Stopped = append(rep.Stopped, m.Name)
@@ -137,7 +137,7 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 // healRemoteKeys deletes a remote run's keys (and revokes its leases) unless its events say they
 // were deleted: the killed harness could not. The credentials are the scenario's (its password
 // variable must be set for chaos heal too), the prefix and endpoints cluster.json's.
-func healRemoteKeys(ctx context.Context, dir string, cf ClusterFile, rep *HealReport) error {
+func healRemoteKeys(ctx context.Context, dir string, cf File, rep *HealReport) error {
 	if b, err := os.ReadFile(filepath.Join(dir, "events.jsonl")); err == nil && strings.Contains(string(b), `"kind":"keys_deleted"`) {
 		return nil
 	}
@@ -167,4 +167,64 @@ func healRemoteKeys(ctx context.Context, dir string, cf ClusterFile, rep *HealRe
 		_ = ev.Close()
 	}
 	return nil
+}
+
+// DeletePrefix deletes every key under prefix, and revokes the leases whose attached keys are all
+// under it (a lease workload's, a lock's session); other leases are not touched.
+func DeletePrefix(ctx context.Context, endpoints []string, conn *loadgen.Conn, prefix string) (int64, error) {
+	if prefix == "" || !strings.HasPrefix(prefix, loadgen.DefaultPrefix) {
+		return 0, fmt.Errorf("refusing to delete under %q: not a run's key prefix (%s<run id>/)", prefix, loadgen.DefaultPrefix)
+	}
+	var last error
+	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			}
+		}
+		cli, err := loadgen.MeasureClientVia(endpoints, conn)
+		if err != nil {
+			last = ClientProblem(err)
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		revokeLeasesUnder(dctx, cli, prefix)
+		resp, err := cli.Delete(dctx, prefix, clientv3.WithPrefix())
+		cancel()
+		_ = cli.Close()
+		if err == nil {
+			return resp.Deleted, nil
+		}
+		last = ClientProblem(err)
+		if fatalClientError(err) != nil {
+			break // a refused credential or permission: another try will not mend it
+		}
+	}
+	return 0, last
+}
+
+// revokeLeasesUnder revokes each lease whose attached keys are all under prefix (at most 10,000
+// leases are looked at): the run's own, which would otherwise live out their TTL.
+func revokeLeasesUnder(ctx context.Context, cli *clientv3.Client, prefix string) {
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		return
+	}
+	for i, l := range leases.Leases {
+		if i >= 10_000 || ctx.Err() != nil {
+			return
+		}
+		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		if err != nil || len(ttl.Keys) == 0 {
+			continue
+		}
+		ours := true
+		for _, k := range ttl.Keys {
+			ours = ours && strings.HasPrefix(string(k), prefix)
+		}
+		if ours {
+			_, _ = cli.Revoke(ctx, l.ID)
+		}
+	}
 }

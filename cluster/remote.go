@@ -1,4 +1,4 @@
-package harness
+package cluster
 
 import (
 	"context"
@@ -58,7 +58,7 @@ func NewRemote(opts RemoteOptions) (*RemoteCluster, error) {
 		return nil, errors.New("cluster.endpoints: a remote cluster needs its client URLs, named explicitly")
 	}
 	c := &RemoteCluster{opts: opts}
-	c.base = base{dir: opts.Dir, log: nopLogger(), network: "remote", control: opts.Conn, describe: func(cf *ClusterFile) {
+	c.base = base{dir: opts.Dir, log: nopLogger(), network: "remote", control: opts.Conn, describe: func(cf *File) {
 		cf.Provider, cf.RunID, cf.KeyPrefix, cf.ScenarioFile = "remote", opts.RunID, opts.KeyPrefix, opts.ScenarioFile
 		cf.Endpoints = append([]string(nil), opts.Endpoints...)
 	}}
@@ -82,7 +82,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 	for _, ep := range c.opts.Endpoints {
 		cli, err := loadgen.MeasureClientVia([]string{ep}, c.opts.Conn)
 		if err != nil {
-			return fmt.Errorf("connecting to %s: %w", ep, diagnose(ep, err, c.opts.Conn))
+			return fmt.Errorf("connecting to %s: %w", ep, Diagnose(ep, err, c.opts.Conn))
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := cli.Status(sctx, ep)
@@ -100,7 +100,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 		cancel()
 		_ = cli.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", ep, diagnose(ep, err, c.opts.Conn))
+			return fmt.Errorf("%s: %w", ep, Diagnose(ep, err, c.opts.Conn))
 		}
 		got = append(got, found{id: st.Header.MemberId, endpoint: ep, version: st.Version})
 	}
@@ -132,7 +132,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 		return nil
 	}
 	if c.proxy != nil {
-		ports, err := freePorts(len(c.members))
+		ports, err := FreePorts(len(c.members))
 		if err != nil {
 			return err
 		}
@@ -304,14 +304,14 @@ func fatalClientError(err error) error {
 	msg := err.Error()
 	for _, hint := range []string{"x509:", "tls:", "certificate", "authentication handshake failed"} {
 		if strings.Contains(msg, hint) {
-			return fmt.Errorf("TLS failed: %s", tlsReason(msg))
+			return fmt.Errorf("TLS failed: %s", TLSReason(msg))
 		}
 	}
 	return nil
 }
 
-// tlsReason keeps the part of a gRPC transport error that says what TLS refused.
-func tlsReason(msg string) string {
+// TLSReason keeps the part of a gRPC transport error that says what TLS refused.
+func TLSReason(msg string) string {
 	for _, k := range []string{"x509: ", "tls: "} {
 		if i := strings.Index(msg, k); i >= 0 {
 			return strings.TrimRight(msg[i:], "\")")
@@ -320,9 +320,9 @@ func tlsReason(msg string) string {
 	return msg
 }
 
-// diagnose says why ep could not be reached with conn: the client's own error when it names the
+// Diagnose says why ep could not be reached with conn: the client's own error when it names the
 // problem, else what a TLS handshake of its own finds (gRPC often reports only a deadline).
-func diagnose(ep string, err error, conn *loadgen.Conn) error {
+func Diagnose(ep string, err error, conn *loadgen.Conn) error {
 	if f := fatalClientError(err); f != nil {
 		return f
 	}
@@ -334,7 +334,7 @@ func diagnose(ep string, err error, conn *loadgen.Conn) error {
 		return err
 	}
 	if terr := tlsProbe(u.Host, conn.TLS); terr != nil {
-		return fmt.Errorf("TLS failed: %s", tlsReason(terr.Error()))
+		return fmt.Errorf("TLS failed: %s", TLSReason(terr.Error()))
 	}
 	return err
 }
@@ -364,8 +364,8 @@ func tlsProbe(addr string, base *tls.Config) error {
 	return nil
 }
 
-// clientProblem names a fatal client error plainly, else returns err.
-func clientProblem(err error) error {
+// ClientProblem names a fatal client error plainly, else returns err.
+func ClientProblem(err error) error {
 	if f := fatalClientError(err); f != nil {
 		return f
 	}
@@ -398,14 +398,14 @@ func reachRemote(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (Clus
 	for _, m := range cl.members {
 		st, err := cl.status(ctx, m, 2*time.Second)
 		if err != nil {
-			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\tdoes not answer: %v\n", m.name, m.realURL, clientProblem(err))
+			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\tdoes not answer: %v\n", m.name, m.realURL, ClientProblem(err))
 			continue
 		}
 		lead := ""
 		if st.Leader == st.Header.MemberId {
 			lead = "leader"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%.1f MB\t%s\n", m.name, m.realURL, st.Version, st.RaftTerm, lead, float64(st.DbSize)/1e6, orDash(strings.Join(st.Errors, "; ")))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%.1f MB\t%s\n", m.name, m.realURL, st.Version, st.RaftTerm, lead, float64(st.DbSize)/1e6, dash(strings.Join(st.Errors, "; ")))
 	}
 	tw.Flush()
 	if leader, term, err := cl.Leader(ctx); err != nil {
@@ -423,7 +423,7 @@ func reachRemote(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (Clus
 
 // remoteOptions fills a remote cluster's options from the scenario: its endpoints, TLS and
 // credentials (errors name the field, never the secret), and where the run writes.
-func remoteOptions(sc *scenarios.Scenario, o *ClusterOptions, runID, keyPrefix string) error {
+func remoteOptions(sc *scenarios.Scenario, o *Options, runID, keyPrefix string) error {
 	conn, err := RemoteConn(sc)
 	if err != nil {
 		return err
@@ -434,4 +434,12 @@ func remoteOptions(sc *scenarios.Scenario, o *ClusterOptions, runID, keyPrefix s
 		o.Remote.ScenarioFile = abs
 	}
 	return nil
+}
+
+// dash is s, or "-" for nothing.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

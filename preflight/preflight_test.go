@@ -1,4 +1,4 @@
-package harness
+package preflight
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/internal/prom"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 )
 
@@ -46,7 +47,7 @@ func fakeMember(t *testing.T, name, metrics string) *pfMember {
 // The estimator is histogram_quantile's: linear within the bucket that holds the rank.
 func TestQuantileAsHistogramQuantile(t *testing.T) {
 	m := fakeMember(t, "a", histogramText("x", 1000, 0.004, ""))
-	got := quantile(m.metrics["x"].Metric[0].Histogram, 0.99)
+	got := prom.Quantile(m.metrics["x"].Metric[0].Histogram, 0.99)
 	// Every sample in (2ms, 4ms]: rank 990 of 1000 is 99% of the way through the bucket.
 	if want := 0.002 + 0.002*0.99; math.Abs(got-want) > 1e-9 {
 		t.Errorf("p99 %v, want %v", got, want)
@@ -92,7 +93,7 @@ func TestPreflightTimeoutsAgainstTheRoundTrip(t *testing.T) {
 		if c.say == "too few to fail on" {
 			metrics = histogramText("etcd_network_peer_round_trip_time_seconds", 12, 0.032, `To="2",`)
 		}
-		p := &preflight{members: []*pfMember{fakeMember(t, "a", metrics)}, opts: PreflightOptions{Heartbeat: c.hb, Election: c.et}, started: time.Now()}
+		p := &preflight{members: []*pfMember{fakeMember(t, "a", metrics)}, opts: Options{Heartbeat: c.hb, Election: c.et}, started: time.Now()}
 		p.resolveTimeouts()
 		status, evidence, _ := p.timeouts(context.Background()).result()
 		if status != c.status || !strings.Contains(evidence, c.say) {

@@ -1,4 +1,4 @@
-package harness
+package preflight
 
 import (
 	"context"
@@ -20,14 +20,15 @@ import (
 	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-// PreflightOptions says which cluster chaos preflight checks and what it knows of the cluster's
+// Options says which cluster chaos preflight checks and what it knows of the cluster's
 // settings and of the service's clients.
-type PreflightOptions struct {
+type Options struct {
 	Endpoints []string
 	Conn      *loadgen.Conn // TLS and credentials, as the service's clients would present them
 	// Heartbeat and Election are the cluster's timeouts (0: the scenario's, else etcd's defaults,
@@ -69,7 +70,7 @@ type pfMember struct {
 }
 
 type preflight struct {
-	opts      PreflightOptions
+	opts      Options
 	members   []*pfMember
 	clusterID uint64
 	cli       *clientv3.Client // over every reached member, with the given credentials
@@ -81,11 +82,11 @@ type preflight struct {
 	timesFrom string // where hb and et came from
 }
 
-// Preflight runs the pre-launch checklist against a live cluster. It changes nothing in the
+// Run runs the pre-launch checklist against a live cluster. It changes nothing in the
 // cluster: its probes are reads, a transaction whose put can never apply, and a snapshot.
-func Preflight(ctx context.Context, opts PreflightOptions) (*reports.Preflight, error) {
+func Run(ctx context.Context, opts Options) (*reports.Preflight, error) {
 	if len(opts.Endpoints) == 0 {
-		return nil, fmt.Errorf("%w: preflight needs the cluster's client URLs (--endpoints)", ErrInput)
+		return nil, fmt.Errorf("%w: preflight needs the cluster's client URLs (--endpoints)", cluster.ErrInput)
 	}
 	for _, ep := range opts.Endpoints {
 		if strings.HasPrefix(ep, "https://") && (opts.Conn == nil || opts.Conn.TLS == nil) {
@@ -190,7 +191,7 @@ func (p *preflight) withScheme(ep string) string {
 func (p *preflight) dial(ctx context.Context, ep string) (*clientv3.Client, *clientv3.StatusResponse, time.Duration, error) {
 	cli, err := loadgen.MeasureClientVia([]string{ep}, p.opts.Conn)
 	if err != nil {
-		return nil, nil, 0, diagnose(ep, err, p.opts.Conn)
+		return nil, nil, 0, cluster.Diagnose(ep, err, p.opts.Conn)
 	}
 	var st *clientv3.StatusResponse
 	var rtts []time.Duration
@@ -202,7 +203,7 @@ func (p *preflight) dial(ctx context.Context, ep string) (*clientv3.Client, *cli
 		cancel()
 		if err != nil {
 			_ = cli.Close()
-			return nil, nil, 0, diagnose(ep, err, p.opts.Conn)
+			return nil, nil, 0, cluster.Diagnose(ep, err, p.opts.Conn)
 		}
 		st = s
 	}
@@ -229,7 +230,7 @@ func (p *preflight) gather(ctx context.Context) error {
 	for i, raw := range p.opts.Endpoints {
 		ep := p.withScheme(raw)
 		if _, err := url.Parse(ep); err != nil {
-			return fmt.Errorf("%w: --endpoints %s: %v", ErrInput, raw, err)
+			return fmt.Errorf("%w: --endpoints %s: %v", cluster.ErrInput, raw, err)
 		}
 		wg.Add(1)
 		go func() {
@@ -265,7 +266,7 @@ func (p *preflight) gather(ctx context.Context) error {
 	list, err := reached[0].cli.MemberList(lctx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("%w: listing the members at %s: %v", ErrUnreachable, reached[0].url, clientProblem(err))
+		return fmt.Errorf("%w: listing the members at %s: %v", ErrUnreachable, reached[0].url, cluster.ClientProblem(err))
 	}
 	for _, lm := range list.Members {
 		m := byID[lm.ID]
@@ -320,7 +321,7 @@ func (p *preflight) gather(ctx context.Context) error {
 	}
 	cli, err := loadgen.MeasureClientVia(urls, p.opts.Conn)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnreachable, clientProblem(err))
+		return fmt.Errorf("%w: %v", ErrUnreachable, cluster.ClientProblem(err))
 	}
 	p.cli = cli
 	return nil

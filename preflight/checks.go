@@ -1,4 +1,4 @@
-package harness
+package preflight
 
 import (
 	"context"
@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
+	"github.com/etcd-chaos/etcd-chaos/internal/prom"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -371,7 +373,7 @@ func (r tlsResult) reason() string {
 	if r.err == nil {
 		return "served"
 	}
-	return tlsReason(shortErr(r.err))
+	return cluster.TLSReason(shortErr(r.err))
 }
 
 // tlsGet asks clientURL for /health over TLS with cfg (nil: the given settings).
@@ -426,7 +428,7 @@ func (p *preflight) auth(ctx context.Context) *findings {
 	defer cancel()
 	enabled := false
 	if st, err := p.cli.AuthStatus(actx); err != nil {
-		f.add(skip, "", "auth status: %v", clientProblem(err))
+		f.add(skip, "", "auth status: %v", cluster.ClientProblem(err))
 	} else if !st.Enabled {
 		f.add(fail, "enable auth: add a root user, a role per service with the keys it needs, then etcdctl auth enable",
 			"auth is disabled: anyone who reaches a client port can read and write every key")
@@ -445,7 +447,7 @@ func (p *preflight) auth(ctx context.Context) *findings {
 	}
 	cli, err := loadgen.MeasureClientVia(urls, guest)
 	if err != nil {
-		f.add(skip, "", "a client without credentials could not connect: %v", clientProblem(err))
+		f.add(skip, "", "a client without credentials could not connect: %v", cluster.ClientProblem(err))
 	} else {
 		defer cli.Close()
 		// With client-cert auth, etcd takes a certificate's common name as the user of a request
@@ -486,7 +488,7 @@ func (p *preflight) auth(ctx context.Context) *findings {
 	default:
 		resp, err := p.cli.UserGet(actx, user)
 		if err != nil {
-			f.add(skip, "", "user %s: its roles could not be read: %v", user, clientProblem(err))
+			f.add(skip, "", "user %s: its roles could not be read: %v", user, cluster.ClientProblem(err))
 			break
 		}
 		var roles []string
@@ -532,7 +534,7 @@ func (p *preflight) roleText(ctx context.Context, role string) string {
 	}
 	resp, err := p.cli.RoleGet(ctx, role)
 	if err != nil {
-		return role + " (permissions unreadable: " + clientProblem(err).Error() + ")"
+		return role + " (permissions unreadable: " + cluster.ClientProblem(err).Error() + ")"
 	}
 	var perms []string
 	for _, pm := range resp.Perm {
@@ -573,32 +575,6 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// quantile estimates quantile q of a Prometheus histogram as histogram_quantile does: linear
-// within the bucket holding the rank; in the +Inf bucket, the highest finite bound.
-func quantile(h *dto.Histogram, q float64) float64 {
-	total := float64(h.GetSampleCount())
-	if total == 0 {
-		return math.NaN()
-	}
-	rank := q * total
-	prevBound, prevCount := 0.0, 0.0
-	for _, b := range h.Bucket {
-		c := float64(b.GetCumulativeCount())
-		ub := b.GetUpperBound()
-		if c >= rank {
-			if math.IsInf(ub, 1) {
-				return prevBound
-			}
-			if c == prevCount {
-				return ub
-			}
-			return prevBound + (ub-prevBound)*(rank-prevCount)/(c-prevCount)
-		}
-		prevBound, prevCount = ub, c
-	}
-	return prevBound
-}
-
 func gauge(fams map[string]*dto.MetricFamily, name string) (float64, bool) {
 	fam := fams[name]
 	if fam == nil || len(fam.Metric) == 0 {
@@ -632,7 +608,7 @@ func (p *preflight) timeouts(ctx context.Context) *findings {
 			if h == nil || h.GetSampleCount() == 0 {
 				continue
 			}
-			q := quantile(h, 0.99)
+			q := prom.Quantile(h, 0.99)
 			mean := h.GetSampleSum() / float64(h.GetSampleCount())
 			samples += h.GetSampleCount()
 			links = append(links, fmt.Sprintf("%s->%s p99 %s", m.name, p.nameOf(parseID(label(s, "To"))), msText(q)))
@@ -757,7 +733,7 @@ func (p *preflight) disk(ctx context.Context) *findings {
 				continue
 			}
 			h := series[0].Histogram
-			q := quantile(h, 0.99)
+			q := prom.Quantile(h, 0.99)
 			n := h.GetSampleCount()
 			text := fmt.Sprintf("%s: %s p99 %s over %d %ss since it started (from etcd's buckets, as histogram_quantile; limit %s)", m.name, pr.what, msText(q), n, pr.unit, msText(pr.limit))
 			switch {
@@ -830,7 +806,7 @@ func (p *preflight) space(ctx context.Context) *findings {
 			f.add(fail, "resolve the alarm's cause (free space: compact, defrag; corruption: replace the member), then etcdctl alarm disarm",
 				"the members report: %s", strings.Join(errs, "; "))
 		} else {
-			f.add(skip, "", "the alarm list could not be read (%v); the members' status reports no errors", clientProblem(err))
+			f.add(skip, "", "the alarm list could not be read (%v); the members' status reports no errors", cluster.ClientProblem(err))
 		}
 	case len(resp.Alarms) > 0:
 		var as []string

@@ -1,4 +1,4 @@
-package harness
+package proc
 
 import (
 	"fmt"
@@ -9,15 +9,15 @@ import (
 	"github.com/etcd-chaos/etcd-chaos/faults"
 )
 
-// memberSysProcAttr puts each member in its own process group (a Ctrl-C on the terminal reaches the
+// SysProcAttr puts each member in its own process group (a Ctrl-C on the terminal reaches the
 // harness, which heals and stops members in order, not the members directly) and has the kernel
 // SIGKILL the member if the harness dies, so no member outlives it.
-func memberSysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// procState reads the process state from /proc/PID/stat (the field after the command name).
-func procState(pid int) (faults.ProcState, error) {
+// State reads the process state from /proc/PID/stat (the field after the command name).
+func State(pid int) (faults.ProcState, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -39,8 +39,8 @@ func procState(pid int) (faults.ProcState, error) {
 	return faults.Running, nil
 }
 
-// cmdline returns a process's command line, or "" if it is gone.
-func cmdline(pid int) string {
+// Cmdline returns a process's command line, or "" if it is gone.
+func Cmdline(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return ""
@@ -48,9 +48,9 @@ func cmdline(pid int) string {
 	return strings.ReplaceAll(string(b), "\x00", " ")
 }
 
-// procStart is a process's start time (clock ticks since boot, /proc/PID/stat's 22nd field): with
+// StartTime is a process's start time (clock ticks since boot, /proc/PID/stat's 22nd field): with
 // the pid it names one process, even after the pid is reused. "" when it is gone.
-func procStart(pid int) string {
+func StartTime(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return ""

@@ -1,4 +1,4 @@
-package harness
+package cluster
 
 import (
 	"archive/tar"
@@ -105,13 +105,13 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 		}
 		opts.NodeCommand = cmd
 	}
-	ports, err := freePorts(opts.Size)
+	ports, err := FreePorts(opts.Size)
 	if err != nil {
 		return nil, err
 	}
 	c := &ContainerCluster{opts: opts, prefix: newPrefix()}
 	c.docker = &docker{image: co.Image, net: c.prefix}
-	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *ClusterFile) {
+	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *File) {
 		cf.Provider, cf.Prefix, cf.Image = "container", c.prefix, c.docker.image
 		for _, m := range c.members {
 			if id := m.run.(*containerRunner).ID(); id != "" {
@@ -127,7 +127,7 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 	if err != nil {
 		return nil, err
 	}
-	names := memberNames(opts.Size)
+	names := MemberNames(opts.Size)
 	var initial []string
 	for _, name := range names {
 		initial = append(initial, fmt.Sprintf("%s=http://%s:2380", name, name))
@@ -225,7 +225,7 @@ func (c *ContainerCluster) routeContainers(ctx context.Context) error {
 		}
 		m.clientURL = m.realURL
 		if c.opts.ClientProxy {
-			pp, err := freePorts(1)
+			pp, err := FreePorts(1)
 			if err != nil {
 				return err
 			}
@@ -308,7 +308,7 @@ func buildNodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin st
 		return tag, true, nil
 	}
 	dockerfile := "FROM scratch\nCOPY chaos /chaos\nENTRYPOINT [\"/chaos\", \"node\", \"--\"]\n"
-	if err := buildImage(ctx, dc, tag, dockerfile, map[string][]byte{"chaos": data}); err != nil {
+	if err := BuildImage(ctx, dc, tag, dockerfile, map[string][]byte{"chaos": data}); err != nil {
 		return "", false, err
 	}
 	// Older node images (of binaries since rebuilt) go, unless a container still uses one.
@@ -324,8 +324,8 @@ func buildNodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin st
 	return tag, false, nil
 }
 
-// buildImage builds an image from a Dockerfile and executable files, with no build context on disk.
-func buildImage(ctx context.Context, dc *testcontainers.DockerClient, tag, dockerfile string, files map[string][]byte) error {
+// BuildImage builds an image from a Dockerfile and executable files, with no build context on disk.
+func BuildImage(ctx context.Context, dc *testcontainers.DockerClient, tag, dockerfile string, files map[string][]byte) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {

@@ -1,4 +1,4 @@
-package harness
+package cluster
 
 import (
 	"bufio"
@@ -31,6 +31,13 @@ import (
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
+
+// ErrInput marks problems with what the user asked for that only show once the cluster is known
+// (a fault that would break a remote cluster's quorum, a missing password variable): exit code 2.
+var ErrInput = errors.New("bad input")
+
+// ErrInfra marks errors where the harness or the cluster could not run (exit code 3).
+var ErrInfra = errors.New("the harness or the cluster could not run")
 
 // Cluster is what a run needs of a cluster, whoever provides it: local processes, containers, or
 // a cluster the team already runs. One file per provider implements it (local.go, container.go,
@@ -84,9 +91,9 @@ type Capabilities struct {
 // run asks of it by capability.
 type provider struct {
 	caps Capabilities
-	new  func(ClusterOptions) (Cluster, error)
+	new  func(Options) (Cluster, error)
 	// options fills the provider's own options from the scenario (nil: it has none beyond Local's).
-	options func(sc *scenarios.Scenario, o *ClusterOptions, runID, keyPrefix string) error
+	options func(sc *scenarios.Scenario, o *Options, runID, keyPrefix string) error
 	// reach, for a cluster already running, reaches it read-only for a dry run and describes it on
 	// w (nil: a dry run describes the cluster the run would start).
 	reach func(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (Cluster, error)
@@ -94,9 +101,9 @@ type provider struct {
 
 // providers maps cluster.provider to its provider.
 var providers = map[string]provider{
-	"local":     {caps: Capabilities{StartsMembers: true}, new: func(o ClusterOptions) (Cluster, error) { return NewLocal(o.Local) }},
-	"container": {caps: Capabilities{StartsMembers: true}, new: func(o ClusterOptions) (Cluster, error) { return NewContainers(o.Local, o.Container) }},
-	"remote": {caps: Capabilities{Shared: true}, new: func(o ClusterOptions) (Cluster, error) { return NewRemote(o.Remote) },
+	"local":     {caps: Capabilities{StartsMembers: true}, new: func(o Options) (Cluster, error) { return NewLocal(o.Local) }},
+	"container": {caps: Capabilities{StartsMembers: true}, new: func(o Options) (Cluster, error) { return NewContainers(o.Local, o.Container) }},
+	"remote": {caps: Capabilities{Shared: true}, new: func(o Options) (Cluster, error) { return NewRemote(o.Remote) },
 		options: remoteOptions, reach: reachRemote},
 }
 
@@ -106,15 +113,41 @@ func CapabilitiesOf(name string) Capabilities { return providers[name].caps }
 // providerOf is the scenario's provider (zero for an unknown name, which validation refuses).
 func providerOf(sc *scenarios.Scenario) provider { return providers[sc.Cluster.Provider] }
 
-// ClusterOptions holds every provider's options; each reads its own.
-type ClusterOptions struct {
+// OptionsFor builds every provider's options from the scenario (a remote cluster's TLS and
+// credentials among them; their errors name the field, never the secret). keyPrefix is where a
+// remote run writes: cluster.json records it from the start, so chaos heal can delete what a
+// killed harness left.
+func OptionsFor(sc *scenarios.Scenario, lopts LocalOptions, runID, keyPrefix string) (Options, error) {
+	o := Options{Local: lopts, Container: ContainerOptions{Image: sc.Cluster.Image, Entrypoint: sc.Cluster.Entrypoint}}
+	if p := providerOf(sc); p.options != nil {
+		if err := p.options(sc, &o, runID, keyPrefix); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// Reach reaches, read-only, the cluster already running that the scenario names, and describes
+// it on w, for a dry run; ok is false when the scenario's provider starts its own cluster (the dry
+// run describes the one the run would start).
+func Reach(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (cl Cluster, ok bool, err error) {
+	p := providerOf(sc)
+	if p.reach == nil {
+		return nil, false, nil
+	}
+	cl, err = p.reach(ctx, sc, w)
+	return cl, true, err
+}
+
+// Options holds every provider's options; each reads its own.
+type Options struct {
 	Local     LocalOptions
 	Container ContainerOptions
 	Remote    RemoteOptions
 }
 
-// NewCluster lays out the cluster of the named provider without starting it.
-func NewCluster(provider string, o ClusterOptions) (Cluster, error) {
+// New lays out the cluster of the named provider without starting it.
+func New(provider string, o Options) (Cluster, error) {
 	p, ok := providers[provider]
 	if !ok {
 		return nil, fmt.Errorf("unknown cluster provider %q", provider)
@@ -166,7 +199,7 @@ type base struct {
 	// control is how the harness's control clients reach each member's own URL (realURL).
 	control *loadgen.Conn
 	// describe adds the provider's fields to cluster.json.
-	describe func(*ClusterFile)
+	describe func(*File)
 	network  string
 
 	mu        sync.Mutex // guards cluster.json writes
@@ -266,6 +299,16 @@ func (c *base) controlClient(m *member) (*clientv3.Client, error) {
 	}
 	c.clients[m.name] = cli
 	return cli, nil
+}
+
+// MemberStatus asks the named member for its status over the harness's control client (its own
+// URL, never through a fault's proxy).
+func (c *base) MemberStatus(ctx context.Context, name string, timeout time.Duration) (*pb.StatusResponse, error) {
+	m := c.byName(name)
+	if m == nil {
+		return nil, fmt.Errorf("no member %s", name)
+	}
+	return c.status(ctx, m, timeout)
 }
 
 // status asks one member for its status over its control client.
@@ -553,18 +596,18 @@ func (c *base) RemoveData() error {
 	return errors.Join(errs...)
 }
 
-// ClusterFile is cluster.json: what chaos heal needs to find a run's processes.
-type ClusterFile struct {
+// File is cluster.json: what chaos heal needs to find a run's processes.
+type File struct {
 	HarnessPID int      `json:"harness_pid"`
 	Dir        string   `json:"dir"`
 	Provider   string   `json:"provider,omitempty"`
 	Network    string   `json:"network"`
 	Namespaces []string `json:"namespaces,omitempty"` // network: netns, for chaos heal
 	// Provider container: everything the run made carries the label etcd-chaos.run=<Prefix>.
-	Prefix     string          `json:"prefix,omitempty"`
-	Containers []string        `json:"containers,omitempty"`
-	Image      string          `json:"image,omitempty"`
-	Members    []ClusterMember `json:"members"`
+	Prefix     string       `json:"prefix,omitempty"`
+	Containers []string     `json:"containers,omitempty"`
+	Image      string       `json:"image,omitempty"`
+	Members    []FileMember `json:"members"`
 	// Provider remote: the run's id and the key prefix it writes under, and the endpoints (never a
 	// credential), so chaos heal can delete the keys of a killed run.
 	RunID     string   `json:"run_id,omitempty"`
@@ -574,8 +617,8 @@ type ClusterFile struct {
 	ScenarioFile string `json:"scenario_file,omitempty"`
 }
 
-// ClusterMember is one member in cluster.json.
-type ClusterMember struct {
+// FileMember is one member in cluster.json.
+type FileMember struct {
 	Name      string `json:"name"`
 	PID       int    `json:"pid"`
 	ClientURL string `json:"client_url"`   // what the load uses (the client proxy, if any)
@@ -590,12 +633,12 @@ type ClusterMember struct {
 func (c *base) writeClusterFile() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cf := ClusterFile{HarnessPID: os.Getpid(), Dir: c.dir, Network: c.network}
+	cf := File{HarnessPID: os.Getpid(), Dir: c.dir, Network: c.network}
 	if c.describe != nil {
 		c.describe(&cf)
 	}
 	for _, m := range c.members {
-		cf.Members = append(cf.Members, ClusterMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
+		cf.Members = append(cf.Members, FileMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
 			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath})
 	}
 	b, err := json.MarshalIndent(cf, "", "  ")
@@ -688,8 +731,8 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// memberNames are the names of a started cluster's members.
-func memberNames(n int) []string {
+// MemberNames are the names of a started cluster's members.
+func MemberNames(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = scenarios.MemberName(i)
@@ -709,7 +752,7 @@ func (c *base) Health(ctx context.Context) error {
 			defer wg.Done()
 			st, err := c.status(ctx, m, time.Second)
 			if err != nil {
-				errs[i] = fmt.Errorf("%s does not answer (%v)", m.name, clientProblem(err))
+				errs[i] = fmt.Errorf("%s does not answer (%v)", m.name, ClientProblem(err))
 				return
 			}
 			leaders[i] = st.Leader

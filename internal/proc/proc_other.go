@@ -1,6 +1,6 @@
 //go:build !linux
 
-package harness
+package proc
 
 import (
 	"os/exec"
@@ -11,12 +11,12 @@ import (
 	"github.com/etcd-chaos/etcd-chaos/faults"
 )
 
-// memberSysProcAttr puts each member in its own process group. Without Linux's parent-death signal,
+// SysProcAttr puts each member in its own process group. Without Linux's parent-death signal,
 // chaos heal DIR is what ends members a killed harness left.
-func memberSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+func SysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
-// procState asks ps for the process state.
-func procState(pid int) (faults.ProcState, error) {
+// State asks ps for the process state.
+func State(pid int) (faults.ProcState, error) {
 	out, err := exec.Command("ps", "-o", "state=", "-p", strconv.Itoa(pid)).Output()
 	s := strings.TrimSpace(string(out))
 	if err != nil || s == "" {
@@ -31,7 +31,8 @@ func procState(pid int) (faults.ProcState, error) {
 	return faults.Running, nil
 }
 
-func cmdline(pid int) string {
+// Cmdline returns a process's command line, or "" if it is gone.
+func Cmdline(pid int) string {
 	out, err := exec.Command("ps", "-o", "command=", "-p", strconv.Itoa(pid)).Output()
 	if err != nil {
 		return ""
@@ -39,8 +40,8 @@ func cmdline(pid int) string {
 	return strings.TrimSpace(string(out))
 }
 
-// procStart asks ps for a process's start time ("" when it is gone).
-func procStart(pid int) string {
+// StartTime asks ps for a process's start time ("" when it is gone).
+func StartTime(pid int) string {
 	out, err := exec.Command("ps", "-o", "lstart=", "-p", strconv.Itoa(pid)).Output()
 	if err != nil {
 		return ""

@@ -1,4 +1,4 @@
-package harness
+package sweep
 
 import (
 	"context"
@@ -18,23 +18,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-chaos/etcd-chaos/cluster"
+	"github.com/etcd-chaos/etcd-chaos/harness"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-// SweepOptions configures a sweep: the scenario, the grid, and how each run is made.
-type SweepOptions struct {
+// Options configures a sweep: the scenario, the grid, and how each run is made.
+type Options struct {
 	Scenario string   // a file or a built-in name, as chaos run takes it
 	Sets     []string // --set overrides every cell has
 	Vary     []reports.Vary
 	Repeat   int
 	Seed     *int64 // nil: the scenario's seed
 	Out      string
-	Run      Options   // NodeCommand and Logger are used; Out, RunID and DiscardData are the sweep's
-	Progress io.Writer // one line per run: cells done, the current cell, an ETA
+	Run      harness.Options // NodeCommand and Logger are used; Out, RunID and DiscardData are the sweep's
+	Progress io.Writer       // one line per run: cells done, the current cell, an ETA
 }
 
-// ErrInterrupted is returned by RunSweep when its context was cancelled: the run in flight healed,
+// ErrInterrupted is returned by Run when its context was cancelled: the run in flight healed,
 // and what finished is on disk.
 var ErrInterrupted = errors.New("interrupted")
 
@@ -71,45 +74,45 @@ func ParseVary(s string) (reports.Vary, error) {
 	return reports.Vary{Path: path, Values: values}, nil
 }
 
-// SweepPlan is what a sweep will run: the cells in the order they run, each with its scenario.
-type SweepPlan struct {
+// Plan is what a sweep will run: the cells in the order they run, each with its scenario.
+type Plan struct {
 	Sweep     *reports.Sweep
 	Scenarios []*scenarios.Scenario // one per cell, in Sweep.Cells' order
 }
 
 var slugRe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// PlanSweep loads the scenario for every combination of the varied values. A combination the
+// NewPlan loads the scenario for every combination of the varied values. A combination the
 // scenario's validation refuses (an election timeout under 5 heartbeats) is skipped with the reason;
-// a value no combination accepts, or a path the scenario has no place for, is bad input (ErrInput).
+// a value no combination accepts, or a path the scenario has no place for, is bad input (harness.ErrInput).
 // The cells run in an order shuffled by the seed, so drift of the machine over a long sweep does not
 // line up with the grid, and repeat j of every cell has the seed seed+j-1 (the same fault targets in
 // every cell). The same options give the same plan.
-func PlanSweep(o SweepOptions) (*SweepPlan, error) {
+func NewPlan(o Options) (*Plan, error) {
 	if o.Repeat < 1 {
-		return nil, fmt.Errorf("%w: --repeat %d: valid: 1 or more runs per cell", ErrInput, o.Repeat)
+		return nil, fmt.Errorf("%w: --repeat %d: valid: 1 or more runs per cell", harness.ErrInput, o.Repeat)
 	}
 	if len(o.Vary) == 0 {
-		return nil, fmt.Errorf("%w: nothing to sweep: give at least one --vary PATH=V1,V2,...", ErrInput)
+		return nil, fmt.Errorf("%w: nothing to sweep: give at least one --vary PATH=V1,V2,...", harness.ErrInput)
 	}
 	for i, v := range o.Vary {
 		for _, w := range o.Vary[:i] {
 			if w.Path == v.Path {
-				return nil, fmt.Errorf("%w: --vary %s is given twice; valid: each path once, with all its values", ErrInput, v.Path)
+				return nil, fmt.Errorf("%w: --vary %s is given twice; valid: each path once, with all its values", harness.ErrInput, v.Path)
 			}
 		}
 		for _, s := range o.Sets {
 			if p, _, _ := strings.Cut(s, "="); strings.TrimSpace(p) == v.Path {
-				return nil, fmt.Errorf("%w: %s is both --set and --vary; valid: one of them", ErrInput, v.Path)
+				return nil, fmt.Errorf("%w: %s is both --set and --vary; valid: one of them", harness.ErrInput, v.Path)
 			}
 		}
 	}
 	base, err := scenarios.Load(o.Scenario, o.Sets)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		return nil, fmt.Errorf("%w: %w", harness.ErrInput, err)
 	}
-	if !providerOf(base).caps.StartsMembers {
-		return nil, fmt.Errorf("%w: %s: cluster.provider %s: a sweep starts a cluster per run with each cell's settings, which a cluster the team already runs cannot take; valid: local or container", ErrInput, base.File, base.Cluster.Provider)
+	if !cluster.CapabilitiesOf(base.Cluster.Provider).StartsMembers {
+		return nil, fmt.Errorf("%w: %s: cluster.provider %s: a sweep starts a cluster per run with each cell's settings, which a cluster the team already runs cannot take; valid: local or container", harness.ErrInput, base.File, base.Cluster.Provider)
 	}
 	seed := base.Seed
 	if o.Seed != nil {
@@ -142,7 +145,7 @@ func PlanSweep(o SweepOptions) (*SweepPlan, error) {
 		}
 		combos = next
 	}
-	plan := &SweepPlan{Sweep: sw}
+	plan := &Plan{Sweep: sw}
 	accepted := map[string]bool{} // path=value some combination accepted
 	var firstErr = map[string]string{}
 	for _, combo := range combos {
@@ -187,7 +190,7 @@ func PlanSweep(o SweepOptions) (*SweepPlan, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInput, strings.Join(bad, "\n"))
+		return nil, fmt.Errorf("%w: %s", harness.ErrInput, strings.Join(bad, "\n"))
 	}
 	// Names in grid order (stable however the cells are shuffled), then the seeded run order.
 	width := max(len(strconv.Itoa(len(combos))), 2)
@@ -220,8 +223,8 @@ func PlanSweep(o SweepOptions) (*SweepPlan, error) {
 	return plan, nil
 }
 
-// WriteSweepPlan prints what a sweep would run, in order, and what it skips.
-func WriteSweepPlan(w io.Writer, p *SweepPlan) {
+// WritePlan prints what a sweep would run, in order, and what it skips.
+func WritePlan(w io.Writer, p *Plan) {
 	s := p.Sweep
 	fmt.Fprintf(w, "sweep %s (fingerprint %s): %d cells × %d repeats = %d runs, seed %d; repeat j of every cell has seed %d+j-1\n",
 		s.Scenario, s.Fingerprint, len(s.Cells), s.Repeat, len(s.Cells)*s.Repeat, s.Seed, s.Seed)
@@ -256,25 +259,25 @@ func reusable(dir string) (*reports.Result, bool) {
 func lockSweep(dir string) (func(), error) {
 	path := filepath.Join(dir, "sweep.lock")
 	if b, err := os.ReadFile(path); err == nil {
-		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid != os.Getpid() && alive(pid) && strings.Contains(cmdline(pid), "chaos") {
-			return nil, fmt.Errorf("%w: %s is being swept by pid %d; wait for it or stop it (Ctrl-C), then rerun to resume", ErrInput, dir, pid)
+		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid != os.Getpid() && proc.Alive(pid) && strings.Contains(proc.Cmdline(pid), "chaos") {
+			return nil, fmt.Errorf("%w: %s is being swept by pid %d; wait for it or stop it (Ctrl-C), then rerun to resume", harness.ErrInput, dir, pid)
 		}
 	}
 	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+		return nil, fmt.Errorf("%w: %v", harness.ErrInfra, err)
 	}
 	return func() { _ = os.Remove(path) }, nil
 }
 
-// RunSweep runs the plan into o.Out, or resumes it there: a run folder whose result.json shows it
+// Run runs the plan into o.Out, or resumes it there: a run folder whose result.json shows it
 // ended is read, not rerun; one a killed sweep left is healed (its members ended) and run again.
 // sweep.json, sweep.csv and sweep.html are rewritten after every run, and each cell's cell.json
-// when it changes. It returns the sweep as far as it got; err wraps ErrInput (another sweep's
-// folder), ErrInfra, or ErrInterrupted.
-func RunSweep(ctx context.Context, o SweepOptions, plan *SweepPlan) (*reports.Sweep, error) {
+// when it changes. It returns the sweep as far as it got; err wraps harness.ErrInput (another sweep's
+// folder), harness.ErrInfra, or ErrInterrupted.
+func Run(ctx context.Context, o Options, plan *Plan) (*reports.Sweep, error) {
 	sw := plan.Sweep
 	if err := os.MkdirAll(filepath.Join(o.Out, "cells"), 0o755); err != nil {
-		return sw, fmt.Errorf("%w: %v", ErrInfra, err)
+		return sw, fmt.Errorf("%w: %v", harness.ErrInfra, err)
 	}
 	unlock, err := lockSweep(o.Out)
 	if err != nil {
@@ -285,11 +288,11 @@ func RunSweep(ctx context.Context, o SweepOptions, plan *SweepPlan) (*reports.Sw
 	if old, err := reports.ReadSweep(o.Out); err == nil {
 		if old.Fingerprint != sw.Fingerprint {
 			return sw, fmt.Errorf("%w: %s holds another sweep (fingerprint %s, this one %s: a different scenario, --set, --vary, --repeat or --seed); use another --out, or the command that made it to resume",
-				ErrInput, o.Out, old.Fingerprint, sw.Fingerprint)
+				harness.ErrInput, o.Out, old.Fingerprint, sw.Fingerprint)
 		}
 		sw.StartedAt = old.StartedAt
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return sw, fmt.Errorf("%w: %v (move the folder away to start over)", ErrInput, err)
+		return sw, fmt.Errorf("%w: %v (move the folder away to start over)", harness.ErrInput, err)
 	}
 	save := func() error {
 		sw.UpdatedAt = time.Now().UTC()
@@ -299,7 +302,7 @@ func RunSweep(ctx context.Context, o SweepOptions, plan *SweepPlan) (*reports.Sw
 		}
 		sw.Recommend()
 		if err := reports.WriteSweep(o.Out, sw); err != nil {
-			return fmt.Errorf("%w: %v", ErrInfra, err)
+			return fmt.Errorf("%w: %v", harness.ErrInfra, err)
 		}
 		return nil
 	}
@@ -356,12 +359,12 @@ func RunSweep(ctx context.Context, o SweepOptions, plan *SweepPlan) (*reports.Sw
 			ropts := o.Run
 			ropts.Out, ropts.RunID, ropts.DiscardData = dir, "", true
 			t0 := time.Now()
-			res, runErr := Run(ctx, &sc, ropts)
+			res, runErr := harness.Run(ctx, &sc, ropts)
 			if ctx.Err() != nil || (res != nil && res.Verdict == reports.VerdictInterrupted) {
 				return sw, errors.Join(ErrInterrupted, save())
 			}
 			if res == nil {
-				if errors.Is(runErr, ErrInput) {
+				if errors.Is(runErr, harness.ErrInput) {
 					return sw, errors.Join(runErr, save())
 				}
 				res = &reports.Result{Seed: sc.Seed, Verdict: reports.VerdictError, Reason: fmt.Sprint(runErr)}
@@ -410,14 +413,14 @@ func clearRun(ctx context.Context, dir string) error {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cluster.json")); err == nil {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-		_, err := Heal(hctx, dir, false)
+		_, err := cluster.Heal(hctx, dir, false)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("%w: healing %s, left by an earlier attempt: %v", ErrInfra, dir, err)
+			return fmt.Errorf("%w: healing %s, left by an earlier attempt: %v", harness.ErrInfra, dir, err)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("%w: %v", ErrInfra, err)
+		return fmt.Errorf("%w: %v", harness.ErrInfra, err)
 	}
 	return nil
 }
@@ -425,14 +428,14 @@ func clearRun(ctx context.Context, dir string) error {
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInfra, err)
+		return fmt.Errorf("%w: %v", harness.ErrInfra, err)
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("%w: %v", ErrInfra, err)
+		return fmt.Errorf("%w: %v", harness.ErrInfra, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("%w: %v", ErrInfra, err)
+		return fmt.Errorf("%w: %v", harness.ErrInfra, err)
 	}
 	return nil
 }
