@@ -66,7 +66,12 @@ type ContainerCluster struct {
 	proxy  *faults.Proxy // client links only: faults between the load and a member
 	netns  *faults.Netns // network: netns (root): the containers' own namespaces, by PID
 	prefix string        // the run's label value and the name of what it makes
+	// runners are the members' containers by member name.
+	runners map[string]*containerRunner
 }
+
+// runner is the container of member m.
+func (c *ContainerCluster) runner(m *member) *containerRunner { return c.runners[m.name] }
 
 // containerRunner runs one member as a container: the same data volume across restarts, its client
 // port published on 127.0.0.1 at a fixed port, its logs appended to the member's etcd.log.
@@ -109,12 +114,12 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 	if err != nil {
 		return nil, err
 	}
-	c := &ContainerCluster{opts: opts, prefix: newPrefix()}
+	c := &ContainerCluster{opts: opts, prefix: newPrefix(), runners: map[string]*containerRunner{}}
 	c.docker = &docker{image: co.Image, net: c.prefix}
 	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *File) {
 		cf.Provider, cf.Prefix, cf.Image = "container", c.prefix, c.docker.image
 		for _, m := range c.members {
-			if id := m.run.(*containerRunner).ID(); id != "" {
+			if id := c.runner(m).ID(); id != "" {
 				cf.Containers = append(cf.Containers, id)
 			}
 		}
@@ -159,7 +164,7 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 			},
 		}
 		c.docker.volumes = append(c.docker.volumes, vol)
-		m.run = r
+		m.run, c.runners[name] = r, r
 		c.members = append(c.members, m)
 	}
 	return c, nil
@@ -183,7 +188,7 @@ func (c *ContainerCluster) startDocker(ctx context.Context) error {
 		c.opts.Logger.Info("member image", "image", img, "cached", cached, "took", d.built)
 	}
 	for _, m := range c.members {
-		m.run.(*containerRunner).req.Image = d.image
+		c.runner(m).req.Image = d.image
 	}
 	res, err := dc.NetworkCreate(ctx, d.net, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{Label: c.prefix}})
 	if err != nil {
@@ -268,7 +273,7 @@ func (c *ContainerCluster) containerAddr(member string) (int, string, error) {
 		if m.name != member {
 			continue
 		}
-		in, err := m.run.(*containerRunner).inspect(context.Background())
+		in, err := c.runner(m).inspect(context.Background())
 		if err != nil {
 			return 0, "", err
 		}
@@ -376,7 +381,7 @@ func (c *ContainerCluster) closeDocker(ctx context.Context, keep bool) error {
 	}
 	var errs []error
 	for _, m := range c.members {
-		if id := m.run.(*containerRunner).ID(); id != "" {
+		if id := c.runner(m).ID(); id != "" {
 			if _, err := d.dc.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
 				errs = append(errs, fmt.Errorf("removing the container of %s: %w", m.name, err))
 			}

@@ -44,7 +44,7 @@ func (d dockerNet) isolated(links []faults.Link, s faults.Shape) (*member, error
 }
 
 func (d dockerNet) connected(ctx context.Context, m *member) (bool, error) {
-	in, err := m.run.(*containerRunner).inspect(ctx)
+	in, err := d.c.runner(m).inspect(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -57,7 +57,7 @@ func (d dockerNet) Apply(ctx context.Context, links []faults.Link, s faults.Shap
 	if err != nil {
 		return err
 	}
-	_, err = d.c.docker.dc.NetworkDisconnect(ctx, d.c.docker.netID, client.NetworkDisconnectOptions{Container: m.run.(*containerRunner).ID(), Force: true})
+	_, err = d.c.docker.dc.NetworkDisconnect(ctx, d.c.docker.netID, client.NetworkDisconnectOptions{Container: d.c.runner(m).ID(), Force: true})
 	return err
 }
 
@@ -80,7 +80,7 @@ func (d dockerNet) Heal(ctx context.Context, links []faults.Link) error {
 	if on, _ := d.connected(ctx, m); on {
 		return nil
 	}
-	_, err = d.c.docker.dc.NetworkConnect(ctx, d.c.docker.netID, client.NetworkConnectOptions{Container: m.run.(*containerRunner).ID(),
+	_, err = d.c.docker.dc.NetworkConnect(ctx, d.c.docker.netID, client.NetworkConnectOptions{Container: d.c.runner(m).ID(),
 		EndpointConfig: &network.EndpointSettings{Aliases: []string{m.name}}})
 	return err
 }

@@ -22,7 +22,7 @@ func msText(v *float64) string {
 func WriteText(w io.Writer, r *Result) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scenario %s (seed %d), %d-member %s cluster, etcd %s\n", r.Scenario, r.Seed, r.Cluster.Size, r.Cluster.Provider, r.Cluster.EtcdVersion)
-	if r.Cluster.Provider == "remote" {
+	if len(r.Cluster.Endpoints) > 0 { // a cluster the team runs: the result names its endpoints
 		how := "plain"
 		if r.Cluster.TLS {
 			how = "TLS"
