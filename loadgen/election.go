@@ -34,9 +34,13 @@ type electionLoad struct {
 	lost      int
 }
 
+// handoverMetric is the election workload's trend metric: the time from a leader's resignation
+// (or loss) to the next leader's win.
+const handoverMetric = "failover.election_handover"
+
 // electionKind is the election workload as a unit: its rules as the schema reads them and its
 // constructor.
-var electionKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "election", Holder: "election-leader", Clients: 3,
+var electionKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "election", Holder: "election-leader", Trends: []string{handoverMetric}, Clients: 3,
 	Fields: []string{"hold", "session-ttl"},
 	Defaults: func(b *scenarios.Block, def func(string, func())) {
 		def("hold", func() { b.Hold = scenarios.Duration(time.Second) })
@@ -210,7 +214,7 @@ func (e *electionLoad) Finish(ctx context.Context) Outcome {
 		Result: reports.WorkloadResult{Name: e.b.Name, Kind: "election", Stats: map[string]float64{
 			"elections": float64(e.elections), "leaders_lost_session": float64(e.lost), "handovers": float64(len(gaps)),
 		}},
-		Trends: map[string]reports.Samples{"failover.election_handover": gaps},
+		Trends: map[string]reports.Samples{handoverMetric: gaps},
 	}
 	if len(gaps) > 0 { // JSON has no NaN
 		o.Result.Stats["handover_p50_ms"] = gaps.Quantile(50) / 1e6

@@ -31,11 +31,19 @@ func TestWorkloadRegistry(t *testing.T) {
 		if k.Clients < 1 || k.new == nil || k.Defaults == nil || k.Check == nil {
 			t.Errorf("%s: clients %d, constructor, defaults and checks all needed", k.Kind, k.Clients)
 		}
+		for _, m := range k.Trends {
+			if scenarios.MetricKindOf(m) != scenarios.Trend {
+				t.Errorf("%s: its trend %q is not a threshold trend metric", k.Kind, m)
+			}
+		}
 		for _, f := range k.Fields {
 			if !slices.Contains(blockFields, f) {
 				t.Errorf("%s: field %q is not a field of a block (%v)", k.Kind, f, blockFields)
 			}
 		}
+	}
+	if scenarios.MetricKindOf("lock_hold") != scenarios.Trend || scenarios.MetricKindOf("failover.election_handover") != scenarios.Trend {
+		t.Error("the lock's and the election's trends are not threshold metrics")
 	}
 	if got := scenarios.WorkloadKinds(); len(got) != len(kinds) || len(got) != 6 {
 		t.Errorf("the schema knows %v", got)

@@ -38,8 +38,11 @@ type lockLoad struct {
 	holder              map[string]int // lock name -> contender holding it now
 }
 
+// lockHoldMetric is the lock workload's trend metric: how long each holder held the lock.
+const lockHoldMetric = "lock_hold"
+
 // lockKind is the lock workload as a unit: its rules as the schema reads them and its constructor.
-var lockKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lock", Holder: "lock-holder", Clients: 4,
+var lockKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lock", Holder: "lock-holder", Trends: []string{lockHoldMetric}, Clients: 4,
 	Fields: []string{"locks", "hold", "session-ttl"},
 	Defaults: func(b *scenarios.Block, def func(string, func())) {
 		def("locks", func() { b.Locks = 1 })
@@ -215,6 +218,6 @@ func (l *lockLoad) Finish(ctx context.Context) Outcome {
 			"acquired": float64(l.acquired.Load()), "max_waiters": float64(l.maxWaiting.Load()), "fencing_refused": float64(l.fenced.Load()),
 			"sessions_lost": float64(l.sessionsLost.Load()), "tenures": float64(len(iv)),
 		}},
-		Trends: map[string]reports.Samples{"lock_hold": holds},
+		Trends: map[string]reports.Samples{lockHoldMetric: holds},
 	}
 }

@@ -32,6 +32,9 @@ const (
 	ThresholdUnknown = "unknown"
 )
 
+// electionMetrics are the metrics a fault's election gives a sample to.
+var electionMetrics = []string{"failover.leader_elected", "failover.write_restored"}
+
 // Evaluate holds every threshold against the metrics. A metric with no samples fails its threshold
 // ("no samples"): a threshold that cannot be checked must not pass silently. The one exception is a
 // failover metric when faults ran and none cost an election: the threshold is unknown (not
@@ -41,7 +44,7 @@ func Evaluate(ths scenarios.Thresholds, m Metrics) []ThresholdResult {
 	for _, th := range ths {
 		v, text, ok := observe(th, m)
 		r := ThresholdResult{Metric: th.Metric, Condition: th.Expr, Observed: text, Status: ThresholdFail}
-		if !ok && strings.HasPrefix(th.Metric, "failover.") && th.Metric != "failover.election_handover" && m.FaultsMeasured > 0 {
+		if !ok && slices.Contains(electionMetrics, th.Metric) && m.FaultsMeasured > 0 {
 			r.Status, r.Observed = ThresholdUnknown, fmt.Sprintf("not exercised: none of the %d faults cost an election (see outage.write)", m.FaultsMeasured)
 		}
 		if th.PerHour {

@@ -40,21 +40,30 @@ var aggregations = map[MetricKind][]string{
 	Member:  {"max", "min", "avg"},
 }
 
-// namedMetrics are the threshold metrics with a fixed name, with their kinds, in the order error
-// messages list them; latency.<op> (trend) and retries.<op> (gauge) follow from MetricOps.
-var namedMetrics = []struct {
+type namedMetric struct {
 	name string
 	kind MetricKind
-}{
-	{"failover.leader_elected", Trend}, {"failover.write_restored", Trend}, {"outage.write", Trend},
-	{"recovery.caught_up", Trend}, {"recovery.read_restored", Trend}, {"failover.election_handover", Trend},
-	{"lock_hold", Trend}, {"errors", Rate}, {"availability", Rate}, {"leader_changes", Counter},
-	{"throughput", Gauge}, {"latency.failed", Trend},
+}
+
+// namedMetrics are the threshold metrics with a fixed name, with their kinds, in the order error
+// messages list them: the run's own, then the trends the registered workload kinds report
+// (WorkloadRules.Trends: lock_hold, failover.election_handover), then the rest. latency.<op>
+// (trend) and retries.<op> (gauge) follow from MetricOps.
+func namedMetrics() []namedMetric {
+	out := []namedMetric{{"failover.leader_elected", Trend}, {"failover.write_restored", Trend}, {"outage.write", Trend},
+		{"recovery.caught_up", Trend}, {"recovery.read_restored", Trend}}
+	for _, k := range workloadKinds.items {
+		for _, t := range k.Trends {
+			out = append(out, namedMetric{t, Trend})
+		}
+	}
+	return append(out, namedMetric{"errors", Rate}, namedMetric{"availability", Rate}, namedMetric{"leader_changes", Counter},
+		namedMetric{"throughput", Gauge}, namedMetric{"latency.failed", Trend})
 }
 
 // MetricKindOf returns the kind of a threshold metric name, or 0 if the name is not a metric.
 func MetricKindOf(name string) MetricKind {
-	for _, m := range namedMetrics {
+	for _, m := range namedMetrics() {
 		if m.name == name {
 			return m.kind
 		}
@@ -74,7 +83,7 @@ func MetricKindOf(name string) MetricKind {
 // MetricNames lists the threshold metric names, for error messages.
 func MetricNames() []string {
 	var names []string
-	for _, m := range namedMetrics {
+	for _, m := range namedMetrics() {
 		names = append(names, m.name)
 	}
 	for _, op := range append(append([]string{}, MetricOps...), "all") {

@@ -22,6 +22,8 @@ type WorkloadRules struct {
 	Defaults func(b *Block, def func(field string, set func()))
 	// Check reports what is wrong with the block's values through c, which locates each problem.
 	Check func(b Block, c BlockChecker)
+	// Trends are the threshold trend metrics the kind reports (lock_hold), in its Outcome's Trends.
+	Trends []string
 	// Holder is the target word for the member its current holder's client talks to
 	// (lock-holder), when a fault can aim at it; the workload then implements loadgen.Holder.
 	Holder string
