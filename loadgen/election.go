@@ -40,7 +40,7 @@ const handoverMetric = "failover.election_handover"
 
 // electionKind is the election workload as a unit: its rules as the schema reads them and its
 // constructor.
-var electionKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "election", Holder: "election-leader", Trends: []string{handoverMetric}, Clients: 3,
+var electionKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "election", Ops: []string{"campaign"}, Holder: "election-leader", Trends: []string{handoverMetric}, Clients: 3,
 	Fields: []string{"hold", "session-ttl"},
 	Defaults: func(b *scenarios.Block, def func(string, func())) {
 		def("hold", func() { b.Hold = scenarios.Duration(time.Second) })

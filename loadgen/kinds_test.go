@@ -42,6 +42,12 @@ func TestWorkloadRegistry(t *testing.T) {
 			}
 		}
 	}
+	// The recorder's Op constants take their names from the registry: each kind's ops in order.
+	for op, want := range map[Op]string{OpTxn: "txn", OpLeaseGrant: "lease_grant", OpLeaseRevoke: "lease_revoke", OpLockAcquire: "lock_acquire", OpCampaign: "campaign", OpWatch: "watch"} {
+		if op.String() != want || scenarios.MetricKindOf("latency."+want) != scenarios.Trend || scenarios.MetricKindOf("retries."+want) != scenarios.Gauge {
+			t.Errorf("op %d is %q, want %q with latency.%s and retries.%s metrics", op, op.String(), want, want, want)
+		}
+	}
 	if scenarios.MetricKindOf("lock_hold") != scenarios.Trend || scenarios.MetricKindOf("failover.election_handover") != scenarios.Trend {
 		t.Error("the lock's and the election's trends are not threshold metrics")
 	}

@@ -39,7 +39,7 @@ type leaseLoad struct {
 }
 
 // leaseKind is the lease workload as a unit: its rules as the schema reads them and its constructor.
-var leaseKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lease", Clients: 4,
+var leaseKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lease", Ops: []string{"lease_grant", "lease_keepalive", "lease_revoke"}, Clients: 4,
 	Fields: []string{"rate", "ttl", "keys"},
 	Defaults: func(b *scenarios.Block, def func(string, func())) {
 		def("ttl", func() { b.TTL = scenarios.Duration(5 * time.Second) })

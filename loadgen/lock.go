@@ -42,7 +42,7 @@ type lockLoad struct {
 const lockHoldMetric = "lock_hold"
 
 // lockKind is the lock workload as a unit: its rules as the schema reads them and its constructor.
-var lockKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lock", Holder: "lock-holder", Trends: []string{lockHoldMetric}, Clients: 4,
+var lockKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "lock", Ops: []string{"lock_acquire"}, Holder: "lock-holder", Trends: []string{lockHoldMetric}, Clients: 4,
 	Fields: []string{"locks", "hold", "session-ttl"},
 	Defaults: func(b *scenarios.Block, def func(string, func())) {
 		def("locks", func() { b.Locks = 1 })

@@ -10,14 +10,14 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/etcd-chaos/etcd-chaos/reports"
-	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // Op is an operation type of the KV workload.
 type Op uint8
 
-// The operation types, in the order of scenarios.MetricOps (the KV ops first), whose names they take:
-// a list of another length stops the program at its start.
+// The operation types, in the order of scenarios.MetricOps (the KV ops first, then each workload
+// kind's Ops in the registry's order), whose names they take when the registry is initialised: a
+// list of another length stops the program at its start, and TestWorkloadRegistry checks each.
 const (
 	OpPut Op = iota
 	OpGet
@@ -32,7 +32,8 @@ const (
 	NumOps
 )
 
-var opNames = [NumOps]string(scenarios.MetricOps)
+// opNames are the ops' names, set when the workload kinds are registered (workload.go's init).
+var opNames [NumOps]string
 
 func (o Op) String() string { return opNames[o] }
 

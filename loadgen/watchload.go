@@ -78,7 +78,7 @@ type watcherState struct {
 }
 
 // watchKind is the watch workload as a unit: its rules as the schema reads them and its constructor.
-var watchKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "watch", Clients: 4,
+var watchKind = workloadKind{WorkloadRules: scenarios.WorkloadRules{Kind: "watch", Ops: []string{"watch"}, Clients: 4,
 	Fields: []string{"rate", "prefixes"},
 	Defaults: func(b *scenarios.Block, def func(string, func())) {
 		def("prefixes", func() { b.Prefixes = 2 })

@@ -82,6 +82,7 @@ func init() {
 	for _, k := range kinds {
 		scenarios.RegisterWorkload(k.WorkloadRules)
 	}
+	opNames = [NumOps]string(scenarios.MetricOps()) // the Op constants follow the registry's order
 }
 
 // NewWorkload makes the workload of a scenario block.

@@ -67,7 +67,7 @@ func abortable(metric string) bool {
 		return true
 	}
 	op, ok := strings.CutPrefix(metric, "latency.")
-	return ok && (contains(MetricOps, op) || op == "all")
+	return ok && (contains(MetricOps(), op) || op == "all")
 }
 
 // Aborts keeps the stop conditions in the order written.

@@ -272,9 +272,6 @@ type OneWay struct {
 // Names of the values the schema accepts; error messages list them.
 var (
 	Providers = []string{"local", "container", "remote"}
-	// MetricOps are the ops with a latency.<op> metric: the KV ops (OpNames) and the other
-	// workloads' ops, in the order of loadgen's Op constants (loadgen takes its names from here).
-	MetricOps = append(OpNames[:len(OpNames):len(OpNames)], "lease_grant", "lease_keepalive", "lease_revoke", "lock_acquire", "campaign", "watch")
 	// RetryClasses are the error classes a retry policy can name.
 	RetryClasses = []string{"deadline", "unavailable", "no_leader", "leader_changed", "server_timeout", "other"}
 	Networks     = []string{"proxy", "netns", "docker", "direct"}

@@ -71,10 +71,10 @@ func MetricKindOf(name string) MetricKind {
 	if contains(MemberMetrics, name) {
 		return Member
 	}
-	if op, ok := strings.CutPrefix(name, "latency."); ok && (contains(MetricOps, op) || op == "all") {
+	if op, ok := strings.CutPrefix(name, "latency."); ok && (contains(MetricOps(), op) || op == "all") {
 		return Trend
 	}
-	if op, ok := strings.CutPrefix(name, "retries."); ok && (contains(MetricOps, op) || op == "all") {
+	if op, ok := strings.CutPrefix(name, "retries."); ok && (contains(MetricOps(), op) || op == "all") {
 		return Gauge
 	}
 	return 0
@@ -86,10 +86,10 @@ func MetricNames() []string {
 	for _, m := range namedMetrics() {
 		names = append(names, m.name)
 	}
-	for _, op := range append(append([]string{}, MetricOps...), "all") {
+	for _, op := range append(MetricOps(), "all") {
 		names = append(names, "latency."+op)
 	}
-	for _, op := range append(append([]string{}, MetricOps...), "all") {
+	for _, op := range append(MetricOps(), "all") {
 		names = append(names, "retries."+op)
 	}
 	return append(names, MemberMetrics...)

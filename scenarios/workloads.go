@@ -22,11 +22,23 @@ type WorkloadRules struct {
 	Defaults func(b *Block, def func(field string, set func()))
 	// Check reports what is wrong with the block's values through c, which locates each problem.
 	Check func(b Block, c BlockChecker)
+	// Ops are the ops the kind records, each with a latency.<op> and a retries.<op> metric.
+	Ops []string
 	// Trends are the threshold trend metrics the kind reports (lock_hold), in its Outcome's Trends.
 	Trends []string
 	// Holder is the target word for the member its current holder's client talks to
 	// (lock-holder), when a fault can aim at it; the workload then implements loadgen.Holder.
 	Holder string
+}
+
+// MetricOps are the ops with a latency.<op> and a retries.<op> metric: the KV load's (OpNames),
+// then each registered workload kind's, in the registry's order (loadgen's Op constants follow it).
+func MetricOps() []string {
+	out := append([]string(nil), OpNames...)
+	for _, k := range workloadKinds.items {
+		out = append(out, k.Ops...)
+	}
+	return out
 }
 
 // TargetKinds are the words a target can be, besides a member name and {count: N} / {percent: P}:
