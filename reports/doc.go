@@ -5,5 +5,6 @@
 // (Sweep: cells, spreads over repeats, the recommendation with its margin) with its JSON, CSV, text
 // and HTML heatmap renderers.
 //
-// It imports only package scenarios of etcd-chaos; loadgen, faults, harness and cmd sit above it.
+// It imports only package scenarios of etcd-chaos; loadgen, cluster, harness, preflight, sweep and
+// cmd sit above it.
 package reports
