@@ -107,6 +107,16 @@ func TestLeaderFailover(t *testing.T) {
 	if diff < -2*time.Millisecond || diff > 40*time.Millisecond {
 		t.Errorf("harness leader_elected differs from etcd's log by %v, want within [-2ms, +40ms]", diff)
 	}
+	// A graceful stop hands leadership over at once, but the stopped member takes about a second to
+	// exit: writes are restored when the new leader commits them, not when the stop's own call
+	// returns. Held against etcd's log of the handover on the new leader.
+	stopElected := etcdElectedAt(t, filepath.Join(out, "members", stop.NewLeader, "etcd.log"), stop.NewTerm).Sub(eventTime(t, out, "fault_injected", 1))
+	afterElected := ms(stop.WriteRestoredMs) - stopElected
+	t.Logf("stop: etcd's log on %s says elected after %v; writes restored %v after that (harness: elected %v, call %v)", stop.NewLeader,
+		stopElected, afterElected, ms(stop.LeaderElectedMs), ms(res.Faults[1].CallMs))
+	if afterElected < -2*time.Millisecond || afterElected > 250*time.Millisecond {
+		t.Errorf("stop: writes restored %v after etcd's election, want within [-2ms, 250ms]: a probe every 10ms commits at once", afterElected)
+	}
 	if res.Leader.Changes != 2 {
 		t.Errorf("leader changes = %d, want 2", res.Leader.Changes)
 	}

@@ -36,6 +36,15 @@ type Failover struct {
 	lats      []time.Duration // and how long each took
 	restored  time.Time       // ack time of the first write that counts as restored
 	restTerm  uint64
+	// early are the acknowledgements that came while the injection's own call ran (a graceful
+	// stop waits for the member to exit): whether they restored writes is decided once the fault's
+	// time is known.
+	early []earlyAck
+}
+
+type earlyAck struct {
+	sent, acked time.Time
+	term        uint64
 }
 
 type sighting struct {
@@ -52,6 +61,10 @@ const maxSightings = 16
 func (f *Failover) Injected(t time.Time) {
 	f.mu.Lock()
 	f.faultAt = t
+	for _, a := range f.early {
+		f.restore(a.sent, a.acked, a.term)
+	}
+	f.early = nil
 	f.mu.Unlock()
 }
 
@@ -123,7 +136,18 @@ func (f *Failover) ack(sent, acked time.Time, term uint64) {
 	f.sends = append(f.sends, sent)
 	f.lats = append(f.lats, acked.Sub(sent))
 	if f.faultAt.IsZero() {
-		return // before the injection's own call ended: kept, decided once the fault's time is known
+		// Before the injection's own call ended: kept, decided once the fault's time is known.
+		f.early = append(f.early, earlyAck{sent, acked, term})
+		return
+	}
+	f.restore(sent, acked, term)
+}
+
+// restore counts an acknowledged write sent after the fault as restoring writes if it was
+// committed in a newer term, or sent after the heal.
+func (f *Failover) restore(sent, acked time.Time, term uint64) {
+	if sent.Before(f.faultAt) {
+		return
 	}
 	afterHeal := !f.healAt.IsZero() && !sent.Before(f.healAt)
 	if (term > f.OldTerm || afterHeal) && (f.restored.IsZero() || acked.Before(f.restored)) {
