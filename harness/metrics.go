@@ -38,7 +38,8 @@ func d(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("etcd_chaos_"+name, help, labels, nil)
 }
 
-// startMetrics listens on addr and serves /metrics until stop.
+// startMetrics serves /metrics on the run's metrics listener (bound when the run folder was opened,
+// so that no member started since can have taken its port), or listens on addr, until stop.
 func (r *run) startMetrics(addr string) (*liveMetrics, error) {
 	m := &liveMetrics{r: r,
 		ops:         d("ops_total", "Operations completed (warm-up excluded), by op.", "op"),
@@ -64,10 +65,14 @@ func (r *run) startMetrics(addr string) (*liveMetrics, error) {
 	if err := reg.Register(m); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	ln := r.metricsLn
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		}
 	}
+	r.metricsLn = nil // the server owns it now
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	m.ln, m.srv = ln, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -78,6 +79,9 @@ type run struct {
 	// stopRecovery ends the recovery probes (recover).
 	stopRecovery context.CancelFunc
 	runErrs      []error
+
+	// metricsLn holds --metrics-addr's port from the run's start until the live metrics serve it.
+	metricsLn net.Listener
 
 	prefix   string // every key the run writes is under it: chaos/<run id>/
 	warmEnd  time.Time

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -37,6 +38,13 @@ func open(sc *scenarios.Scenario, opts Options) (*run, error) {
 		r.events.Close()
 		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
+	if opts.MetricsAddr != "" {
+		// Bound now, before any member port is handed out: a member started later cannot take it.
+		if r.metricsLn, err = net.Listen("tcp", opts.MetricsAddr); err != nil {
+			r.close()
+			return nil, fmt.Errorf("%w: --metrics-addr %s: %v", ErrInfra, opts.MetricsAddr, err)
+		}
+	}
 	if r.opts.RunID == "" {
 		r.opts.RunID = NewRunID()
 	}
@@ -46,6 +54,9 @@ func open(sc *scenarios.Scenario, opts Options) (*run, error) {
 
 // close closes the run folder's logs, after the teardown has written its last events.
 func (r *run) close() {
+	if r.metricsLn != nil {
+		r.metricsLn.Close() // the run ended before its live metrics served
+	}
 	r.ledger.Close()
 	r.events.Close()
 }

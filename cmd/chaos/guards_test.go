@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -279,4 +280,22 @@ func startChaos(t *testing.T, args ...string) <-chan error {
 	// A test that fails half-way ends the run (by the PID the test started) before its folder goes.
 	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); <-exited })
 	return done
+}
+
+// A --metrics-addr whose port is taken stops the run before anything starts (its port is bound
+// first, so no member started later can take it either): exit 3, no member, no cluster.json.
+func TestMetricsAddrTakenStartsNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out := filepath.Join(t.TempDir(), "run")
+	code, _, stderr := chaos(t, "run", writeScenario(t, fmt.Sprintf(quorumScenario, ", allow-quorum-loss: true")), "--out", out, "--no-progress", "--metrics-addr", ln.Addr().String())
+	if code != 3 || !strings.Contains(stderr, "--metrics-addr "+ln.Addr().String()) {
+		t.Fatalf("exit %d, want 3 naming the address:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "cluster.json")); err == nil {
+		t.Error("a cluster was laid out although the run could not serve its metrics")
+	}
 }
