@@ -75,7 +75,9 @@ func (r *ActionRules) reachable(p Place, f Fault) error {
 }
 
 // availableAt says why the action cannot run at p on links chosen by selection (nil: it can): an
-// action on links needs a backend with a hold on them, and then whatever the action needs of it.
+// action on links needs a backend with a hold on them (on a cluster the harness did not start,
+// network direct is the default and a client fault gets a proxy of its own), and then whatever
+// the action needs of it.
 func (r *ActionRules) availableAt(p Place, selection string, f Fault) error {
 	if r.OnLinks && p.Network == "direct" && p.Signals {
 		return fmt.Errorf("%s needs cluster.network proxy or netns (direct has no hold on the links)", r.Name)

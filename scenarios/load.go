@@ -246,7 +246,7 @@ func applyDefaults(sc *Scenario, present map[string]int, file string) {
 	def("workload.prober.timeout", func() { w.Prober.Timeout = w.Timeout })
 	retryDefaults(def, "workload.retry", &w.Retry)
 	def("workload.mix", func() { w.Mix = DefaultMix() })
-	mixDefaults(def, "workload.mix", w.Mix)
+	MixDefaults(def, "workload.mix", w.Mix)
 	seen := map[string]int{}
 	for i := range sc.Workloads {
 		b := &sc.Workloads[i]
@@ -286,7 +286,9 @@ func retryDefaults(def func(string, func()), p string, r *Retry) {
 	def(p+".jitter", func() { r.Jitter = 0.2 })
 }
 
-func mixDefaults(def func(string, func()), path string, mix []Op) {
+// MixDefaults fills the left-out fields of each op of the mix at path (def as in
+// WorkloadRules.Defaults): the main load's and a kv workload block's.
+func MixDefaults(def func(string, func()), path string, mix []Op) {
 	for i := range mix {
 		p := fmt.Sprintf("%s[%d].", path, i)
 		op := &mix[i]

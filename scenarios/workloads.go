@@ -111,12 +111,8 @@ func blockFields() []string {
 	return out
 }
 
-// DefaultMix is the default of an operation mix, and MixDefaults fills each op's left-out fields
-// (def as in WorkloadRules.Defaults, field the mix's field).
+// DefaultMix is the default of an operation mix: puts and gets, half and half.
 func DefaultMix() []Op { return []Op{{Op: "put", Weight: 50}, {Op: "get", Weight: 50}} }
-
-// MixDefaults fills each op's left-out fields of the mix at field.
-func MixDefaults(def func(string, func()), field string, mix []Op) { mixDefaults(def, field, mix) }
 
 func (v *validator) workloads() {
 	if len(v.sc.Workloads) > 0 && len(workloadKinds.items) == 0 {
