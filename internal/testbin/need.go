@@ -3,6 +3,7 @@ package testbin
 import (
 	"context"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -40,4 +41,23 @@ func NeedDocker(t testing.TB) *testcontainers.DockerClient {
 	}
 	t.Skipf("no Docker engine: %v", err)
 	return nil
+}
+
+// NeedFUSE skips a test that mounts the disk layer where FUSE is missing (/dev/fuse, and root or
+// fusermount3), unless REQUIRE_ROOT=1 (CI, whose machines have it): then it fails.
+func NeedFUSE(t testing.TB) {
+	t.Helper()
+	why := ""
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		why = "no /dev/fuse"
+	} else if _, err := exec.LookPath("fusermount3"); err != nil && os.Geteuid() != 0 {
+		why = "not root and no fusermount3"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("REQUIRE_ROOT") == "1" {
+		t.Fatalf("REQUIRE_ROOT=1 but the disk layer cannot mount: %s", why)
+	}
+	t.Skipf("the disk layer needs FUSE: %s", why)
 }
