@@ -27,6 +27,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -180,6 +181,38 @@ type member struct {
 	logPath   string
 	argv      []string
 	run       runner
+	// The disk layer (local provider, a scenario with a disk fault or cluster.disk-delay): served
+	// at dataDir over backing, with the stash a power loss needs.
+	disk           *diskfs.Disk
+	backing, stash string
+	exit           func() string // how the member's last process ended ("" unknown)
+}
+
+// Disk is the layer under the member's data dir (nil: none).
+func (m *member) Disk() *diskfs.Disk { return m.disk }
+
+// DataDir is where the member's data is on this machine: the layer's backing folder, if any.
+func (m *member) DataDir() string {
+	if m.backing != "" {
+		return m.backing
+	}
+	return m.dataDir
+}
+
+// ExitReport says how the member's last process ended and the last thing it logged.
+func (m *member) ExitReport() string {
+	how := ""
+	if m.exit != nil {
+		how = m.exit()
+	}
+	words := lastWords(m.logPath)
+	switch {
+	case how == "":
+		return words
+	case words == "":
+		return how
+	}
+	return how + ": " + words
 }
 
 func (m *member) Name() string                                    { return m.name }
@@ -587,9 +620,11 @@ func (c *base) stopMembers(ctx context.Context, grace time.Duration) []error {
 func (c *base) RemoveData() error {
 	var errs []error
 	for _, m := range c.members {
-		if m.dataDir != "" && filepath.IsAbs(m.dataDir) && strings.HasPrefix(m.dataDir, c.dir) {
-			if err := os.RemoveAll(m.dataDir); err != nil {
-				errs = append(errs, err)
+		for _, d := range []string{m.dataDir, m.backing, m.stash} {
+			if d != "" && filepath.IsAbs(d) && strings.HasPrefix(d, c.dir) {
+				if err := os.RemoveAll(d); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}
@@ -627,6 +662,8 @@ type FileMember struct {
 	IP        string `json:"ip,omitempty"` // network: netns
 	DataDir   string `json:"data_dir"`
 	Log       string `json:"log"`
+	// Mount: the disk layer is served at DataDir (chaos heal detaches one a killed harness left).
+	Mount bool `json:"mount,omitempty"`
 }
 
 // writeClusterFile rewrites cluster.json (atomically) with the members' current PIDs.
@@ -639,7 +676,7 @@ func (c *base) writeClusterFile() error {
 	}
 	for _, m := range c.members {
 		cf.Members = append(cf.Members, FileMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
-			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath})
+			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath, Mount: m.disk != nil})
 	}
 	b, err := json.MarshalIndent(cf, "", "  ")
 	if err != nil {
@@ -710,6 +747,44 @@ func lastStart(path string) string {
 		return strings.Join(lines, "\n")
 	}
 	return strings.Join(lines[:6], "\n") + "\n  ...\n" + strings.Join(lines[len(lines)-10:], "\n")
+}
+
+// lastWords is what a member's last process logged before it ended: its last fatal or panic line
+// (etcd's own reason for stopping), else its last line, from the part of etcd.log after the last
+// start banner.
+func lastWords(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	const window = 256 << 10
+	off := max(st.Size()-window, 0)
+	buf := make([]byte, st.Size()-off)
+	n, _ := f.ReadAt(buf, off)
+	text := string(buf[:n])
+	if i := strings.LastIndex(text, startBanner); i >= 0 {
+		text = text[i:]
+	}
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	pick := ""
+	for i := len(lines) - 1; i >= 1 && pick == ""; i-- {
+		l := lines[i]
+		if strings.Contains(l, `"level":"fatal"`) || strings.Contains(l, `"level":"panic"`) || strings.HasPrefix(l, "panic:") {
+			pick = l
+		}
+	}
+	if pick == "" && len(lines) > 1 {
+		pick = lines[len(lines)-1]
+	}
+	if len(pick) > 400 {
+		pick = pick[:400] + "..."
+	}
+	return pick
 }
 
 // tail returns the last n lines of a file.

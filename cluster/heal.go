@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
 	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
@@ -105,6 +107,22 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 		}
 		rep.Stopped = append(rep.Stopped, m.Name)
 	}
+	// Disk layers go after their processes: a killed harness's layer answers nothing, and is
+	// detached (as is any other layer under the run folder).
+	if abs, err := filepath.Abs(dir); err == nil {
+		mounts, _ := diskfs.Mounts(abs)
+		for _, m := range cf.Members {
+			if m.Mount && !slices.Contains(mounts, m.DataDir) && isMounted(m.DataDir) {
+				mounts = append(mounts, m.DataDir)
+			}
+		}
+		for _, mp := range mounts {
+			if err := diskfs.Unmount(mp); err != nil {
+				return rep, err
+			}
+			rep.Removed = append(rep.Removed, "disk layer "+mp)
+		}
+	}
 	// Namespaces go after their processes: deleting one removes its links, routes and qdiscs.
 	for _, ns := range cf.Namespaces {
 		if _, err := os.Stat(filepath.Join(faults.NetnsDir, ns)); err == nil {
@@ -132,6 +150,12 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// isMounted says whether dir is a disk layer's mount point (a dead one included).
+func isMounted(dir string) bool {
+	m, err := diskfs.Mounts(dir)
+	return err == nil && slices.Contains(m, dir)
 }
 
 // healRemoteKeys deletes a remote run's keys (and revokes its leases) unless its events say they

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
 	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -46,6 +47,17 @@ type LocalOptions struct {
 	ClientProxy, PeerProxy bool
 	// PeerDelay is a standing shape on every peer link (needs PeerProxy).
 	PeerDelay faults.Shape
+	// Disk, if set, serves the harness's disk layer under each member's data dir.
+	Disk *DiskOptions
+}
+
+// DiskOptions configure the disk layer under the members' data dirs.
+type DiskOptions struct {
+	// Standing delays each op of a class for the whole run (cluster.disk-delay).
+	Standing map[diskfs.Op]time.Duration
+	// Unsynced keeps what a power loss drops (a read before each write over synced data).
+	Unsynced bool
+	Seed     uint64
 }
 
 // LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports (or on
@@ -118,7 +130,11 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
 		}
 		m := &member{name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log")}
-		m.run = &procRunner{m: m, log: opts.Logger, started: c.writeClusterFile}
+		if opts.Disk != nil {
+			m.backing, m.stash = filepath.Join(dir, "disk"), filepath.Join(dir, "disk-stash")
+		}
+		pr := &procRunner{m: m, log: opts.Logger, started: c.writeClusterFile}
+		m.run, m.exit = pr, pr.exitStatus
 		pt := ports[perMember*i:]
 		url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 		switch opts.Network {
@@ -239,12 +255,47 @@ func (c *LocalCluster) Start(ctx context.Context) error {
 			}
 		}
 	}
+	if err := c.mountDisks(); err != nil {
+		return err
+	}
 	for _, m := range c.members {
 		if err := m.Start(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// mountDisks serves the disk layer at each member's data dir, and records it in cluster.json
+// before any member starts, so chaos heal finds a layer a killed harness left.
+func (c *LocalCluster) mountDisks() error {
+	o := c.opts.Disk
+	if o == nil {
+		return nil
+	}
+	for i, m := range c.members {
+		d, err := diskfs.Mount(diskfs.Options{Backing: m.backing, Mountpoint: m.dataDir, Stash: m.stash,
+			TrackUnsynced: o.Unsynced, Standing: o.Standing, Seed: o.Seed + uint64(i)})
+		if err != nil {
+			return err
+		}
+		m.disk = d
+		c.opts.Logger.Info("disk layer mounted", "member", m.name, "at", m.dataDir, "over", m.backing)
+	}
+	return c.writeClusterFile()
+}
+
+// unmountDisks takes the disk layers down once their members have exited.
+func (c *LocalCluster) unmountDisks() error {
+	var errs []error
+	for _, m := range c.members {
+		if m.disk != nil {
+			if err := m.disk.Unmount(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *LocalCluster) pids() map[string]int {
@@ -321,6 +372,11 @@ func (c *LocalCluster) WaitReady(ctx context.Context, timeout time.Duration, key
 // any still running after grace; then the proxies and the namespaces.
 func (c *LocalCluster) Close(ctx context.Context, grace time.Duration) error {
 	errs := c.stopMembers(ctx, grace)
+	if err := errors.Join(errs...); err == nil {
+		errs = append(errs, c.unmountDisks())
+	} else if c.opts.Disk != nil {
+		errs = append(errs, errors.New("disk layers kept mounted: a member did not exit; chaos heal detaches them"))
+	}
 	if c.proxy != nil {
 		c.proxy.Close()
 	}
@@ -361,6 +417,14 @@ type procRunner struct {
 	mu   sync.Mutex
 	p    int
 	done chan struct{}
+	exit string // how the last process ended
+}
+
+// exitStatus says how the member's last process ended ("" while it runs).
+func (r *procRunner) exitStatus() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exit
 }
 
 func (r *procRunner) pid() int {
@@ -405,9 +469,17 @@ func (r *procRunner) start(ctx context.Context) error {
 	done := make(chan struct{})
 	r.p, r.done = cmd.Process.Pid, done
 	r.mu.Unlock()
+	r.exit = ""
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		logf.Close()
+		how := "exited"
+		if err != nil {
+			how = err.Error() // "exit status 2", "signal: killed"
+		}
+		r.mu.Lock()
+		r.exit = how
+		r.mu.Unlock()
 		close(done)
 	}()
 	r.log.Info("member started", "member", m.name, "pid", cmd.Process.Pid)

@@ -22,6 +22,13 @@ type Action struct {
 	Kind Kind
 	// Shape is what an action on links does to them; nil for one that closes their connections.
 	Shape func(f scenarios.Fault) Shape
+	// KindOf, for an action on members whose Kind depends on the fault's own fields (a disk
+	// fault's latency, ops, errno), makes its Kind for a fault (nil: Kind serves every fault).
+	KindOf func(f scenarios.Fault) Kind
+	// Layer says what the action needs of the disk layer under the members' data dirs: a mount
+	// (the harness serves one only for a scenario that needs it), and Unsynced, a record of what
+	// was never synced (power loss), which costs a read before each write over synced data.
+	Layer, Unsynced bool
 	// Does says in one line what injecting and healing does, for the dry run; links names the
 	// links ("the peer links", "the links from the load").
 	Does func(f scenarios.Fault, links string) string
@@ -31,7 +38,8 @@ type Action struct {
 // the scenario schema when this package is initialised, so every program that runs faults
 // validates them (TestActionRegistry checks each action's rules).
 var registry = []*Action{&killAction, &stopAction, &pauseAction, &restartAction, &crashAction,
-	&partitionAction, &delayAction, &bandwidthAction, &lossAction, &resetAction}
+	&partitionAction, &delayAction, &bandwidthAction, &lossAction, &resetAction,
+	&diskDelayAction, &diskStallAction, &diskErrorAction, &diskFullAction, &powerLossAction, &corruptAction}
 
 func init() {
 	for _, a := range registry {
@@ -70,6 +78,14 @@ func Names() []string {
 		}
 	}
 	return out
+}
+
+// KindFor is the Kind that applies fault f (nil for an action on links).
+func (a *Action) KindFor(f scenarios.Fault) Kind {
+	if a.KindOf != nil {
+		return a.KindOf(f)
+	}
+	return a.Kind
 }
 
 // ShapeOf is what the action does to its links (zero for one that closes their connections).

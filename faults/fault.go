@@ -151,6 +151,16 @@ func (in *Injection) State() State {
 	return in.state
 }
 
+// DiskReports are what a disk fault did to each member it hit, once injected (and healed).
+func (in *Injection) DiskReports() []DiskReport {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if me, ok := in.effect.(*memberEffect); ok {
+		return me.sink.list()
+	}
+	return nil
+}
+
 // MemberNames names the members the fault is planned for.
 func (in *Injection) MemberNames() []string { return in.names }
 
@@ -201,9 +211,11 @@ type memberEffect struct {
 	kind    Kind
 	members []Member
 	hit     []Member // members the fault was applied to (so far)
+	sink    reportSink
 }
 
 func (me *memberEffect) apply(ctx context.Context, st *Stamp) error {
+	ctx = context.WithValue(ctx, sinkKey{}, &me.sink)
 	for _, m := range me.members {
 		me.hit = append(me.hit, m)
 		if err := st.call(func() error { return me.kind.Inject(ctx, m) }); err != nil {
@@ -217,6 +229,7 @@ func (me *memberEffect) apply(ctx context.Context, st *Stamp) error {
 }
 
 func (me *memberEffect) heal(ctx context.Context, st *Stamp) error {
+	ctx = context.WithValue(ctx, sinkKey{}, &me.sink)
 	var errs []error
 	for _, m := range me.hit {
 		if err := st.call(func() error { return me.kind.Heal(ctx, m) }); err != nil {

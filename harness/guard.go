@@ -11,6 +11,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-chaos/etcd-chaos/cluster"
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -24,11 +26,52 @@ func describeCluster(sc *scenarios.Scenario, cl cluster.Cluster) reports.Cluster
 	if d := sc.Cluster.PeerDelay; !d.IsZero() {
 		c.PeerDelay = fmt.Sprintf("%s±%s", time.Duration(d.Latency), time.Duration(d.Jitter))
 	}
+	if needsDiskLayer(sc) {
+		c.DiskPath = "fuse"
+	}
+	if d := sc.Cluster.DiskDelay; !d.IsZero() {
+		var parts []string
+		for _, p := range []struct {
+			op string
+			d  scenarios.Duration
+		}{{"fsync", d.Fsync}, {"write", d.Write}, {"read", d.Read}} {
+			if p.d > 0 {
+				parts = append(parts, p.op+" "+p.d.String())
+			}
+		}
+		c.DiskDelay = strings.Join(parts, ", ")
+	}
 	if cluster.CapabilitiesOf(sc.Cluster.Provider).Shared {
 		c.Endpoints, c.TLS, c.AuthUser = sc.Cluster.Endpoints, sc.Cluster.TLS != (scenarios.TLS{}), sc.Cluster.Auth.User
 		c.Etcd = nil
 	}
 	return c
+}
+
+// needsDiskLayer says whether the scenario needs the disk layer under the members' data dirs.
+func needsDiskLayer(sc *scenarios.Scenario) bool {
+	o := diskOptions(sc)
+	return o != nil
+}
+
+// diskOptions are the disk layer's options for the scenario (nil: it needs none).
+func diskOptions(sc *scenarios.Scenario) *cluster.DiskOptions {
+	var o *cluster.DiskOptions
+	for _, f := range sc.Faults {
+		if a := faults.LookupAction(f.Action); a != nil && a.Layer {
+			if o == nil {
+				o = &cluster.DiskOptions{Seed: uint64(sc.Seed)}
+			}
+			o.Unsynced = o.Unsynced || a.Unsynced
+		}
+	}
+	if d := sc.Cluster.DiskDelay; !d.IsZero() {
+		if o == nil {
+			o = &cluster.DiskOptions{Seed: uint64(sc.Seed)}
+		}
+		o.Standing = map[diskfs.Op]time.Duration{diskfs.Fsync: d.Fsync.D(), diskfs.Write: d.Write.D(), diskfs.Read: d.Read.D()}
+	}
+	return o
 }
 
 // quorumGuard refuses, before the run, a fault that would leave fewer than a quorum of members

@@ -46,7 +46,7 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 		if err != nil {
 			return nil, fmt.Errorf("fault #%d: resolving target %s: %w", i, f.Target, err)
 		}
-		inj := faults.NewInjection(i, a.Kind, f.Target.String(), res.Members, r.ledger)
+		inj := faults.NewInjection(i, a.KindFor(f), f.Target.String(), res.Members, r.ledger)
 		return &plan{inj: inj, members: inj.MemberNames(), leader: res.Leader, term: res.LeaderTerm}, nil
 	}
 

@@ -203,10 +203,16 @@ func (r *run) heal(ctx context.Context, fr *faultRun, injAt time.Time, failed bo
 	// Writes sent from here on count as restored even under the old leader (a resumed pause).
 	fr.failover.Healed(healAt)
 	healed := r.sinceStart(healAt)
+	disk := diskEffects(inj.DiskReports())
 	r.mu.Lock()
 	fr.healAt = healAt
 	fr.record.HealedAtS = &healed
+	fr.record.Disk = disk
 	r.mu.Unlock()
+	for _, d := range disk {
+		r.events.Log(time.Now(), "disk_effect", "fault", i, "member", d.Member, "delayed", d.Delayed, "failed", d.Failed,
+			"stalled", d.Stalled, "dropped_bytes", d.DroppedBytes, "exited", d.Exited, "restarted", d.Restarted, "corrupted", d.Corrupted, "start", d.Start)
+	}
 	r.setRecPhase(fmt.Sprintf("after #%d", i), healAt)
 	r.mu.Lock()
 	r.phase, r.active = fmt.Sprintf("after #%d", i), ""
@@ -216,6 +222,21 @@ func (r *run) heal(ctx context.Context, fr *faultRun, injAt time.Time, failed bo
 	}
 	r.events.Log(healAt, "fault_healed", "fault", i, "by", by)
 	return healAt, nil
+}
+
+// diskEffects is the result's account of what a disk fault did to each member.
+func diskEffects(reps []faults.DiskReport) []reports.DiskEffect {
+	var out []reports.DiskEffect
+	for _, d := range reps {
+		e := reports.DiskEffect{Member: d.Member, Fsyncs: d.Ops.Fsyncs, Delayed: d.Ops.Delayed, Failed: d.Ops.Failed, Stalled: d.Ops.Stalled,
+			DelayedForMs: d.Ops.DelayedForMs, Exited: d.Exited, Restarted: d.Restarted, Corrupted: d.Corrupted, Start: d.Start}
+		if d.Dropped != nil {
+			b := d.Dropped.Bytes
+			e.DroppedBytes, e.DroppedFiles, e.DroppedEntries = &b, d.Dropped.Files, d.Dropped.Entries
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // startRecovery measures, on each member the fault was about, when it caught up with the leader's

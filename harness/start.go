@@ -88,6 +88,7 @@ func (r *run) newCluster(res *reports.Result) error {
 		lopts.PeerProxy = true
 		lopts.PeerDelay = faults.Shape{Delay: time.Duration(d.Latency), Jitter: time.Duration(d.Jitter)}
 	}
+	lopts.Disk = diskOptions(sc)
 	copts, err := cluster.OptionsFor(sc, lopts, opts.RunID, r.prefix)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInput, err)

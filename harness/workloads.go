@@ -106,6 +106,11 @@ func (r *run) check(ctx context.Context, res *reports.Result) {
 		res.Checks = append(res.Checks, c)
 		r.events.Log(time.Now(), "check", "name", c.Name, "status", c.Status, "summary", c.Summary)
 	}
+	if r.sc.Checks.HashKV == nil || *r.sc.Checks.HashKV {
+		c := r.hashKV(cctx)
+		res.Checks = append(res.Checks, c)
+		r.events.Log(time.Now(), "check", "name", c.Name, "status", c.Status, "summary", c.Summary)
+	}
 }
 
 // holderTarget turns a holder target (lock-holder, election-leader) into the member the holder's

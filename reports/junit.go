@@ -93,6 +93,9 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		case CheckUnknown:
 			c.Error = &junitProblem{Message: "unknown: " + ck.Summary, Type: "check-unknown", Text: detail}
 			s.Errors++
+		case CheckSkipped:
+			c.Skipped = &junitProblem{Message: ck.Summary}
+			s.Skipped++
 		}
 		s.Cases = append(s.Cases, c)
 	}

@@ -27,7 +27,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	if len(r.Checks) > 0 {
 		b.WriteString("| | check | result |\n|---|---|---|\n")
 		for _, c := range r.Checks {
-			m := map[string]string{CheckPass: "✅", CheckFail: "❌", CheckUnknown: "❔"}[c.Status]
+			m := map[string]string{CheckPass: "✅", CheckFail: "❌", CheckUnknown: "❔", CheckSkipped: "⏭"}[c.Status]
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", m, c.Name, c.Summary)
 		}
 		b.WriteString("\n")

@@ -135,6 +135,11 @@ type Cluster struct {
 	PeerPath   string `json:"peer_path,omitempty"`
 	// PeerDelay is the standing one-way delay on every peer link (cluster.peer-delay), "20ms±5ms".
 	PeerDelay string `json:"peer_delay,omitempty"`
+	// DiskPath is "fuse" when the harness's disk layer sits under every member's data dir (a disk
+	// fault or cluster.disk-delay needs it): fsync and write latency include its pass-through.
+	DiskPath string `json:"disk_path,omitempty"`
+	// DiskDelay is the standing disk delay (cluster.disk-delay), "fsync 10ms".
+	DiskDelay string `json:"disk_delay,omitempty"`
 	// PeerRTT is the peer round trip etcd itself measured during the run.
 	PeerRTT *PeerRTT `json:"peer_rtt,omitempty"`
 	// Endpoints are the client URLs a remote cluster was reached at; TLS and Auth say how (never a secret).
@@ -207,6 +212,29 @@ type FaultRecord struct {
 	Network   string           `json:"network,omitempty"`
 	Links     []string         `json:"links,omitempty"`
 	LinkBytes map[string]int64 `json:"link_bytes,omitempty"`
+	// Disk faults: what the fault did on each member's disk.
+	Disk []DiskEffect `json:"disk,omitempty"`
+}
+
+// DiskEffect is what a disk fault did to one member: the ops of its data dir the fault delayed,
+// failed or stalled (and the fsyncs served meanwhile), what a power loss dropped, whether the
+// member's process exited (how, and its last log line) and was started again at the heal, and
+// for corrupt, what was flipped and how the start went.
+type DiskEffect struct {
+	Member       string  `json:"member"`
+	Fsyncs       int64   `json:"fsyncs"`
+	Delayed      int64   `json:"delayed,omitempty"`
+	Failed       int64   `json:"failed,omitempty"`
+	Stalled      int64   `json:"stalled,omitempty"`
+	DelayedForMs float64 `json:"delayed_for_ms,omitempty"`
+	// DroppedBytes, DroppedFiles and DroppedEntries: a power loss's unsynced writes and names.
+	DroppedBytes   *int64 `json:"dropped_bytes,omitempty"`
+	DroppedFiles   int    `json:"dropped_files,omitempty"`
+	DroppedEntries int    `json:"dropped_entries,omitempty"`
+	Exited         string `json:"exited,omitempty"`
+	Restarted      bool   `json:"restarted,omitempty"`
+	Corrupted      string `json:"corrupted,omitempty"`
+	Start          string `json:"start,omitempty"`
 }
 
 // Failover is measured for a fault after which a leader change was seen (an election in a newer

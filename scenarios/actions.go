@@ -3,6 +3,7 @@ package scenarios
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // ActionRules are a fault action's rules as the schema reads them: what it takes, whether it is
@@ -36,6 +37,8 @@ type Place struct {
 	Signals bool
 	// Network is the backend of the fault's links: proxy, netns, docker or direct.
 	Network string
+	// Disk is why the harness cannot put its disk layer under the members' data dirs (nil: it can).
+	Disk error
 }
 
 // FieldProblem is what an action's rules find wrong with one field of a fault.
@@ -88,12 +91,19 @@ func (r *ActionRules) availableAt(p Place, selection string, f Fault) error {
 	return r.Available(p, selection, f)
 }
 
-// ownerOf names the action a field of its own belongs to.
+// ownerOf names the actions a field of their own belongs to.
 func ownerOf(field string) string {
+	var out []string
 	for _, a := range actions.items {
 		if slices.Contains(a.Fields, field) {
-			return a.Name
+			out = append(out, a.Name)
 		}
 	}
-	return "none"
+	switch len(out) {
+	case 0:
+		return "none"
+	case 1:
+		return out[0]
+	}
+	return strings.Join(out[:len(out)-1], ", ") + " or " + out[len(out)-1]
 }

@@ -51,6 +51,9 @@ type Cluster struct {
 	// PeerDelay is a standing condition on every peer link for the whole run, so a cluster on one
 	// machine behaves like one across zones; faults add to it and heal back to it.
 	PeerDelay PeerDelay `yaml:"peer-delay,omitempty"`
+	// DiskDelay is a standing delay on each member's disk for the whole run (through the disk
+	// layer), by I/O class: a fast disk made as slow as the one in production.
+	DiskDelay DiskDelay `yaml:"disk-delay,omitempty"`
 	// ScrapeInterval is how often each member's /metrics is scraped into members.jsonl (RSS, fds,
 	// db size, fsync, ...): 10s by default; 0s turns it off.
 	ScrapeInterval Duration `yaml:"scrape-interval"`
@@ -76,6 +79,28 @@ type PeerDelay struct {
 
 // IsZero reports no standing delay.
 func (d PeerDelay) IsZero() bool { return d.Latency == 0 && d.Jitter == 0 }
+
+// DiskDelay delays each fsync (and fdatasync), write or read on a member's data dir.
+type DiskDelay struct {
+	Fsync Duration `yaml:"fsync,omitempty"`
+	Write Duration `yaml:"write,omitempty"`
+	Read  Duration `yaml:"read,omitempty"`
+}
+
+// IsZero reports no standing disk delay.
+func (d DiskDelay) IsZero() bool { return d.Fsync == 0 && d.Write == 0 && d.Read == 0 }
+
+// DiskLayer says whether the harness can serve its disk layer under the members' data dirs: it
+// must start them as processes of this machine (provider local).
+func (c Cluster) DiskLayer() error {
+	switch c.Provider {
+	case "local":
+		return nil
+	case "container":
+		return fmt.Errorf("provider container: a member's data dir is inside its container, where the harness's FUSE layer is not mounted (the image would need /dev/fuse and CAP_SYS_ADMIN); use provider local")
+	}
+	return fmt.Errorf("provider %s: the harness does not reach the members' disks (disk-full through chaos agent is not built yet); use provider local", c.Provider)
+}
 
 // TLS is the client side of TLS to a remote cluster; paths are relative to the scenario file.
 type TLS struct {
@@ -161,6 +186,8 @@ type Checks struct {
 	KVSafety bool `yaml:"kv-safety"`
 	// Linearizability runs a small register load on a few keys and checks its history with porcupine.
 	Linearizability Linearizability `yaml:"linearizability"`
+	// HashKV compares every member's HashKV at one revision at the end of the run (on unless false).
+	HashKV *bool `yaml:"hashkv,omitempty"`
 }
 
 // Linearizability is the register load whose history porcupine checks.
@@ -213,6 +240,11 @@ type Fault struct {
 	Correlation float64   `yaml:"correlation,omitempty"`
 	Rate        Bandwidth `yaml:"rate,omitempty"`
 	Percent     float64   `yaml:"percent,omitempty"`
+	// Ops are the I/O classes a disk fault acts on (fsync, write, read, all); Errno is the error a
+	// disk-error returns (EIO, ENOSPC, EROFS); File is what a corrupt fault flips bytes in.
+	Ops   []string `yaml:"ops,omitempty"`
+	Errno string   `yaml:"errno,omitempty"`
+	File  string   `yaml:"file,omitempty"`
 	// AllowQuorumLoss lets a fault leave fewer than a quorum of members reachable.
 	AllowQuorumLoss bool `yaml:"allow-quorum-loss,omitempty"`
 	// Line is the fault's line in the scenario file (0 when unknown).
@@ -258,6 +290,9 @@ var ownFields = []struct {
 	{"correlation", func(f Fault) bool { return f.Correlation != 0 }, func(f *Fault) { f.Correlation = 0 }},
 	{"rate", func(f Fault) bool { return f.Rate > 0 }, func(f *Fault) { f.Rate = 0 }},
 	{"percent", func(f Fault) bool { return f.Percent != 0 }, func(f *Fault) { f.Percent = 0 }},
+	{"ops", func(f Fault) bool { return len(f.Ops) > 0 }, func(f *Fault) { f.Ops = nil }},
+	{"errno", func(f Fault) bool { return f.Errno != "" }, func(f *Fault) { f.Errno = "" }},
+	{"file", func(f Fault) bool { return f.File != "" }, func(f *Fault) { f.File = "" }},
 }
 
 // Rules are the rules of the fault's action (nil for a name no action is registered by).

@@ -69,6 +69,19 @@ func (v *validator) validate() {
 			v.bad("cluster.peer-delay", "needs provider local with network proxy (the harness's proxy on every peer link; netem is not used); here provider %s, network %s", c.Provider, c.Network)
 		}
 	}
+	if d := c.DiskDelay; !d.IsZero() {
+		for _, k := range []struct {
+			name string
+			d    Duration
+		}{{"fsync", d.Fsync}, {"write", d.Write}, {"read", d.Read}} {
+			if k.d < 0 || k.d > Duration(time.Minute) {
+				v.bad("cluster.disk-delay."+k.name, "%s: valid: 0s to 1m", k.d)
+			}
+		}
+		if err := c.DiskLayer(); err != nil {
+			v.bad("cluster.disk-delay", "%v", err)
+		}
+	}
 	if c.shared() {
 		// remote() has said what does not apply
 	} else if c.Provider == "container" {
@@ -276,7 +289,7 @@ func (v *validator) validateFaults() {
 
 // place is where the scenario's faults run, as their actions' rules read it.
 func (v *validator) place() Place {
-	return Place{Signals: !v.sc.Cluster.shared(), Network: v.sc.Cluster.Network}
+	return Place{Signals: !v.sc.Cluster.shared(), Network: v.sc.Cluster.Network, Disk: v.sc.Cluster.DiskLayer()}
 }
 
 // selection checks that a fault chooses its members or links in exactly one way its action takes,
