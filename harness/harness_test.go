@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
 	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/reports"
@@ -217,6 +218,11 @@ func assertNoLeftovers(t *testing.T, dir string) {
 	for _, ns := range cf.Namespaces {
 		if _, err := os.Stat(filepath.Join(faults.NetnsDir, ns)); err == nil {
 			t.Errorf("network namespace %s is still there", ns)
+		}
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		if m, _ := diskfs.Mounts(abs); len(m) > 0 {
+			t.Errorf("disk layers still mounted: %v", m)
 		}
 	}
 	entries, err := faults.ReadLedger(filepath.Join(dir, "ledger.jsonl"))

@@ -21,9 +21,8 @@ const hashKVWait = 15 * time.Second
 
 // hashKV is the end-of-run check that the replicas agree: every member's HashKV at one revision
 // (the cluster's current one, read through a linearizable get), as etcd's robustness suite ends.
-// Divergent hashes fail the run; a member that does not answer is named (with how its process
-// ended and its last log line, where the harness ran it) and left out; fewer than two members
-// compared is unknown. A cluster that refuses HashKV to the run's user (auth without the root
+// Divergent hashes fail the run; a member that does not answer makes it unknown, and is named
+// with how its process ended and its last log line, where the harness ran it. A cluster that refuses HashKV to the run's user (auth without the root
 // role) skips the check and says so.
 func (r *run) hashKV(ctx context.Context) reports.Check {
 	c := reports.Check{Name: "hashkv", Status: reports.CheckUnknown,
@@ -103,8 +102,10 @@ func (r *run) hashKV(ctx context.Context) reports.Check {
 		sort.Strings(groups)
 		c.Status, c.Violations = reports.CheckFail, len(byHash)-1
 		c.Summary = fmt.Sprintf("replicas diverge at revision %d: %s", rev, strings.Join(groups, "; "))
-	case compared < 2:
-		c.Summary = fmt.Sprintf("%d of %d members answered HashKV at revision %d: nothing to compare", compared, len(names), rev)
+	case compared < len(names):
+		// A member down at the end is a finding (etcd refused its data, or died of it): the
+		// cluster cannot be vouched for.
+		c.Summary = fmt.Sprintf("%d of %d members answered HashKV at revision %d", compared, len(names), rev)
 	default:
 		c.Status = reports.CheckPass
 		for h := range byHash {

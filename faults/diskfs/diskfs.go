@@ -196,10 +196,30 @@ func (d *Disk) mount() error {
 	if err != nil {
 		return fmt.Errorf("mounting the disk layer at %s (FUSE: /dev/fuse and fusermount3): %w", d.opts.Mountpoint, err)
 	}
+	closeOnExecFuse()
 	d.mu.Lock()
 	d.server = srv
 	d.mu.Unlock()
 	return nil
+}
+
+// closeOnExecFuse marks this process's /dev/fuse descriptors close-on-exec. go-fuse opens the
+// device with a bare open(2), so every member started afterwards would inherit the connection:
+// a member killed in the middle of a request would then hold, while it exits, the very
+// connection its last request waits on, and never finish exiting (nor free its ports).
+func closeOnExecFuse() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "/dev/fuse" {
+			var fd int
+			if _, err := fmt.Sscan(e.Name(), &fd); err == nil {
+				syscall.CloseOnExec(fd)
+			}
+		}
+	}
 }
 
 // Mountpoint is where the layer is mounted.
@@ -392,9 +412,12 @@ func (d *Disk) Unsynced() Dropped {
 	return d.un.pending()
 }
 
-// Unmount detaches whatever is mounted at dir (a layer a killed harness left): the kernel drops
-// the mount at once and frees it when its last user goes.
+// Unmount detaches whatever is mounted at dir (a layer a killed harness left): it aborts the
+// layer's FUSE connection first, so that a process waiting on a request nobody will answer gets
+// an error and can exit, then the kernel drops the mount at once and frees it when its last
+// user goes.
 func Unmount(dir string) error {
+	abort(dir)
 	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err == nil {
 		return nil
 	} else if errors.Is(err, syscall.EINVAL) {
@@ -410,6 +433,33 @@ func Unmount(dir string) error {
 		}
 	}
 	return fmt.Errorf("unmounting %s: not root and no fusermount3", dir)
+}
+
+// abort aborts the FUSE connection of the layer mounted at dir, through the fusectl filesystem
+// (mounted at /sys/fs/fuse/connections if it is not yet); a connection is named by the minor
+// number of its mount's device.
+func abort(dir string) {
+	var st syscall.Stat_t
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	dev := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == dir && strings.Contains(line, " - fuse.chaosdisk ") {
+			dev = f[2]
+		}
+	}
+	_, minor, ok := strings.Cut(dev, ":")
+	if !ok {
+		return
+	}
+	const ctl = "/sys/fs/fuse/connections"
+	if syscall.Stat(ctl+"/"+minor, &st) != nil {
+		_ = syscall.Mount("fusectl", ctl, "fusectl", 0, "")
+	}
+	_ = os.WriteFile(ctl+"/"+minor+"/abort", []byte("1"), 0o200)
 }
 
 // Mounts lists the disk layers mounted under dir (every one, if dir is ""), from /proc/self/mountinfo.

@@ -1,0 +1,334 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
+	"github.com/etcd-chaos/etcd-chaos/internal/proc"
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
+	"github.com/etcd-chaos/etcd-chaos/reports"
+)
+
+// Every disk fault on one cluster, each held against etcd's own account: a 200ms fsync delay on
+// the leader shows in its etcd_disk_wal_fsync_duration_seconds (and not in the others'); a stall
+// longer than the election timeout on a follower costs no election in etcd's logs, on the leader
+// one; a power loss of a minority and then of every member loses no acknowledged write, and the
+// replicas hash the same at the end.
+const diskFaults = `
+name: disk-faults
+seed: 11
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms}
+  scrape-interval: 1s
+workload:
+  duration: 23s
+  warmup: 2s
+  rate: 200
+  mix: [{op: put, weight: 1, keys: 500}]
+faults:
+  - {at: 3s, action: disk-delay, target: leader, latency: 200ms, ops: [fsync], duration: 4s}
+  - {at: 8s, action: disk-stall, target: follower, duration: 2500ms}
+  - {at: 12s, action: disk-stall, target: leader, duration: 2500ms}
+  - {at: 17s, action: power-loss, target: minority}
+  - {at: 20s, action: power-loss, target: all, allow-quorum-loss: true}
+checks: {kv-safety: true}
+`
+
+var electedLineRe = regexp.MustCompile(`"ts":"([^"]+)".*elected leader [0-9a-f]+ at term (\d+)`)
+
+// etcdElections lists when any member's etcd logged an election between from and to.
+func etcdElections(t *testing.T, dir string, from, to time.Time) []time.Time {
+	t.Helper()
+	var out []time.Time
+	logs, _ := filepath.Glob(filepath.Join(dir, "members", "*", "etcd.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range electedLineRe.FindAllStringSubmatch(string(b), -1) {
+			ts, err := time.Parse(time.RFC3339Nano, m[1])
+			if err == nil && !ts.Before(from) && !ts.After(to) {
+				out = append(out, ts)
+			}
+		}
+	}
+	return out
+}
+
+func TestDiskFaultsOnEtcd(t *testing.T) {
+	testbin.NeedFUSE(t)
+	res, dir := runScenario(t, diskFaults)
+	if !res.Passed || res.Cluster.DiskPath != "fuse" {
+		t.Fatalf("verdict %s (%s), disk path %q", res.Verdict, res.Reason, res.Cluster.DiskPath)
+	}
+	checks := map[string]reports.Check{}
+	for _, c := range res.Checks {
+		checks[c.Name] = c
+	}
+	if c := checks["hashkv"]; c.Status != reports.CheckPass || !strings.HasPrefix(c.Summary, "3 of 3 members hash") {
+		t.Errorf("hashkv: %s %s", c.Status, c.Summary)
+	}
+	if c := checks["kv-safety"]; c.Status != reports.CheckPass {
+		t.Errorf("kv-safety: %s %s", c.Status, c.Summary)
+	}
+	f := res.Faults
+	if len(f) != 5 {
+		t.Fatalf("%d faults", len(f))
+	}
+	for i, fr := range f {
+		t.Logf("#%d %s %v election %v outage %v disk %+v", i, fr.Action, fr.Members, fr.Election, deref(fr.OutageWriteMs), fr.Disk)
+		if len(fr.Disk) != len(fr.Members) || fr.Error != "" {
+			t.Fatalf("#%d: disk effects %+v for members %v (error %q)", i, fr.Disk, fr.Members, fr.Error)
+		}
+	}
+
+	// The delay, against etcd's own WAL fsync histogram, scraped every second.
+	delayed := f[0].Members[0]
+	if d := f[0].Disk[0]; d.Delayed < 3 || d.DelayedForMs < 600 || f[0].Election {
+		t.Errorf("disk-delay: %+v, election %v: want several fsyncs delayed, and no election", d, f[0].Election)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "members.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inside, control []float64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var s reports.MemberSample
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatal(err)
+		}
+		// Each scrape's p99 covers the second before it: windows wholly inside the delay.
+		if s.WALFsyncP99Ms == nil || s.T < f[0].AtS+1.2 || s.T > f[0].AtS+4 {
+			continue
+		}
+		if s.Member == delayed {
+			inside = append(inside, *s.WALFsyncP99Ms)
+		} else {
+			control = append(control, *s.WALFsyncP99Ms)
+		}
+	}
+	t.Logf("etcd's WAL fsync p99 during the 200ms delay: %s %v ms; the others %v ms", delayed, inside, control)
+	if len(inside) < 2 || len(control) < 2 {
+		t.Fatalf("too few scrapes inside the delay: %v, %v", inside, control)
+	}
+	for _, v := range inside {
+		if v < 200 {
+			t.Errorf("etcd measured a WAL fsync p99 of %.1fms under a 200ms delay", v)
+		}
+	}
+	// The control: the members without the delay. Their fsyncs go through the same layer, served
+	// by this (race-instrumented) process beside the load, and their p99 over one second can
+	// reach tens of ms; their median stays well under the injected delay.
+	slices.Sort(control)
+	if med := control[len(control)/2]; med > 100 {
+		t.Errorf("the members without the delay measured a median WAL fsync p99 of %.1fms (%v)", med, control)
+	}
+
+	// Stalls longer than the election timeout: a follower's costs no election, the leader's one,
+	// as etcd's own logs tell.
+	for _, k := range []int{1, 2} {
+		at := eventTime(t, dir, "fault_injected", k)
+		healed := eventTime(t, dir, "fault_healed", k)
+		el := etcdElections(t, dir, at, healed.Add(time.Second))
+		if d := f[k].Disk[0]; d.Stalled < 1 {
+			t.Errorf("#%d disk-stall touched no I/O: %+v", k, d)
+		}
+		switch {
+		case k == 1 && (len(el) > 0 || f[k].Election):
+			t.Errorf("a stalled follower cost an election: etcd logged %v, the harness saw %v", el, f[k].Election)
+		case k == 2 && (len(el) == 0 || !f[k].Election):
+			t.Errorf("a stalled leader cost no election: etcd logged %v, the harness saw %v", el, f[k].Election)
+		case k == 2:
+			if d := el[0].Sub(at); d < 500*time.Millisecond || d > 2500*time.Millisecond {
+				t.Errorf("etcd elected a leader %s after the leader's disk stalled (election timeout 1s)", d)
+			}
+		}
+	}
+	for _, k := range []int{3, 4} {
+		for _, d := range f[k].Disk {
+			if d.DroppedBytes == nil || d.Exited != "" {
+				t.Errorf("#%d power-loss on %s: %+v", k, d.Member, d)
+			}
+		}
+	}
+}
+
+// The negative control: members that never fsync (--unsafe-no-fsync) lose what they were told
+// to keep when they all lose power; the run must not pass, and says how the members ended. (With
+// a majority, a survivor that leads can repair the others: whether writes are lost is a race.)
+func TestPowerLossWithoutFsyncIsCaught(t *testing.T) {
+	testbin.NeedFUSE(t)
+	res, dir := runScenario(t, `
+name: unsafe-power-loss
+seed: 3
+cluster:
+  size: 3
+  etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms, unsafe-no-fsync: "true"}
+workload:
+  duration: 9s
+  warmup: 2s
+  rate: 200
+  timeout: 500ms
+  recovery: 3s
+  mix: [{op: put, weight: 1, keys: 500}]
+faults:
+  - {at: 4s, action: power-loss, target: all, allow-quorum-loss: true}
+checks: {kv-safety: true}
+`)
+	if res.Passed || res.Verdict != reports.VerdictFail {
+		t.Fatalf("verdict %s (%s): a power loss of unsynced members passed", res.Verdict, res.Reason)
+	}
+	var dropped int64
+	for _, d := range res.Faults[0].Disk {
+		if d.DroppedBytes != nil {
+			dropped += *d.DroppedBytes
+		}
+	}
+	if dropped < 10_000 {
+		t.Errorf("the layer dropped %d bytes of members that never fsync", dropped)
+	}
+	caught := ""
+	for _, c := range res.Checks {
+		if c.Status != reports.CheckPass && c.Status != reports.CheckSkipped {
+			caught += c.Name + ": " + c.Summary + " " + strings.Join(c.Examples, "; ") + "\n"
+		}
+	}
+	if caught == "" {
+		t.Fatalf("no check caught it: %+v", res.Checks)
+	}
+	t.Logf("dropped %d bytes; caught by:\n%s", dropped, caught)
+	assertNoLeftovers(t, dir)
+}
+
+// The hashkv check says no when one replica's data differs: a value changed in a stopped
+// member's bolt db, behind etcd's back.
+func TestHashKVSaysNoOnDivergence(t *testing.T) {
+	c := startCluster(t, 3, "direct")
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if err := put(c.ClientURLs()["member-1"], "chaos/hk/k"+string(rune('a'+i)), 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &run{cl: c, prefix: "chaos/hk/"}
+	if ck := r.hashKV(ctx); ck.Status != reports.CheckPass {
+		t.Fatalf("before: %s %s %v", ck.Status, ck.Summary, ck.Examples)
+	}
+	var m3 faults.DiskMember
+	for _, m := range c.Members() {
+		if m.Name() == "member-3" {
+			m3 = m.(faults.DiskMember)
+		}
+	}
+	if err := m3.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := m3.WaitExit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(m3.DataDir(), "member", "snap", "db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("key"))
+		k, v := b.Cursor().Last()
+		v = append([]byte(nil), v...)
+		v[len(v)-1] ^= 0x01 // the last byte of the value (the KeyValue has no lease)
+		return b.Put(append([]byte(nil), k...), v)
+	})
+	if cerr := db.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	if err := m3.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx, 20*time.Second, "chaos/hk/ready"); err != nil {
+		t.Fatal(err)
+	}
+	ck := r.hashKV(ctx)
+	if ck.Status != reports.CheckFail || !strings.Contains(ck.Summary, "diverge") || !strings.Contains(ck.Summary, "member-3") {
+		t.Fatalf("after changing member-3's data: %s %s", ck.Status, ck.Summary)
+	}
+	t.Log(ck.Summary)
+}
+
+// A harness killed (SIGKILL) while a disk stall holds leaves its layer mounted and dead; chaos
+// heal detaches it and ends the members. Interrupted (SIGINT), the harness takes everything down
+// itself.
+func TestDiskLayerCleanedUpAfterKillAndInterrupt(t *testing.T) {
+	testbin.NeedFUSE(t)
+	scen := filepath.Join(t.TempDir(), "stall.yaml")
+	if err := os.WriteFile(scen, []byte(`
+name: stall-then-die
+seed: 5
+cluster: {size: 3, etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}}
+workload: {duration: 20s, warmup: 1s, rate: 100, mix: [{op: put, weight: 1, keys: 100}]}
+faults:
+  - {at: 2s, action: disk-stall, target: follower, duration: 15s}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "run")
+			cmd := exec.Command(chaosBin, "run", scen, "--out", out)
+			cmd.SysProcAttr = proc.SysProcAttr()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				b, _ := os.ReadFile(filepath.Join(out, "events.jsonl"))
+				if strings.Contains(string(b), `"fault_injected"`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					t.Fatal("the stall was not injected within 30s")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if m, _ := diskfs.Mounts(out); len(m) != 3 {
+				t.Fatalf("%d disk layers mounted under the run, want 3: %v", len(m), m)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			if sig == syscall.SIGKILL {
+				if m, _ := diskfs.Mounts(out); len(m) != 3 {
+					t.Fatalf("after SIGKILL %d layers are left, want the 3 for chaos heal: %v", len(m), m)
+				}
+				hc := exec.Command(chaosBin, "heal", out)
+				b, err := hc.CombinedOutput()
+				if err != nil {
+					t.Fatalf("chaos heal: %v\n%s", err, b)
+				}
+				t.Logf("chaos heal:\n%s", b)
+				if !strings.Contains(string(b), "disk layer") {
+					t.Errorf("chaos heal says nothing of the disk layers:\n%s", b)
+				}
+			}
+			assertNoLeftovers(t, out)
+			if err := os.RemoveAll(out); err != nil {
+				t.Errorf("removing the run folder: %v", err)
+			}
+		})
+	}
+}
