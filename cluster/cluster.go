@@ -781,6 +781,14 @@ func lastWords(path string) string {
 	if pick == "" && len(lines) > 1 {
 		pick = lines[len(lines)-1]
 	}
+	// etcd logs JSON: its level, message and error say it; the stack trace does not fit a line.
+	var j struct{ Level, Msg, Error string }
+	if json.Unmarshal([]byte(pick), &j) == nil && j.Msg != "" {
+		pick = j.Level + ": " + j.Msg
+		if j.Error != "" {
+			pick += ": " + j.Error
+		}
+	}
 	if len(pick) > 400 {
 		pick = pick[:400] + "..."
 	}

@@ -115,6 +115,37 @@ func (r *run) hashKV(ctx context.Context) reports.Check {
 	return c
 }
 
+// clusterAlarms lists the alarms the cluster holds (NOSPACE after its quota, CORRUPT after etcd's own
+// corruption check), as "NOSPACE on member-1"; a cluster that cannot be asked gives none.
+func (r *run) clusterAlarms(ctx context.Context) []string {
+	cli, err := loadgen.MeasureClientVia(r.cl.Endpoints(), r.cl.LoadConn())
+	if err != nil {
+		return nil
+	}
+	defer cli.Close()
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := cli.AlarmList(actx)
+	if err != nil {
+		return nil
+	}
+	ids := map[uint64]string{}
+	if ml, err := cli.MemberList(actx); err == nil {
+		for _, m := range ml.Members {
+			ids[m.ID] = m.Name
+		}
+	}
+	var out []string
+	for _, a := range resp.Alarms {
+		name := ids[a.MemberID]
+		if name == "" {
+			name = fmt.Sprintf("%x", a.MemberID)
+		}
+		out = append(out, fmt.Sprintf("%s on %s", a.Alarm, name))
+	}
+	return out
+}
+
 // exitOf says how a member's process ended, where the harness ran it and it is not running.
 func (r *run) exitOf(name string) string {
 	for _, m := range r.cl.Members() {

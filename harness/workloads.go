@@ -106,6 +106,9 @@ func (r *run) check(ctx context.Context, res *reports.Result) {
 		res.Checks = append(res.Checks, c)
 		r.events.Log(time.Now(), "check", "name", c.Name, "status", c.Status, "summary", c.Summary)
 	}
+	if res.Alarms = r.clusterAlarms(cctx); len(res.Alarms) > 0 {
+		r.events.Log(time.Now(), "alarms", "alarms", res.Alarms)
+	}
 	if r.sc.Checks.HashKV == nil || *r.sc.Checks.HashKV {
 		c := r.hashKV(cctx)
 		res.Checks = append(res.Checks, c)

@@ -16,6 +16,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"upper": strings.ToUpper,
 	"f2":    func(v float64) string { return fmt.Sprintf("%.2f", v) },
 	"join":  strings.Join,
+	"disk": DiskText,
 	"secs": func(v *float64) string {
 		if v == nil {
 			return "never"
@@ -73,7 +74,7 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 {{end}}</table>{{end}}
 {{if .Many}}<details><summary>every fault, failover and recovery ({{len .R.Faults}} faults)</summary>{{end}}
 <table><tr><th>#</th><th>action</th><th>target</th><th>members</th><th>injected</th><th>healed</th><th>cost</th><th>write outage</th><th>slowest probe</th><th>network</th><th>bytes across its links</th><th>error</th></tr>
-{{range .R.Faults}}<tr><td>{{.Index}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{join .Members ", "}}{{if .WasLeader}} (leader){{end}}</td><td>{{printf "%.3fs" .AtS}}</td><td>{{secs .HealedAtS}}</td><td>{{if .Election}}election{{else if .OutageWriteMs}}no election{{end}}</td><td>{{if .OutageWriteMs}}{{ms .OutageWriteMs}}{{end}}</td><td>{{if .SlowestProbeMs}}{{ms .SlowestProbeMs}}{{end}}</td><td>{{.Network}}{{if .Links}} ({{len .Links}} links){{end}}</td><td>{{if .LinkBytes}}{{$.LinkBytes .}}{{end}}</td><td>{{.Error}}</td></tr>
+{{range .R.Faults}}<tr><td>{{.Index}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{join .Members ", "}}{{if .WasLeader}} (leader){{end}}</td><td>{{printf "%.3fs" .AtS}}</td><td>{{secs .HealedAtS}}</td><td>{{if .Election}}election{{else if .OutageWriteMs}}no election{{end}}</td><td>{{if .OutageWriteMs}}{{ms .OutageWriteMs}}{{end}}</td><td>{{if .SlowestProbeMs}}{{ms .SlowestProbeMs}}{{end}}</td><td>{{.Network}}{{if .Links}} ({{len .Links}} links){{end}}</td><td>{{if .LinkBytes}}{{$.LinkBytes .}}{{end}}</td><td>{{.Error}}{{range .Disk}}<div>disk {{.Member}}: {{disk .}}</div>{{end}}</td></tr>
 {{end}}</table>
 {{if .R.Failovers}}<table><tr><th>fault</th><th>old leader</th><th>leader elected</th><th>by</th><th>writes restored</th><th>new leader</th></tr>
 {{range .R.Failovers}}<tr><td>#{{.Fault}} {{.Action}}</td><td>{{.Member}} (term {{.OldTerm}})</td><td>{{ms .LeaderElectedMs}}</td><td>{{.LeaderElectedBy}}</td><td>{{ms .WriteRestoredMs}}</td><td>{{.NewLeader}}{{if .NewTerm}} (term {{.NewTerm}}){{end}}{{if .Note}}; {{.Note}}{{end}}</td></tr>

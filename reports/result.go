@@ -79,6 +79,8 @@ type Result struct {
 	MemberHealth []MemberHealth `json:"member_health,omitempty"`
 	// Checks are the safety checks: each passes, fails, or is unknown (never a pass).
 	Checks []Check `json:"checks"`
+	// Alarms are the alarms the cluster held at the end of the run (NOSPACE, CORRUPT), by member.
+	Alarms []string `json:"alarms,omitempty"`
 	// Workloads are the workloads beside the main KV load, with what each measured.
 	Workloads []WorkloadResult `json:"workloads,omitempty"`
 	// Repeats and Aggregate are set on the top result.json of a chaos run --repeat folder: its runs,

@@ -94,8 +94,17 @@ func WriteText(w io.Writer, r *Result) error {
 				fmt.Fprintf(tw, "  #%d %s %s\tleader elected %s (%s)\twrites restored %s\t%s\tnew leader %s (term %d)\n", f.Index, f.Action, strings.Join(f.Members, ","),
 					msText(fo.LeaderElectedMs), orText(fo.LeaderElectedBy, "-"), msText(fo.WriteRestoredMs), outage, orText(fo.NewLeader, "none"), fo.NewTerm)
 			}
+			if len(f.Disk) > 0 {
+				tw.Flush() // the disk lines are prose, outside the columns
+				for _, d := range f.Disk {
+					fmt.Fprintf(&b, "     disk %s: %s\n", d.Member, DiskText(d))
+				}
+			}
 		}
 		tw.Flush()
+	}
+	if len(r.Alarms) > 0 {
+		fmt.Fprintf(&b, "\nalarms at the end of the run: %s\n", strings.Join(r.Alarms, ", "))
 	}
 	if len(r.Recoveries) > 0 && !many {
 		fmt.Fprintln(&b, "\nrecovery after heal")
@@ -356,4 +365,36 @@ func probedOf(p ProberStats) string {
 		return ""
 	}
 	return fmt.Sprintf(" of %.1fs", p.ProbedS)
+}
+
+// DiskText says in one line what a disk fault did to a member.
+func DiskText(d DiskEffect) string {
+	var parts []string
+	for _, c := range []struct {
+		n    int64
+		what string
+	}{{d.Delayed, "delayed"}, {d.Failed, "failed"}, {d.Stalled, "stalled"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d ops %s", c.n, c.what))
+		}
+	}
+	if d.DroppedBytes != nil {
+		parts = append(parts, fmt.Sprintf("power loss dropped %d unsynced bytes in %d files and %d name changes", *d.DroppedBytes, d.DroppedFiles, d.DroppedEntries))
+	}
+	if d.Corrupted != "" {
+		parts = append(parts, "corrupted "+d.Corrupted)
+	}
+	if d.Start != "" {
+		parts = append(parts, "start after it: "+d.Start)
+	}
+	if d.Exited != "" {
+		parts = append(parts, "the member exited: "+d.Exited)
+		if d.Restarted {
+			parts = append(parts, "started again at the heal")
+		}
+	}
+	if len(parts) == 0 {
+		return "touched no I/O"
+	}
+	return strings.Join(parts, "; ")
 }
