@@ -16,6 +16,7 @@ run: build
 # Members are real processes of the chaos binary. network: netns starts them through nsenter
 # (util-linux, essential on Debian, installed here if a bare machine lacks it); namespaces, links,
 # routes and qdiscs are made through netlink, so iproute2 is not needed.
+# The disk layer (disk faults) is FUSE: root mounts it directly, fusermount3 (fuse3) otherwise.
 # The report tests open report.html in Debian's chromium (headless) and validate junit.xml with
 # xmllint (libxml2-utils): installed here when missing, as every CI machine starts bare.
 deps:
@@ -24,6 +25,7 @@ deps:
 	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v xmllint >/dev/null || missing="$$missing libxml2-utils"; \
+	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -55,6 +57,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkPuts$$|BenchmarkBareClientPuts' -benchtime 20000x -count 3 ./harness
 	# the throughput ratios, side by side in one run (alternating rounds): default/direct, container/local
 	$(GO) test -run '^$$' -bench 'BenchmarkPutsSideBySide' -benchtime 1x ./harness
+	# the disk layer's cost with no fault, side by side: disk/direct (target at least 0.85)
+	$(GO) test -run '^$$' -bench 'BenchmarkDiskLayerSideBySide' -benchtime 1x ./harness
 	# memory flat in run length: a stop condition's window over 2h and 20h of seconds
 	$(GO) test -run '^$$' -bench 'BenchmarkStopWindowMemory' -benchtime 1x ./harness
 	# the harness's own cost: its load and observers against bare clientv3 puts, side by side (A B C C B A)

@@ -46,6 +46,13 @@ func benchClusterIn(b testing.TB, network, dir string) cluster.Cluster {
 	}
 	opts := cluster.LocalOptions{Dir: dir, Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
 		ClientProxy: proxied, PeerProxy: proxied}
+	if network == "disk" || network == "disk-unsynced" {
+		// The disk layer under every member's data dir, holding no fault (with unsynced tracking,
+		// as a scenario with a power loss mounts it).
+		testbin.NeedFUSE(b)
+		opts.Network = "direct"
+		opts.Disk = &cluster.DiskOptions{Unsynced: network == "disk-unsynced"}
+	}
 	var cl cluster.Cluster
 	var err error
 	if network == "container" {
@@ -144,6 +151,37 @@ func BenchmarkPutsSideBySide(b *testing.B) {
 	b.ReportMetric(sum["default"]/sum["direct"], "default/direct")
 	b.ReportMetric(sum["container"]/sum["direct"], "container/local")
 	b.ReportMetric(sum["proxy"]/sum["direct"], "proxy/direct")
+}
+
+// BenchmarkDiskLayerSideBySide is what the disk layer costs when it holds no fault: closed-loop
+// puts against members whose data dirs are served by the harness's FUSE layer (plain, and with
+// the unsynced tracking a power loss needs) and against members on the bare filesystem, side by
+// side in alternating rounds (A B C A B C), as ratios. Target: disk/direct at least 0.85. Run
+// with -benchtime 1x.
+func BenchmarkDiskLayerSideBySide(b *testing.B) {
+	cases := []string{"direct", "disk", "disk-unsynced"}
+	cls := map[string]cluster.Cluster{}
+	for _, c := range cases {
+		cls[c] = benchCluster(b, c)
+	}
+	sum, p99 := map[string]float64{}, map[string]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < 3; round++ {
+			for _, c := range cases {
+				rate, p, _ := measurePuts(b, cls[c], 8000)
+				sum[c] += rate
+				p99[c] = max(p99[c], p)
+			}
+		}
+	}
+	b.StopTimer()
+	for _, c := range cases {
+		b.ReportMetric(sum[c]/float64(3*b.N), c+"-puts/s")
+		b.ReportMetric(p99[c], c+"-worst-p99-ms")
+	}
+	b.ReportMetric(sum["disk"]/sum["direct"], "disk/direct")
+	b.ReportMetric(sum["disk-unsynced"]/sum["direct"], "disk-unsynced/direct")
 }
 
 // BenchmarkBareClientPuts is the same-machine baseline for BenchmarkPuts: the same puts with the same

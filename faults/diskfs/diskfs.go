@@ -146,6 +146,8 @@ type Disk struct {
 	rng      *rand.Rand
 	atFault  Counts // the counts when the current fault was injected
 
+	armed atomic.Bool // a fault is in force (the gate's fast path reads it without the lock)
+
 	fsyncs, delayed, failed, stalled atomic.Int64
 	delayedNs                        atomic.Int64
 
@@ -238,6 +240,7 @@ func (d *Disk) Inject(f Fault) {
 	}
 	d.fault = &f
 	d.atFault = d.Counts()
+	d.armed.Store(true)
 }
 
 // Active is the fault in force (nil: none).
@@ -259,6 +262,7 @@ func (d *Disk) Heal() Counts {
 		return Counts{}
 	}
 	d.fault = nil
+	d.armed.Store(false)
 	d.releaseLocked()
 	return d.Counts().sub(d.atFault)
 }
@@ -284,6 +288,12 @@ func (d *Disk) gate(ctx context.Context, op Op, allocates bool) syscall.Errno {
 		d.fsyncs.Add(1)
 	}
 	wait := d.opts.Standing[op]
+	if !d.armed.Load() {
+		if wait > 0 {
+			sleep(ctx, wait)
+		}
+		return 0
+	}
 	d.mu.Lock()
 	f := d.fault
 	released := d.released
@@ -350,6 +360,7 @@ func (d *Disk) Unmount() error {
 	d.mu.Lock()
 	d.releaseLocked()
 	d.fault = nil
+	d.armed.Store(false)
 	srv := d.server
 	d.server = nil
 	d.mu.Unlock()

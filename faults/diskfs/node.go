@@ -234,12 +234,18 @@ func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 		return fs.ToErrno(err)
 	}
 	defer syscall.Close(fd)
-	return n.d.synced(fd)
+	return n.d.synced(fd, flags)
 }
 
-// synced fsyncs fd and, once that succeeded, marks its data and every earlier name change durable.
-func (d *Disk) synced(fd int) syscall.Errno {
-	if err := syscall.Fsync(fd); err != nil {
+// synced fsyncs fd (fdatasync when the caller asked for that, as etcd's WAL does: a full fsync
+// would also write the inode's times each time) and, once that succeeded, marks its data and every
+// earlier name change durable.
+func (d *Disk) synced(fd int, flags uint32) syscall.Errno {
+	sync := syscall.Fsync
+	if flags&1 != 0 { // FUSE_FSYNC_FDATASYNC
+		sync = syscall.Fdatasync
+	}
+	if err := sync(fd); err != nil {
 		return fs.ToErrno(err)
 	}
 	if d.un != nil {
@@ -291,7 +297,7 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if e := f.d.gate(ctx, Fsync, false); e != 0 {
 		return e
 	}
-	return f.d.synced(f.fd)
+	return f.d.synced(f.fd, flags)
 }
 
 func (f *file) Flush(ctx context.Context) syscall.Errno   { return f.lf.Flush(ctx) }
@@ -358,7 +364,7 @@ func (d *dir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	if e := d.d.gate(ctx, Fsync, false); e != 0 {
 		return e
 	}
-	return d.d.synced(d.fd)
+	return d.d.synced(d.fd, flags)
 }
 
 func lookPath(bin string) (string, error) { return exec.LookPath(bin) }
