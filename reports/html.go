@@ -16,7 +16,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"upper": strings.ToUpper,
 	"f2":    func(v float64) string { return fmt.Sprintf("%.2f", v) },
 	"join":  strings.Join,
-	"disk": DiskText,
+	"disk":  DiskText,
 	"secs": func(v *float64) string {
 		if v == nil {
 			return "never"
