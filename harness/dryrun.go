@@ -36,6 +36,16 @@ func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "\n%s cluster of %d members (%s), started by the run; network %s\n", sc.Cluster.Provider, size,
 			strings.Join(cluster.MemberNames(size), ", "), sc.Cluster.Network)
+		if o := diskOptions(sc); o != nil {
+			what := "passing every operation through between faults"
+			if d := describeCluster(sc, nil).DiskDelay; d != "" {
+				what = "delaying each " + d
+			}
+			if o.Unsynced {
+				what += "; it keeps what was never synced, for the power loss"
+			}
+			fmt.Fprintf(w, "disk layer (FUSE, served by the harness) under each member's data dir, %s\n", what)
+		}
 	}
 	if err := quorumGuard(sc, size); err != nil {
 		return fmt.Errorf("%w: %v", ErrInput, err)

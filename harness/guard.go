@@ -18,11 +18,14 @@ import (
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
-// describeCluster is the result's account of the cluster (after Start, a remote one's members).
+// describeCluster is the result's account of the cluster (after Start, a remote one's members;
+// with cl nil, only what the scenario says).
 func describeCluster(sc *scenarios.Scenario, cl cluster.Cluster) reports.Cluster {
-	c := reports.Cluster{Provider: sc.Cluster.Provider, Size: len(cl.Names()), Members: cl.Names(), EtcdVersion: cl.EtcdVersion(),
-		EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
-	c.ClientPath, c.PeerPath = cl.Paths()
+	c := reports.Cluster{Provider: sc.Cluster.Provider, EtcdBinary: sc.Cluster.EtcdBinary, Etcd: sc.Cluster.Etcd, Network: sc.Cluster.Network}
+	if cl != nil {
+		c.Size, c.Members, c.EtcdVersion = len(cl.Names()), cl.Names(), cl.EtcdVersion()
+		c.ClientPath, c.PeerPath = cl.Paths()
+	}
 	if d := sc.Cluster.PeerDelay; !d.IsZero() {
 		c.PeerDelay = fmt.Sprintf("%s±%s", time.Duration(d.Latency), time.Duration(d.Jitter))
 	}
