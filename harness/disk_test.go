@@ -25,8 +25,8 @@ import (
 // Every disk fault on one cluster, each held against etcd's own account: a 200ms fsync delay on
 // the leader shows in its etcd_disk_wal_fsync_duration_seconds (and not in the others'); a stall
 // longer than the election timeout on a follower costs no election in etcd's logs, on the leader
-// one; a power loss of a minority and then of every member loses no acknowledged write, and the
-// replicas hash the same at the end.
+// one; a power loss of a minority, of a majority and of every member loses no acknowledged write,
+// and the replicas hash the same at the end.
 const diskFaults = `
 name: disk-faults
 seed: 11
@@ -44,7 +44,8 @@ faults:
   - {at: 8s, action: disk-stall, target: follower, duration: 2500ms}
   - {at: 12s, action: disk-stall, target: leader, duration: 2500ms}
   - {at: 17s, action: power-loss, target: minority}
-  - {at: 20s, action: power-loss, target: all, allow-quorum-loss: true}
+  - {at: 19s, action: power-loss, target: majority, allow-quorum-loss: true}
+  - {at: 21s, action: power-loss, target: all, allow-quorum-loss: true}
 checks: {kv-safety: true}
 `
 
@@ -87,7 +88,7 @@ func TestDiskFaultsOnEtcd(t *testing.T) {
 		t.Errorf("kv-safety: %s %s", c.Status, c.Summary)
 	}
 	f := res.Faults
-	if len(f) != 5 {
+	if len(f) != 6 {
 		t.Fatalf("%d faults", len(f))
 	}
 	for i, fr := range f {
@@ -159,7 +160,7 @@ func TestDiskFaultsOnEtcd(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []int{3, 4} {
+	for _, k := range []int{3, 4, 5} {
 		for _, d := range f[k].Disk {
 			if d.DroppedBytes == nil || d.Exited != "" {
 				t.Errorf("#%d power-loss on %s: %+v", k, d.Member, d)
@@ -212,6 +213,39 @@ checks: {kv-safety: true}
 		t.Fatalf("no check caught it: %+v", res.Checks)
 	}
 	t.Logf("dropped %d bytes; caught by:\n%s", dropped, caught)
+	assertNoLeftovers(t, dir)
+}
+
+// A follower's WAL corrupted between a kill and its start: etcd refuses to start on it, and the run
+// says so with etcd's own words; the member stays down, so hashkv cannot vouch for the cluster.
+func TestCorruptWALIsReported(t *testing.T) {
+	testbin.NeedFUSE(t)
+	res, dir := runScenario(t, `
+name: corrupt-wal
+seed: 2
+cluster: {size: 3, etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms}}
+workload: {duration: 8s, warmup: 1s, rate: 200, recovery: 2s, mix: [{op: put, weight: 1, keys: 200}]}
+faults:
+  - {at: 3s, action: corrupt, target: follower, file: wal}
+`)
+	f := res.Faults[0]
+	if len(f.Disk) != 1 || f.Error != "" {
+		t.Fatalf("corrupt: %+v (error %q)", f.Disk, f.Error)
+	}
+	d := f.Disk[0]
+	t.Logf("corrupted %s; start: %s", d.Corrupted, d.Start)
+	if !strings.Contains(d.Corrupted, ".wal: 8 bytes at offset") || !strings.Contains(d.Start, "crc mismatch") {
+		t.Errorf("corrupt: %+v: want the WAL named and etcd's crc mismatch", d)
+	}
+	var hk reports.Check
+	for _, c := range res.Checks {
+		if c.Name == "hashkv" {
+			hk = c
+		}
+	}
+	if res.Passed || hk.Status != reports.CheckUnknown || !strings.Contains(strings.Join(hk.Examples, " "), d.Member+" did not answer") {
+		t.Errorf("verdict %s (%s); hashkv %s %s %v", res.Verdict, res.Reason, hk.Status, hk.Summary, hk.Examples)
+	}
 	assertNoLeftovers(t, dir)
 }
 

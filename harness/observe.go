@@ -99,14 +99,28 @@ type counterAt struct {
 func (r *run) peerRTT(ctx context.Context) *reports.PeerRTT {
 	var sum, count, zeros float64
 	const metric = "etcd_network_peer_round_trip_time_seconds"
+	// The members at once, each asked no further once it fails to answer (a member that is not
+	// serving yet answers nothing, and each read waits out its timeout).
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, m := range r.cl.Members() {
-		s, serr := r.cl.MemberMetric(ctx, m.Name(), metric+"_sum")
-		n, nerr := r.cl.MemberMetric(ctx, m.Name(), metric+"_count")
-		z, zerr := r.cl.MemberMetric(ctx, m.Name(), metric+`_bucket{le="0.0001"}`)
-		if serr == nil && nerr == nil && zerr == nil {
-			sum, count, zeros = sum+s, count+n, zeros+z
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := r.cl.MemberMetric(ctx, m.Name(), metric+"_sum")
+			if err != nil {
+				return
+			}
+			n, nerr := r.cl.MemberMetric(ctx, m.Name(), metric+"_count")
+			z, zerr := r.cl.MemberMetric(ctx, m.Name(), metric+`_bucket{le="0.0001"}`)
+			if nerr == nil && zerr == nil {
+				mu.Lock()
+				sum, count, zeros = sum+s, count+n, zeros+z
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	if count-zeros <= 0 {
 		return nil
 	}
@@ -116,10 +130,19 @@ func (r *run) peerRTT(ctx context.Context) *reports.PeerRTT {
 // etcdLeaderChanges reads etcd_server_leader_changes_seen_total from every member that answers.
 func (r *run) etcdLeaderChanges(ctx context.Context) map[string]counterAt {
 	out := map[string]counterAt{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, m := range r.cl.Members() {
-		if v, err := r.cl.MemberMetric(ctx, m.Name(), "etcd_server_leader_changes_seen_total"); err == nil {
-			out[m.Name()] = counterAt{n: v, pid: m.PID()}
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := r.cl.MemberMetric(ctx, m.Name(), "etcd_server_leader_changes_seen_total"); err == nil {
+				mu.Lock()
+				out[m.Name()] = counterAt{n: v, pid: m.PID()}
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	return out
 }

@@ -18,8 +18,9 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"client-delay", "election-failover", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "lease-churn",
-		"lock-contention", "lock-pause", "one-way-leader", "partition-leader", "partition-minority", "rolling-restart", "slow-follower", "slow-leader", "soak", "watch-under-kill"}
+	want := []string{"client-delay", "disk-stall-follower", "election-failover", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "lease-churn",
+		"lock-contention", "lock-pause", "one-way-leader", "partition-leader", "partition-minority", "power-loss-minority", "rolling-restart", "slow-disk-leader",
+		"slow-follower", "slow-leader", "soak", "watch-under-kill"}
 	var got []string
 	for _, b := range list {
 		got = append(got, b.Name)
