@@ -58,6 +58,8 @@ type DiskOptions struct {
 	// Unsynced keeps what a power loss drops (a read before each write over synced data).
 	Unsynced bool
 	Seed     uint64
+	// Passthrough: the faults act on fsync alone; reads and writes may bypass the layer.
+	Passthrough bool
 }
 
 // LocalCluster is a cluster of etcd members, each a real OS process on 127.0.0.1 ports (or on
@@ -275,7 +277,7 @@ func (c *LocalCluster) mountDisks() error {
 	}
 	for i, m := range c.members {
 		d, err := diskfs.Mount(diskfs.Options{Backing: m.backing, Mountpoint: m.dataDir, Stash: m.stash,
-			TrackUnsynced: o.Unsynced, Standing: o.Standing, Seed: o.Seed + uint64(i)})
+			TrackUnsynced: o.Unsynced, Standing: o.Standing, Seed: o.Seed + uint64(i), Passthrough: o.Passthrough})
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package faults
 import (
 	"fmt"
 
+	"github.com/etcd-chaos/etcd-chaos/faults/diskfs"
+
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
@@ -29,6 +31,9 @@ type Action struct {
 	// (the harness serves one only for a scenario that needs it), and Unsynced, a record of what
 	// was never synced (power loss), which costs a read before each write over synced data.
 	Layer, Unsynced bool
+	// IO is the I/O classes a fault of the action needs the layer to see (nil: all of them). A
+	// scenario whose faults need fsyncs alone lets the kernel read and write past the layer.
+	IO func(f scenarios.Fault) diskfs.Op
 	// Does says in one line what injecting and healing does, for the dry run; links names the
 	// links ("the peer links", "the links from the load").
 	Does func(f scenarios.Fault, links string) string

@@ -10,6 +10,7 @@ import (
 // diskDelay makes the named ops on the member's data dir wait (fsync by default: the WAL's fsync
 // latency is what etcd's leader liveness hangs on). The member keeps serving, slowly.
 var diskDelayAction = Action{Layer: true,
+	IO:   func(f scenarios.Fault) diskfs.Op { return diskOps(f, diskfs.Fsync) },
 	Kind: diskKind{name: "disk-delay"},
 	KindOf: func(f scenarios.Fault) Kind {
 		return diskKind{name: "disk-delay", fault: diskfs.Fault{Ops: diskOps(f, diskfs.Fsync), Delay: f.Latency.D(), Jitter: f.Jitter.D(), Percent: f.Percent}}

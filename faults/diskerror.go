@@ -14,6 +14,7 @@ import (
 // default: the error etcd cannot recover from). etcd exits on a failed WAL fsync; the member is
 // then reported with its last log line and started again at the heal.
 var diskErrorAction = Action{Layer: true,
+	IO:   func(f scenarios.Fault) diskfs.Op { return diskOps(f, diskfs.Fsync) },
 	Kind: diskKind{name: "disk-error"},
 	KindOf: func(f scenarios.Fault) Kind {
 		return diskKind{name: "disk-error", fault: diskfs.Fault{Ops: diskOps(f, diskfs.Fsync), Errno: errnoOf(f), Percent: f.Percent}}

@@ -46,12 +46,12 @@ func benchClusterIn(b testing.TB, network, dir string) cluster.Cluster {
 	}
 	opts := cluster.LocalOptions{Dir: dir, Size: 3, NodeCommand: []string{chaosBin, "node"}, Token: "bench", Network: network,
 		ClientProxy: proxied, PeerProxy: proxied}
-	if network == "disk" || network == "disk-unsynced" {
+	if network == "disk" || network == "disk-unsynced" || network == "disk-fsync-only" {
 		// The disk layer under every member's data dir, holding no fault (with unsynced tracking,
 		// as a scenario with a power loss mounts it).
 		testbin.NeedFUSE(b)
 		opts.Network = "direct"
-		opts.Disk = &cluster.DiskOptions{Unsynced: network == "disk-unsynced"}
+		opts.Disk = &cluster.DiskOptions{Unsynced: network == "disk-unsynced", Passthrough: network == "disk-fsync-only"}
 	}
 	var cl cluster.Cluster
 	var err error
@@ -159,7 +159,7 @@ func BenchmarkPutsSideBySide(b *testing.B) {
 // side in alternating rounds (A B C A B C), as ratios. Target: disk/direct at least 0.85. Run
 // with -benchtime 1x.
 func BenchmarkDiskLayerSideBySide(b *testing.B) {
-	cases := []string{"direct", "disk", "disk-unsynced"}
+	cases := []string{"direct", "disk", "disk-unsynced", "disk-fsync-only"}
 	cls := map[string]cluster.Cluster{}
 	for _, c := range cases {
 		cls[c] = benchCluster(b, c)
@@ -182,6 +182,7 @@ func BenchmarkDiskLayerSideBySide(b *testing.B) {
 	}
 	b.ReportMetric(sum["disk"]/sum["direct"], "disk/direct")
 	b.ReportMetric(sum["disk-unsynced"]/sum["direct"], "disk-unsynced/direct")
+	b.ReportMetric(sum["disk-fsync-only"]/sum["direct"], "disk-fsync-only/direct")
 }
 
 // BenchmarkBareClientPuts is the same-machine baseline for BenchmarkPuts: the same puts with the same

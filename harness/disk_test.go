@@ -20,6 +20,7 @@ import (
 	"github.com/etcd-chaos/etcd-chaos/internal/proc"
 	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // Every disk fault on one cluster, each held against etcd's own account: a 200ms fsync delay on
@@ -74,7 +75,7 @@ func etcdElections(t *testing.T, dir string, from, to time.Time) []time.Time {
 func TestDiskFaultsOnEtcd(t *testing.T) {
 	testbin.NeedFUSE(t)
 	res, dir := runScenario(t, diskFaults)
-	if !res.Passed || res.Cluster.DiskPath != "fuse" {
+	if !res.Passed || res.Cluster.DiskPath != "fuse" { // a stall and power loss: every op through the layer
 		t.Fatalf("verdict %s (%s), disk path %q", res.Verdict, res.Reason, res.Cluster.DiskPath)
 	}
 	checks := map[string]reports.Check{}
@@ -364,5 +365,49 @@ faults:
 				t.Errorf("removing the run folder: %v", err)
 			}
 		})
+	}
+}
+
+// Which disk layer a scenario gets: none without disk faults; passthrough (fsyncs through the
+// layer, reads and writes past it) when its faults act on fsyncs alone; every op through it
+// otherwise, and the unsynced record only for a power loss.
+func TestDiskLayerModes(t *testing.T) {
+	base := "name: m\ncluster: {size: 3}\nworkload: {duration: 20s, warmup: 1s}\n"
+	cases := []struct {
+		name, extra string
+		want        string // "", "passthrough", "all", "all+unsynced"
+	}{
+		{"no disk fault", "faults: [{at: 5s, action: kill, target: leader, duration: 2s}]\n", ""},
+		{"slow fsync", "faults: [{at: 5s, action: disk-delay, target: leader, latency: 100ms, duration: 2s}]\n", "passthrough"},
+		{"fsync errors", "faults: [{at: 5s, action: disk-error, target: follower, ops: [fsync], duration: 2s}]\n", "passthrough"},
+		{"standing fsync delay", "cluster: {size: 3, disk-delay: {fsync: 10ms}}\n", "passthrough"},
+		{"slow writes", "faults: [{at: 5s, action: disk-delay, target: leader, latency: 100ms, ops: [write], duration: 2s}]\n", "all"},
+		{"standing write delay", "cluster: {size: 3, disk-delay: {write: 1ms}}\n", "all"},
+		{"stall", "faults: [{at: 5s, action: disk-stall, target: leader, duration: 2s}]\n", "all"},
+		{"full", "faults: [{at: 5s, action: disk-full, target: leader, duration: 2s}]\n", "all"},
+		{"power loss", "faults: [{at: 5s, action: power-loss, target: follower}]\n", "all+unsynced"},
+	}
+	for _, c := range cases {
+		y := base + c.extra
+		if strings.HasPrefix(c.extra, "cluster:") {
+			y = strings.Replace(base, "cluster: {size: 3}\n", c.extra, 1)
+		}
+		sc, err := scenarios.Parse("m.yaml", []byte(y), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := ""
+		if o := diskOptions(sc); o != nil {
+			got = "all"
+			if o.Passthrough {
+				got = "passthrough"
+			}
+			if o.Unsynced {
+				got += "+unsynced"
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: layer %q, want %q", c.name, got, c.want)
+		}
 	}
 }

@@ -44,6 +44,9 @@ func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
 			if o.Unsynced {
 				what += "; it keeps what was never synced, for the power loss"
 			}
+			if o.Passthrough {
+				what += "; only fsyncs go through it, reads and writes pass it by (FUSE passthrough, where the kernel allows it)"
+			}
 			fmt.Fprintf(w, "disk layer (FUSE, served by the harness) under each member's data dir, %s\n", what)
 		}
 	}

@@ -29,8 +29,11 @@ func describeCluster(sc *scenarios.Scenario, cl cluster.Cluster) reports.Cluster
 	if d := sc.Cluster.PeerDelay; !d.IsZero() {
 		c.PeerDelay = fmt.Sprintf("%s±%s", time.Duration(d.Latency), time.Duration(d.Jitter))
 	}
-	if needsDiskLayer(sc) {
+	if o := diskOptions(sc); o != nil {
 		c.DiskPath = "fuse"
+		if o.Passthrough {
+			c.DiskPath = "fuse-passthrough" // fsyncs through the layer, reads and writes past it
+		}
 	}
 	if d := sc.Cluster.DiskDelay; !d.IsZero() {
 		var parts []string
@@ -51,21 +54,21 @@ func describeCluster(sc *scenarios.Scenario, cl cluster.Cluster) reports.Cluster
 	return c
 }
 
-// needsDiskLayer says whether the scenario needs the disk layer under the members' data dirs.
-func needsDiskLayer(sc *scenarios.Scenario) bool {
-	o := diskOptions(sc)
-	return o != nil
-}
-
 // diskOptions are the disk layer's options for the scenario (nil: it needs none).
 func diskOptions(sc *scenarios.Scenario) *cluster.DiskOptions {
 	var o *cluster.DiskOptions
+	var io diskfs.Op // the I/O classes the faults need the layer to see
 	for _, f := range sc.Faults {
 		if a := faults.LookupAction(f.Action); a != nil && a.Layer {
 			if o == nil {
 				o = &cluster.DiskOptions{Seed: uint64(sc.Seed)}
 			}
 			o.Unsynced = o.Unsynced || a.Unsynced
+			if a.IO == nil {
+				io |= diskfs.All
+			} else {
+				io |= a.IO(f)
+			}
 		}
 	}
 	if d := sc.Cluster.DiskDelay; !d.IsZero() {
@@ -73,6 +76,16 @@ func diskOptions(sc *scenarios.Scenario) *cluster.DiskOptions {
 			o = &cluster.DiskOptions{Seed: uint64(sc.Seed)}
 		}
 		o.Standing = map[diskfs.Op]time.Duration{diskfs.Fsync: d.Fsync.D(), diskfs.Write: d.Write.D(), diskfs.Read: d.Read.D()}
+		if d.Write > 0 {
+			io |= diskfs.Write
+		}
+		if d.Read > 0 {
+			io |= diskfs.Read
+		}
+	}
+	if o != nil {
+		// Faults on fsyncs alone (a slow disk): the kernel reads and writes past the layer.
+		o.Passthrough = io&^diskfs.Fsync == 0
 	}
 	return o
 }

@@ -138,7 +138,9 @@ type Cluster struct {
 	// PeerDelay is the standing one-way delay on every peer link (cluster.peer-delay), "20ms±5ms".
 	PeerDelay string `json:"peer_delay,omitempty"`
 	// DiskPath is "fuse" when the harness's disk layer sits under every member's data dir (a disk
-	// fault or cluster.disk-delay needs it): fsync and write latency include its pass-through.
+	// fault or cluster.disk-delay needs it): fsync and write latency include its pass-through;
+	// "fuse-passthrough" when the faults act on fsyncs alone and the kernel reads and writes the
+	// backing files itself (where it allows it: Linux 6.9, root).
 	DiskPath string `json:"disk_path,omitempty"`
 	// DiskDelay is the standing disk delay (cluster.disk-delay), "fsync 10ms".
 	DiskDelay string `json:"disk_delay,omitempty"`

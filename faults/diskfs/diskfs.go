@@ -133,6 +133,11 @@ type Options struct {
 	// Standing delays each op of a class for the whole run (cluster.disk-delay).
 	Standing map[Op]time.Duration
 	Seed     uint64
+	// Passthrough lets the kernel read and write the backing files itself (FUSE passthrough,
+	// Linux 6.9 and root), so only fsyncs, names and attributes reach the layer: for a scenario
+	// whose faults act on fsync alone, as a slow disk's do. Where the kernel refuses it, every op
+	// comes through the layer as without it.
+	Passthrough bool
 }
 
 // Disk is one mounted disk layer.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -286,4 +287,45 @@ func TestLeftoverMountIsCleared(t *testing.T) {
 		t.Fatalf("still mounted: %v", m)
 	}
 	_ = d.Unmount()
+}
+
+// With passthrough the kernel reads and writes the backing files itself: a delay on writes no
+// longer reaches them, while fsyncs still come through the layer and wait.
+func TestPassthroughLeavesFsyncToTheLayer(t *testing.T) {
+	testbin.NeedFUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("FUSE passthrough needs root")
+	}
+	dir := t.TempDir()
+	back, mnt := filepath.Join(dir, "back"), filepath.Join(dir, "data")
+	d, err := diskfs.Mount(diskfs.Options{Backing: back, Mountpoint: mnt, Passthrough: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Unmount()
+	d.Inject(diskfs.Fault{Ops: diskfs.Write | diskfs.Fsync, Delay: 150 * time.Millisecond})
+	f, err := os.OpenFile(filepath.Join(mnt, "f"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	t0 := time.Now()
+	for i := 0; i < 5; i++ {
+		if _, err := f.Write([]byte("passthrough")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writes := time.Since(t0)
+	t0 = time.Now()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fsync := time.Since(t0)
+	t.Logf("5 writes %s, fsync %s under a 150ms delay on both", writes, fsync)
+	if got, _ := os.ReadFile(filepath.Join(back, "f")); string(got) != strings.Repeat("passthrough", 5) {
+		t.Fatalf("backing file holds %q", got)
+	}
+	if writes > 100*time.Millisecond || fsync < 150*time.Millisecond {
+		t.Fatalf("writes took %s (want them past the layer), fsync %s (want it through the layer)", writes, fsync)
+	}
 }

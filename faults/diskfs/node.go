@@ -83,8 +83,17 @@ func (n *node) wrap(fh fs.FileHandle) fs.FileHandle {
 		return fh
 	}
 	fd, _ := lf.PassthroughFd()
-	return &file{lf: lf, fd: fd, d: n.d}
+	f := &file{lf: lf, fd: fd, d: n.d}
+	if n.d.opts.Passthrough {
+		return &passFile{f}
+	}
+	return f
 }
+
+// passFile is an open file whose reads and writes the kernel does on the backing file itself.
+type passFile struct{ *file }
+
+func (p *passFile) PassthroughFd() (int, bool) { return p.fd, true }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	if e := n.d.gate(ctx, Write, true); e != 0 {
