@@ -182,11 +182,11 @@ cluster:
   size: 3
   etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms, unsafe-no-fsync: "true"}
 workload:
-  duration: 9s
+  duration: 7s
   warmup: 2s
   rate: 200
   timeout: 500ms
-  recovery: 3s
+  recovery: 1s
   mix: [{op: put, weight: 1, keys: 500}]
 faults:
   - {at: 4s, action: power-loss, target: all, allow-quorum-loss: true}
