@@ -36,7 +36,7 @@ cluster:
   etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms}
   scrape-interval: 1s
 workload:
-  duration: 23s
+  duration: 26s
   warmup: 2s
   rate: 200
   mix: [{op: put, weight: 1, keys: 500}]
@@ -45,8 +45,8 @@ faults:
   - {at: 8s, action: disk-stall, target: follower, duration: 2500ms}
   - {at: 12s, action: disk-stall, target: leader, duration: 2500ms}
   - {at: 17s, action: power-loss, target: minority}
-  - {at: 19s, action: power-loss, target: majority, allow-quorum-loss: true}
-  - {at: 21s, action: power-loss, target: all, allow-quorum-loss: true}
+  - {at: 20s, action: power-loss, target: majority, allow-quorum-loss: true}
+  - {at: 23s, action: power-loss, target: all, allow-quorum-loss: true}
 checks: {kv-safety: true}
 `
 
