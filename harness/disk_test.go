@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -50,8 +49,6 @@ faults:
 checks: {kv-safety: true}
 `
 
-var electedLineRe = regexp.MustCompile(`"ts":"([^"]+)".*elected leader [0-9a-f]+ at term (\d+)`)
-
 // etcdElections lists when any member's etcd logged an election between from and to.
 func etcdElections(t *testing.T, dir string, from, to time.Time) []time.Time {
 	t.Helper()
@@ -62,7 +59,7 @@ func etcdElections(t *testing.T, dir string, from, to time.Time) []time.Time {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range electedLineRe.FindAllStringSubmatch(string(b), -1) {
+		for _, m := range electedRe.FindAllStringSubmatch(string(b), -1) {
 			ts, err := time.Parse(time.RFC3339Nano, m[1])
 			if err == nil && !ts.Before(from) && !ts.After(to) {
 				out = append(out, ts)

@@ -2,7 +2,6 @@ package diskfs_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -264,7 +263,6 @@ func TestErrorsAndFullDisk(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mnt, "g"), []byte("z"), 0o600); err != nil {
 		t.Fatalf("healed: %v", err)
 	}
-	_ = context.Background()
 }
 
 // A layer whose server died (a killed harness) is found and detached by Unmount.
