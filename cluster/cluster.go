@@ -650,6 +650,8 @@ type File struct {
 	Endpoints []string `json:"endpoints,omitempty"`
 	// ScenarioFile is where the run's scenario came from: TLS and password-file paths are relative to it.
 	ScenarioFile string `json:"scenario_file,omitempty"`
+	// Agents: chaos agent on each member's node (provider remote), for chaos heal.
+	Agents map[string]string `json:"agents,omitempty"`
 }
 
 // FileMember is one member in cluster.json.

@@ -32,6 +32,8 @@ type HealReport struct {
 	// KeyPrefix and KeysDeleted: a remote run's keys, deleted (with its leases revoked).
 	KeyPrefix   string
 	KeysDeleted int64
+	// Agents: what each agent of a remote run healed of the run's faults ("member-1: paused").
+	Agents []string
 }
 
 // harnessAlive says whether the run's harness still runs (a reused PID runs something else).
@@ -87,7 +89,8 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 		cf.Members = nil
 	}
 	for _, m := range cf.Members {
-		if !proc.Alive(m.PID) || !strings.Contains(proc.Cmdline(m.PID), m.DataDir) {
+		// A remote cluster's PIDs are its nodes' (through agents), not this machine's: never signalled here.
+		if CapabilitiesOf(cf.Provider).Shared || m.DataDir == "" || !proc.Alive(m.PID) || !strings.Contains(proc.Cmdline(m.PID), m.DataDir) {
 			continue
 		}
 		if st, _ := proc.State(m.PID); st == faults.Stopped {
@@ -132,6 +135,12 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 			rep.Removed = append(rep.Removed, ns)
 		}
 	}
+	if len(cf.Agents) > 0 {
+		// Before the keys: a member a fault left paused or cut off may hold up the delete.
+		if err := healAgents(ctx, dir, cf, rep); err != nil {
+			return rep, err
+		}
+	}
 	if CapabilitiesOf(cf.Provider).Shared && cf.KeyPrefix != "" {
 		if err := healRemoteKeys(ctx, dir, cf, rep); err != nil {
 			return rep, err
@@ -165,15 +174,7 @@ func healRemoteKeys(ctx context.Context, dir string, cf File, rep *HealReport) e
 	if b, err := os.ReadFile(filepath.Join(dir, "events.jsonl")); err == nil && strings.Contains(string(b), `"kind":"keys_deleted"`) {
 		return nil
 	}
-	src, err := os.ReadFile(filepath.Join(dir, "scenario.yaml"))
-	if err != nil {
-		return fmt.Errorf("the run's keys under %s: reading its scenario for the cluster's credentials: %w", cf.KeyPrefix, err)
-	}
-	file := cf.ScenarioFile
-	if file == "" {
-		file = filepath.Join(dir, "scenario.yaml")
-	}
-	sc, err := scenarios.Parse(file, src, nil)
+	sc, err := runScenario(dir, cf)
 	if err != nil {
 		return fmt.Errorf("the run's keys under %s: %w", cf.KeyPrefix, err)
 	}
@@ -191,6 +192,46 @@ func healRemoteKeys(ctx context.Context, dir string, cf File, rep *HealReport) e
 		_ = ev.Close()
 	}
 	return nil
+}
+
+// runScenario is a run folder's scenario, read as its run read it (paths relative to its file).
+func runScenario(dir string, cf File) (*scenarios.Scenario, error) {
+	src, err := os.ReadFile(filepath.Join(dir, "scenario.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("reading its scenario for the cluster's credentials: %w", err)
+	}
+	file := cf.ScenarioFile
+	if file == "" {
+		file = filepath.Join(dir, "scenario.yaml")
+	}
+	return scenarios.Parse(file, src, nil)
+}
+
+// healAgents asks the agents of a remote run to heal what they hold of the run's faults (their
+// dead man's switch has most likely healed them already: the harness stopped renewing).
+func healAgents(ctx context.Context, dir string, cf File, rep *HealReport) error {
+	sc, err := runScenario(dir, cf)
+	if err != nil {
+		return fmt.Errorf("the run's agents: %w", err)
+	}
+	a, err := AgentsFor(sc, cf.RunID)
+	if err != nil {
+		return fmt.Errorf("the run's agents: %w", err)
+	}
+	var errs []error
+	for _, h := range a.HealAll(ctx, cf.RunID) {
+		if h.Err != nil {
+			errs = append(errs, fmt.Errorf("member %s's agent: %w", h.Member, h.Err))
+			continue
+		}
+		for _, x := range h.Healed {
+			rep.Agents = append(rep.Agents, fmt.Sprintf("%s: %s", h.Member, x.What))
+		}
+	}
+	for _, cl := range a.Clients {
+		cl.Close()
+	}
+	return errors.Join(errs...)
 }
 
 // DeletePrefix deletes every key under prefix, and revokes the leases whose attached keys are all

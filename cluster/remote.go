@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -40,7 +42,10 @@ type RemoteOptions struct {
 	RunID, KeyPrefix string
 	// ScenarioFile is the scenario's own path: its TLS and password-file paths are relative to it.
 	ScenarioFile string
-	readOnly     bool // dry run: make the proxy, but listen nowhere
+	// Agents reach chaos agent on each member's node (nil: none): process faults and peer-link
+	// faults go through them.
+	Agents   *Agents
+	readOnly bool // dry run: make the proxy, but listen nowhere
 }
 
 // RemoteCluster is a cluster the harness did not start: it learns the members from the cluster,
@@ -50,6 +55,7 @@ type RemoteCluster struct {
 	opts    RemoteOptions
 	proxy   *faults.Proxy
 	version string
+	net     *agentNet
 }
 
 // NewRemote prepares to reach the cluster at opts.Endpoints; Start connects.
@@ -61,6 +67,9 @@ func NewRemote(opts RemoteOptions) (*RemoteCluster, error) {
 	c.base = base{dir: opts.Dir, log: nopLogger(), network: "remote", control: opts.Conn, describe: func(cf *File) {
 		cf.Provider, cf.RunID, cf.KeyPrefix, cf.ScenarioFile = "remote", opts.RunID, opts.KeyPrefix, opts.ScenarioFile
 		cf.Endpoints = append([]string(nil), opts.Endpoints...)
+		if opts.Agents != nil {
+			cf.Agents = opts.Agents.URLs
+		}
 	}}
 	if opts.ClientProxy {
 		c.proxy = faults.NewProxy(opts.Seed, nopLogger())
@@ -79,6 +88,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 	}
 	var got []found
 	var names map[uint64]string
+	peers := map[string]string{}
 	for _, ep := range c.opts.Endpoints {
 		cli, err := loadgen.MeasureClientVia([]string{ep}, c.opts.Conn)
 		if err != nil {
@@ -94,6 +104,9 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 				names = map[uint64]string{}
 				for _, m := range resp.Members {
 					names[m.ID] = m.Name
+					if h, err := peerHost(m.PeerURLs); err == nil {
+						peers[m.Name] = h
+					}
 				}
 			}
 		}
@@ -128,8 +141,16 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 		}
 	}
 	sort.Slice(c.members, func(i, j int) bool { return c.members[i].name < c.members[j].name })
+	if c.opts.Agents != nil {
+		if err := c.reachAgents(ctx, peers); err != nil {
+			return err
+		}
+	}
 	if c.opts.readOnly {
 		return nil
+	}
+	if c.opts.Agents != nil {
+		c.opts.Agents.StartRenewing()
 	}
 	if c.proxy != nil {
 		ports, err := FreePorts(len(c.members))
@@ -159,8 +180,14 @@ func (c *RemoteCluster) WaitReady(ctx context.Context, timeout time.Duration, ke
 // LoadConn is the scenario's TLS and credentials (through the client proxy, if any).
 func (c *RemoteCluster) LoadConn() *loadgen.Conn { return c.opts.Conn }
 
-// PeerNetwork: the harness cannot reach a remote cluster's peer links without agents.
-func (c *RemoteCluster) PeerNetwork() faults.Network { return nil }
+// PeerNetwork is the agents on the nodes (nil without: the harness cannot reach a remote
+// cluster's peer links).
+func (c *RemoteCluster) PeerNetwork() faults.Network {
+	if c.net == nil {
+		return nil
+	}
+	return c.net
+}
 
 // ClientNetwork is the proxy in front of the endpoints (nil unless a client: fault needs it).
 func (c *RemoteCluster) ClientNetwork() faults.Network {
@@ -173,10 +200,14 @@ func (c *RemoteCluster) ClientNetwork() faults.Network {
 // Paths: the load reaches the endpoints directly or through the harness's proxy; the peer links
 // are the cluster's own.
 func (c *RemoteCluster) Paths() (client, peer string) {
-	if c.proxy != nil {
-		return "proxy", "remote"
+	peer = "remote"
+	if c.net != nil {
+		peer = "agent"
 	}
-	return "direct", "remote"
+	if c.proxy != nil {
+		return "proxy", peer
+	}
+	return "direct", peer
 }
 
 // EtcdVersion is what the members report.
@@ -193,6 +224,57 @@ func (c *RemoteCluster) Close(ctx context.Context, grace time.Duration) error {
 	if c.proxy != nil {
 		c.proxy.Close()
 	}
+	if c.opts.Agents != nil && !c.opts.readOnly {
+		return c.opts.Agents.Stop(ctx)
+	}
+	return nil
+}
+
+// reachAgents pairs every member with the agent the scenario names for it, and asks each agent
+// which etcd it manages: its --name must be the member's (an agent on the wrong node is refused
+// before any fault).
+func (c *RemoteCluster) reachAgents(ctx context.Context, peers map[string]string) error {
+	a := c.opts.Agents
+	var errs []error
+	for name := range a.Clients {
+		if !slices.ContainsFunc(c.members, func(m *member) bool { return m.name == name }) {
+			errs = append(errs, fmt.Errorf("cluster.agents.%s: the cluster has no member %s (its members: %s)", name, name, strings.Join(c.Names(), ", ")))
+		}
+	}
+	for _, m := range c.members {
+		if a.Clients[m.name] == nil {
+			errs = append(errs, fmt.Errorf("cluster.agents: member %s has no agent; name one for every member (a fault may pick any)", m.name))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInput, errors.Join(errs...))
+	}
+	errs = make([]error, len(c.members))
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			f, _, _, err := a.Clients[m.name].Facts(fctx)
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("member %s's agent: %w", m.name, err)
+			case f.Etcd.Error != "":
+				errs[i] = fmt.Errorf("member %s's agent (%s): %s", m.name, f.Etcd.Managed, f.Etcd.Error)
+			case f.Etcd.Flags["name"] != "" && f.Etcd.Flags["name"] != m.name:
+				errs[i] = fmt.Errorf("member %s's agent manages etcd --name %s (%s): the agents are mixed up", m.name, f.Etcd.Flags["name"], f.Etcd.Managed)
+			default:
+				m.run = &agentRunner{name: m.name, a: a, cl: a.Clients[m.name], last: f.Etcd.PID}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c.net = &agentNet{a: a, peers: peers}
 	return nil
 }
 
@@ -428,8 +510,12 @@ func remoteOptions(sc *scenarios.Scenario, o *Options, runID, keyPrefix string) 
 	if err != nil {
 		return err
 	}
+	agents, err := AgentsFor(sc, runID)
+	if err != nil {
+		return err
+	}
 	o.Remote = RemoteOptions{Dir: o.Local.Dir, Endpoints: sc.Cluster.Endpoints, Conn: conn, ClientProxy: o.Local.ClientProxy, Seed: sc.Seed,
-		RunID: runID, KeyPrefix: keyPrefix, ScenarioFile: sc.File}
+		RunID: runID, KeyPrefix: keyPrefix, ScenarioFile: sc.File, Agents: agents}
 	if abs, err := filepath.Abs(sc.File); err == nil {
 		o.Remote.ScenarioFile = abs
 	}

@@ -207,6 +207,28 @@ func (in *Injection) Heal(ctx context.Context, by string) error {
 	return in.ledger.Append(e)
 }
 
+// untilKey carries a fault's scheduled end on the context of its injection.
+type untilKey struct{}
+
+// WithUntil says on ctx when the fault being injected is scheduled to heal: a backend that holds
+// faults on its own (chaos agent, on a node) heals it then even if it never hears from the harness
+// again.
+func WithUntil(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, untilKey{}, t)
+}
+
+// UntilOf is the scheduled end WithUntil put on ctx (zero: none).
+func UntilOf(ctx context.Context) time.Time {
+	t, _ := ctx.Value(untilKey{}).(time.Time)
+	return t
+}
+
+// Scheduled is a member that is told, before a fault acts on it, when that fault is scheduled to
+// heal (zero: no end of its own, such as a restart's).
+type Scheduled interface {
+	HoldUntil(t time.Time)
+}
+
 type memberEffect struct {
 	kind    Kind
 	members []Member
@@ -218,6 +240,9 @@ func (me *memberEffect) apply(ctx context.Context, st *Stamp) error {
 	ctx = context.WithValue(ctx, sinkKey{}, &me.sink)
 	for _, m := range me.members {
 		me.hit = append(me.hit, m)
+		if s, ok := m.(Scheduled); ok {
+			s.HoldUntil(UntilOf(ctx))
+		}
 		if err := st.call(func() error { return me.kind.Inject(ctx, m) }); err != nil {
 			return fmt.Errorf("%s %s: %w", me.kind.Name(), m.Name(), err)
 		}

@@ -361,18 +361,9 @@ func (n *Netns) NetemAvailable() error {
 			return
 		}
 		defer h.Close()
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			n.netemErr = err
-			return
+		if err := netemProbe(h); err != nil {
+			n.netemErr = fmt.Errorf("%v: network: netns cannot delay, jitter or drop packets; use network: proxy for delay and jitter", err)
 		}
-		q := netlink.NewNetem(netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Parent: netlink.HANDLE_ROOT, Handle: netlink.MakeHandle(1, 0)},
-			netlink.NetemQdiscAttrs{Latency: 1000})
-		if err := h.QdiscAdd(q); err != nil {
-			n.netemErr = fmt.Errorf("the kernel lacks sch_netem (adding a netem qdisc failed: %v), so network: netns cannot delay, jitter or drop packets here; use network: proxy for delay and jitter", err)
-			return
-		}
-		_ = h.QdiscDel(q)
 	})
 	return n.netemErr
 }

@@ -12,6 +12,9 @@ var resetAction = Action{
 	ActionRules: scenarios.ActionRules{Name: "reset", Instant: true,
 		Selections: onLinks,
 		Available: func(p scenarios.Place, selection string, f scenarios.Fault) error {
+			if p.Network == "agent" && selection != "client" {
+				return fmt.Errorf("reset closes a link's connections, which only the proxy holds; through chaos agent, reset client links (client: TARGET)")
+			}
 			if p.Network == "netns" && selection != "client" {
 				return fmt.Errorf("reset closes a link's connections, which only the proxy holds; use cluster.network: proxy, or reset client links")
 			}

@@ -135,7 +135,13 @@ func (r *run) inject(ctx context.Context, fr *faultRun, p *plan) (time.Time, err
 	r.mu.Lock()
 	r.phase, r.active = fmt.Sprintf("during #%d", i), label
 	r.mu.Unlock()
-	injErr := inj.Inject(ctx)
+	ictx := ctx
+	if d := fr.spec.Duration.D(); d > 0 {
+		// A backend that holds faults on its own (chaos agent) heals at the scheduled end plus a
+		// second, so the harness's own heal, which it measures, comes first.
+		ictx = faults.WithUntil(ctx, time.Now().Add(d+time.Second))
+	}
+	injErr := inj.Inject(ictx)
 	st := inj.Injected()
 	now := st.Start
 	if now.IsZero() {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-chaos/etcd-chaos/agent"
 	"github.com/etcd-chaos/etcd-chaos/cluster"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
@@ -43,6 +44,10 @@ type Options struct {
 	// ScratchDir holds the snapshot and the scratch member's data dir while they exist ("": the
 	// system's temporary directory).
 	ScratchDir string
+	// Agents reach chaos agent on each member's node, by member name (nil: none): the host,
+	// datadir, flags and clock checks read the nodes' facts through them, and the timeouts check
+	// judges the flags the members run instead of assuming etcd's defaults.
+	Agents map[string]*agent.Client
 }
 
 // ErrUnreachable wraps the reason no endpoint could be reached (exit code 3).
@@ -79,7 +84,8 @@ type preflight struct {
 	reaching  time.Duration // reaching the members (the topology check's evidence)
 	fetching  time.Duration // reading /metrics and /health (the monitoring check's)
 	hb, et    time.Duration
-	timesFrom string // where hb and et came from
+	timesFrom string       // where hb and et came from
+	hosts     []*hostFacts // nil: no agents
 }
 
 // Run runs the pre-launch checklist against a live cluster. It changes nothing in the
@@ -115,12 +121,16 @@ func Run(ctx context.Context, opts Options) (*reports.Preflight, error) {
 	if err := p.gather(ctx); err != nil {
 		return nil, err
 	}
+	if len(opts.Agents) > 0 {
+		p.gatherHosts(ctx)
+	}
 	p.resolveTimeouts()
 
 	checks := map[string]func(context.Context) *findings{
 		"topology": p.topology, "versions": p.versions, "transport": p.transport, "auth": p.auth,
 		"timeouts": p.timeouts, "disk": p.disk, "space": p.space, "backup": p.backup,
 		"client": p.client, "monitoring": p.monitoring,
+		"host": p.hostCheck, "datadir": p.dataDirCheck, "flags": p.flagsCheck, "clock": p.clockCheck,
 	}
 	titles := map[string]string{
 		"topology":   "an odd number (3 or more) of healthy members agreeing on one leader",
@@ -133,6 +143,10 @@ func Run(ctx context.Context, opts Options) (*reports.Preflight, error) {
 		"backup":     "a snapshot saved, restored by etcd's own code into a scratch member, hashes equal",
 		"client":     "the service's client timeouts and retries against a plausible failover",
 		"monitoring": "/metrics and /health reachable on every member",
+		"host":       "each node (through its agent): swap off, 2 cores and 4 GB, etcd's open-file limit",
+		"datadir":    "each data dir: a local ext4/xfs filesystem on an SSD, mode 0700 owned by etcd's user, free space",
+		"flags":      "etcd's flags on each node: one heartbeat and election timeout, no --unsafe-*, certificate auth on, auto-TLS off",
+		"clock":      "the nodes' clocks within 1s of each other",
 	}
 	// Timeouts runs last: the leader changes it counts span the whole preflight.
 	order := slices.Clone(reports.PreflightIDs)
@@ -363,6 +377,14 @@ func (p *preflight) scrape(ctx context.Context, clientURL string) (map[string]*d
 func (p *preflight) resolveTimeouts() {
 	p.hb, p.et = p.opts.Heartbeat, p.opts.Election
 	hbFrom, etFrom := "given", "given"
+	if hb, et, differ, ok := timeoutsFromFlags(p.hosts); ok && p.hb == 0 && p.et == 0 {
+		p.hb, p.et = hb, et
+		hbFrom = "from the members' flags (read by their agents)"
+		if differ {
+			hbFrom = "from the members' flags (read by their agents; they differ: the longest heartbeat and the shortest election timeout)"
+		}
+		etFrom = hbFrom
+	}
 	if sc := p.opts.Scenario; sc != nil {
 		if p.hb == 0 {
 			if ms, err := scenarios.EtcdMillis(sc.Cluster.Etcd["heartbeat-interval"]); err == nil && ms > 0 {

@@ -15,7 +15,8 @@ const (
 )
 
 // PreflightIDs are the checks of chaos preflight, in the order they are reported.
-var PreflightIDs = []string{"topology", "versions", "transport", "auth", "timeouts", "disk", "space", "backup", "client", "monitoring"}
+var PreflightIDs = []string{"topology", "versions", "transport", "auth", "timeouts", "disk", "space", "backup", "client", "monitoring",
+	"host", "datadir", "flags", "clock"}
 
 // Preflight is what chaos preflight found: one entry per check, each with the evidence it saw and,
 // unless it passed, a one-line remedy. Passed is false when any check failed (warnings pass).

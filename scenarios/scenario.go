@@ -65,7 +65,31 @@ type Cluster struct {
 	Endpoints []string `yaml:"endpoints,omitempty"`
 	TLS       TLS      `yaml:"tls,omitempty"`
 	Auth      Auth     `yaml:"auth,omitempty"`
+	// Agents maps member names, as the cluster reports them, to chaos agent on each member's node
+	// (provider remote): through them the harness kills, stops and pauses members and cuts or
+	// shapes their peer links. AgentTLS is how the harness reaches them; AgentTTL is the dead man's
+	// switch: an agent heals a fault AgentTTL after the harness last renewed it.
+	Agents   map[string]string `yaml:"agents,omitempty"`
+	AgentTLS AgentTLS          `yaml:"agent-tls,omitempty"`
+	AgentTTL Duration          `yaml:"agent-ttl,omitempty"`
 }
+
+// AgentTLS is the controller's side of TLS to the agents (paths relative to the scenario file):
+// the CA that signs their certificates, the controller's certificate and key for mutual TLS, and
+// a file holding the bearer token, for agents started with --token-file.
+type AgentTLS struct {
+	CA         string `yaml:"ca,omitempty"`
+	Cert       string `yaml:"cert,omitempty"`
+	Key        string `yaml:"key,omitempty"`
+	ServerName string `yaml:"server-name,omitempty"`
+	TokenFile  string `yaml:"token-file,omitempty"`
+}
+
+// HasAgents says whether the harness acts on the members through chaos agent on their nodes.
+func (c Cluster) HasAgents() bool { return c.shared() && len(c.Agents) > 0 }
+
+// DefaultAgentTTL is cluster.agent-ttl's default.
+const DefaultAgentTTL = 5 * time.Second
 
 // shared says whether the cluster is one the team already runs (provider remote): the harness
 // starts none of its members, signals none, and knows its size only once it reaches it.

@@ -289,7 +289,12 @@ func (v *validator) validateFaults() {
 
 // place is where the scenario's faults run, as their actions' rules read it.
 func (v *validator) place() Place {
-	return Place{Signals: !v.sc.Cluster.shared(), Network: v.sc.Cluster.Network, Disk: v.sc.Cluster.DiskLayer()}
+	c := v.sc.Cluster
+	if c.HasAgents() {
+		// Through chaos agent: processes are signalled and peer links cut or shaped on the nodes.
+		return Place{Signals: true, Network: "agent", Disk: c.DiskLayer()}
+	}
+	return Place{Signals: !c.shared(), Network: c.Network, Disk: c.DiskLayer()}
 }
 
 // selection checks that a fault chooses its members or links in exactly one way its action takes,
@@ -577,7 +582,8 @@ func (v *validator) remote() {
 	}
 	if !c.shared() {
 		for path, set := range map[string]bool{"cluster.endpoints": len(c.Endpoints) > 0, "cluster.tls": c.TLS != (TLS{}),
-			"cluster.auth": c.Auth != (Auth{})} {
+			"cluster.auth": c.Auth != (Auth{}), "cluster.agents": len(c.Agents) > 0, "cluster.agent-tls": c.AgentTLS != (AgentTLS{}),
+			"cluster.agent-ttl": c.AgentTTL != 0} {
 			if set {
 				v.bad(path, "applies only to provider remote")
 			}
@@ -618,9 +624,11 @@ func (v *validator) remote() {
 		}
 		seen[ep] = true
 	}
+	v.agents()
 	dir := filepath.Dir(v.file)
 	for _, f := range []struct{ path, val string }{{"cluster.tls.ca", c.TLS.CA}, {"cluster.tls.cert", c.TLS.Cert}, {"cluster.tls.key", c.TLS.Key},
-		{"cluster.auth.password-file", c.Auth.PasswordFile}} {
+		{"cluster.auth.password-file", c.Auth.PasswordFile}, {"cluster.agent-tls.ca", c.AgentTLS.CA}, {"cluster.agent-tls.cert", c.AgentTLS.Cert},
+		{"cluster.agent-tls.key", c.AgentTLS.Key}, {"cluster.agent-tls.token-file", c.AgentTLS.TokenFile}} {
 		if f.val == "" {
 			continue
 		}
@@ -646,5 +654,47 @@ func (v *validator) remote() {
 	case a.PasswordEnv != "" && !envNameRe.MatchString(a.PasswordEnv):
 		// Not echoed: what is written there may be the password itself.
 		v.bad("cluster.auth.password-env", "is not an environment variable's name (letters, digits and '_', not starting with a digit); write the variable's name, such as ETCD_PASSWORD, never the password")
+	}
+}
+
+// agents checks cluster.agents and how the harness reaches them: every URL https (http only to
+// 127.0.0.1), and each request authenticated by a client certificate or a token.
+func (v *validator) agents() {
+	c := v.sc.Cluster
+	if len(c.Agents) == 0 {
+		for path, set := range map[string]bool{"cluster.agent-tls": c.AgentTLS != (AgentTLS{}), "cluster.agent-ttl": c.AgentTTL != 0} {
+			if set {
+				v.bad(path, "applies only with cluster.agents (member name: agent URL)")
+			}
+		}
+		return
+	}
+	names := make([]string, 0, len(c.Agents))
+	for name := range c.Agents {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		raw := c.Agents[name]
+		p := "cluster.agents." + name
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.User != nil:
+			v.bad(p, "%q is not an agent URL; valid: https://HOST:PORT", raw)
+		case u.Scheme == "http" && u.Hostname() != "127.0.0.1":
+			v.bad(p, "%q is plaintext; agents are reached over https (http only to an agent on 127.0.0.1 started with --insecure-listen-loopback)", raw)
+		case u.Scheme != "https" && u.Scheme != "http":
+			v.bad(p, "%q is not an agent URL; valid: https://HOST:PORT", raw)
+		}
+	}
+	t := c.AgentTLS
+	if (t.Cert == "") != (t.Key == "") {
+		v.bad("cluster.agent-tls", "cert and key go together; give both or neither")
+	}
+	if t.Cert == "" && t.TokenFile == "" {
+		v.bad("cluster.agent-tls", "every request to an agent is authenticated: give cert and key (mutual TLS) or token-file (a bearer token), or both")
+	}
+	if c.AgentTTL != 0 && (c.AgentTTL.D() < time.Second || c.AgentTTL.D() > 5*time.Minute) {
+		v.bad("cluster.agent-ttl", "%s: want 1s to 5m (how long an agent holds a fault after the harness stops renewing it; default %s)", c.AgentTTL, DefaultAgentTTL)
 	}
 }

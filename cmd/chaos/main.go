@@ -92,7 +92,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout), listCmd(stdout), healCmd(stdout, stderr), reportCmd(stdout, stderr),
-		compareCmd(stdout), preflightCmd(stdout, stderr), sweepCmd(stdout, stderr), nodeCmd())
+		compareCmd(stdout), preflightCmd(stdout, stderr), sweepCmd(stdout, stderr), agentCmd(stdout, stderr), nodeCmd())
 	return root
 }
 
@@ -398,6 +398,9 @@ containers and namespaces, and closes the ledger. DIR may also be a sweep folder
 				if rep.KeyPrefix != "" {
 					fmt.Fprintf(stdout, "%sthe run's keys under %s were left on the remote cluster: %d deleted, its leases revoked\n", prefix, rep.KeyPrefix, rep.KeysDeleted)
 				}
+				for _, what := range rep.Agents {
+					fmt.Fprintf(stdout, "%sagent of %s held it: healed\n", prefix, what)
+				}
 				for _, m := range rep.Stopped {
 					fmt.Fprintf(stdout, "%smember %s was still running: stopped\n", prefix, m)
 				}
@@ -407,7 +410,7 @@ containers and namespaces, and closes the ledger. DIR may also be a sweep folder
 					}
 					fmt.Fprintf(stdout, "%s%s was left: removed\n", prefix, what)
 				}
-				healed += len(rep.Unhealed) + len(rep.Stopped) + len(rep.Removed)
+				healed += len(rep.Unhealed) + len(rep.Stopped) + len(rep.Removed) + len(rep.Agents)
 				if rep.KeyPrefix != "" {
 					healed++
 				}

@@ -34,6 +34,8 @@ func preflightCmd(stdout, stderr io.Writer) *cobra.Command {
 		heartbeat, election             string
 		clientVersion, snapshot         string
 		scratchDir                      string
+		agents                          []string
+		agentTLS                        scenarios.AgentTLS
 	)
 	c := &cobra.Command{
 		Use:   "preflight --endpoints URLS",
@@ -114,6 +116,35 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 			}
 			opts := preflight.Options{Endpoints: cl.Endpoints, Conn: conn, Scenario: sc, ClientVersion: clientVersion,
 				Snapshot: snapshot, ScratchDir: scratchDir}
+			if fl.Changed("agents") {
+				cl.Agents = map[string]string{}
+				for _, a := range agents {
+					for _, part := range strings.Split(a, ",") {
+						name, u, ok := strings.Cut(strings.TrimSpace(part), "=")
+						if !ok || name == "" || u == "" {
+							return badInput(fmt.Errorf("--agents %q: want MEMBER=URL,... (member-1=https://10.0.0.1:7070)", part))
+						}
+						cl.Agents[name] = u
+					}
+				}
+			}
+			if fl.Changed("agent-ca") || fl.Changed("agent-cert") || fl.Changed("agent-key") || fl.Changed("agent-token-file") {
+				cl.AgentTLS = scenarios.AgentTLS{CA: abs(agentTLS.CA), Cert: abs(agentTLS.Cert), Key: abs(agentTLS.Key), TokenFile: abs(agentTLS.TokenFile)}
+			}
+			if len(cl.Agents) > 0 {
+				if cl.AgentTLS.Cert == "" && cl.AgentTLS.TokenFile == "" {
+					return badInput(errors.New("--agents: the agents authenticate every request: give --agent-cert/--agent-key or --agent-token-file (and --agent-ca)"))
+				}
+				asc := &scenarios.Scenario{Cluster: cl}
+				if sc != nil && !fl.Changed("agent-ca") && !fl.Changed("agent-cert") && !fl.Changed("agent-key") && !fl.Changed("agent-token-file") {
+					asc.File = sc.File
+				}
+				a, err := cluster.AgentsFor(asc, "")
+				if err != nil {
+					return badInput(err)
+				}
+				opts.Agents = a.Clients
+			}
 			for _, d := range []struct {
 				flag, v string
 				to      *time.Duration
@@ -195,6 +226,11 @@ Exit 0: no check failed (warnings allowed); 1: a check failed; 2: bad input; 3: 
 	f.StringVar(&election, "election-timeout", "", "the cluster's election timeout (1000 or 1s; default: the scenario's, else etcd's default, said to be assumed)")
 	f.StringVar(&clientVersion, "client-version", "", "the etcd client library version the service uses (default: this tool's)")
 	f.StringVar(&snapshot, "snapshot", "", "verify this backup file (restore it, start a scratch member, compare hashes) instead of a fresh snapshot")
+	f.StringSliceVar(&agents, "agents", nil, "chaos agent on each node, MEMBER=URL,... (default: the scenario's cluster.agents): adds the host, datadir, flags and clock checks")
+	f.StringVar(&agentTLS.CA, "agent-ca", "", "CA that signs the agents' certificates")
+	f.StringVar(&agentTLS.Cert, "agent-cert", "", "the controller's client certificate for the agents (mutual TLS)")
+	f.StringVar(&agentTLS.Key, "agent-key", "", "its key")
+	f.StringVar(&agentTLS.TokenFile, "agent-token-file", "", "file holding the agents' bearer token")
 	f.StringVar(&scratchDir, "scratch-dir", "", "where the snapshot and the scratch member's data go while they exist (default: the system's temp dir)")
 	return c
 }

@@ -82,6 +82,12 @@ func newPKI(t *testing.T, dir, name string) *testPKI {
 
 func (p *testPKI) issue(t *testing.T, file, cn string, usage []x509.ExtKeyUsage) [2]string {
 	t.Helper()
+	return p.issueFor(t, file, cn, usage, "127.0.0.1")
+}
+
+// issueFor issues a certificate for the given IP addresses.
+func (p *testPKI) issueFor(t *testing.T, file, cn string, usage []x509.ExtKeyUsage, ips ...string) [2]string {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +95,10 @@ func (p *testPKI) issue(t *testing.T, file, cn string, usage []x509.ExtKeyUsage)
 	p.serial++
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(p.validity), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "etcd.test"}}
+		DNSNames: []string{"localhost", "etcd.test"}}
+	for _, ip := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	if err != nil {
 		t.Fatal(err)
