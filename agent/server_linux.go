@@ -64,7 +64,7 @@ func (c Config) Check() error {
 		errs = append(errs, "--listen ADDR is required (such as 10.0.0.1:7070): the agent binds only the address given")
 	case err != nil:
 		errs = append(errs, fmt.Sprintf("--listen %q: want HOST:PORT", c.Listen))
-	case host == "" || net.ParseIP(host) == nil:
+	case host == "" || net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified():
 		errs = append(errs, fmt.Sprintf("--listen %q: give one IP address to bind (not a name, not all interfaces)", c.Listen))
 	}
 	if c.InsecureLoopback {
