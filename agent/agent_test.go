@@ -117,7 +117,9 @@ func TestConfigRefusesWhatIsUnsafe(t *testing.T) {
 		{"--listen ADDR is required", func(c *Config) { c.Listen = "" }},
 		{"--tls-cert and --tls-key are required", func(c *Config) { c.CertFile = "" }},
 		{"every request must be authenticated", func(c *Config) { c.ClientCA = "" }},
-		{"127.0.0.1 only", func(c *Config) { c.InsecureLoopback, c.CertFile, c.KeyFile, c.ClientCA, c.TokenFile = true, "", "", "", "t" }},
+		{"127.0.0.1 only", func(c *Config) {
+			c.InsecureLoopback, c.CertFile, c.KeyFile, c.ClientCA, c.TokenFile = true, "", "", "", "t"
+		}},
 		{"still authenticates every request", func(c *Config) {
 			c.Listen, c.InsecureLoopback, c.CertFile, c.KeyFile, c.ClientCA = "127.0.0.1:7070", true, "", "", ""
 		}},
