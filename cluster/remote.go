@@ -498,6 +498,9 @@ func reachRemote(ctx context.Context, sc *scenarios.Scenario, w io.Writer) (Clus
 	if err := cl.Health(ctx); err != nil {
 		fmt.Fprintf(w, "  health: %v: the quorum guard would skip faults until it mends\n", err)
 	}
+	if sc.Cluster.HasAgents() {
+		describeAgents(ctx, sc, cl, w)
+	}
 	fmt.Fprintf(w, "  the run would write only under chaos/<run id>/, and delete it at the end\n")
 	ok = true
 	return cl, nil
@@ -528,4 +531,62 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// describeAgents asks each agent, read-only, what it manages and what it holds, for the dry run.
+func describeAgents(ctx context.Context, sc *scenarios.Scenario, cl *RemoteCluster, w io.Writer) {
+	a, err := AgentsFor(sc, "")
+	if err != nil {
+		fmt.Fprintf(w, "  agents: %v\n", err)
+		return
+	}
+	defer func() {
+		for _, c := range a.Clients {
+			c.Close()
+		}
+	}()
+	ttl := sc.Cluster.AgentTTL.D()
+	if ttl == 0 {
+		ttl = scenarios.DefaultAgentTTL
+	}
+	fmt.Fprintf(w, "  agents (faults held with a %s TTL the run renews every %s):\n", ttl, ttl/4)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  member\tagent\tmanages\tetcd\tholds now\tnetem")
+	names := append([]string(nil), cl.Names()...)
+	for n := range a.Clients {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
+		c := a.Clients[n]
+		if c == nil {
+			fmt.Fprintf(tw, "  %s\t-\t-\t-\t-\tno agent named: process and peer faults on it would fail\n", n)
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		f, _, _, err := c.Facts(fctx)
+		holds, herr := c.Holds(fctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\tdoes not answer: %v\n", n, c.URL, err)
+			continue
+		}
+		held := "nothing"
+		if herr != nil {
+			held = herr.Error()
+		} else if len(holds) > 0 {
+			var what []string
+			for _, h := range holds {
+				what = append(what, h.What)
+			}
+			held = strings.Join(what, "; ")
+		}
+		etcd := fmt.Sprintf("pid %d %s", f.Etcd.PID, f.Etcd.State)
+		if name := f.Etcd.Flags["name"]; name != "" && name != n {
+			etcd += fmt.Sprintf(" (--name %s: not this member!)", name)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", n, c.URL, f.Etcd.Managed, etcd, held, f.Netem)
+	}
+	tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 // agentFaults are leader-kill, leader-pause and partition-leader in one run: the same faults run
 // through the agents and on a local cluster with the same timeouts.
 const agentFaults = `workload:
-  duration: 13s
+  duration: 15s
   warmup: 1s
   rate: 200
   timeout: 2s
@@ -31,6 +32,7 @@ faults:
   - {at: 2s, action: kill, target: leader, duration: 2s}
   - {at: 5.5s, action: pause, target: leader, duration: 2s}
   - {at: 9s, action: partition, isolate: leader, duration: 2s}
+  - {at: 12.5s, action: restart, target: follower}
 `
 
 func runIn(t *testing.T, ah *agentHosts, dir string, args ...string) (int, string) {
@@ -54,6 +56,7 @@ func runIn(t *testing.T, ah *agentHosts, dir string, args ...string) (int, strin
 // and puts the agents through what a game day asks of them.
 func TestAgents(t *testing.T) {
 	ah := startAgentHosts(t, 3, map[string]hostSpec{"member-2": {extra: []string{"--heartbeat-interval", "150"}}, "member-3": {dirMode: 0o755}})
+	t.Run("dry-run", func(t *testing.T) { testAgentsDryRun(t, ah) })
 	t.Run("faults", func(t *testing.T) { testFaultsThroughAgents(t, ah) })
 	t.Run("controller-killed", func(t *testing.T) { testControllerKilled(t, ah) })
 	t.Run("agent-restarted", func(t *testing.T) { testAgentRestarted(t, ah) })
@@ -111,8 +114,11 @@ func testFaultsThroughAgents(t *testing.T, ah *agentHosts) {
 // the time to notice), and the agent's acting call a small part of it.
 func compareFailovers(t *testing.T, agents, local *reports.Result) {
 	t.Helper()
-	if len(agents.Faults) != 3 || len(local.Faults) != 3 {
-		t.Fatalf("want 3 faults each, got %d through agents and %d locally", len(agents.Faults), len(local.Faults))
+	if len(agents.Faults) != 4 || len(local.Faults) != 4 {
+		t.Fatalf("want 4 faults each, got %d through agents and %d locally", len(agents.Faults), len(local.Faults))
+	}
+	if r := agents.Faults[3]; r.Action != "restart" || r.Error != "" || r.Skipped != "" || r.CallMs == nil {
+		t.Errorf("restart through the agent: %+v", r)
 	}
 	byFault := func(r *reports.Result) map[int]reports.Failover {
 		out := map[int]reports.Failover{}
@@ -157,6 +163,23 @@ func deref(p *float64) float64 {
 	return *p
 }
 
+// testAgentsDryRun: the dry run reaches each agent read-only and says what it manages and holds.
+func testAgentsDryRun(t *testing.T, ah *agentHosts) {
+	dir := t.TempDir()
+	file := ah.scenario(t, dir, "3s", agentFaults)
+	code, text := runIn(t, ah, dir, "run", file, "--dry-run")
+	t.Logf("dry run:\n%s", text)
+	if code != 0 || !strings.Contains(text, "agents (faults held with a 3s TTL the run renews every 750ms)") {
+		t.Fatalf("dry run: exit %d\n%s", code, text)
+	}
+	for _, h := range ah.hosts {
+		if !strings.Contains(text, fmt.Sprintf("pid %d running", h.etcdPID())) || !strings.Contains(text, h.url) {
+			t.Errorf("the dry run does not show %s's agent with etcd pid %d", h.name, h.etcdPID())
+		}
+	}
+	assertHostsClean(t, ah)
+}
+
 // testControllerKilled SIGKILLs the controller while a fault holds (a pause, then a partition) and
 // times, from the host's own process table and routes, how long the agent takes to heal it: its
 // dead man's switch must fire within the TTL of the last renewal.
@@ -175,7 +198,11 @@ func testControllerKilled(t *testing.T, ah *agentHosts) {
 			return len(bh) > 0
 		}},
 	}
-	for _, c := range cases {
+	for _, c := range append(cases, struct {
+		name, fault string
+		held        func(h *agentHost) bool
+	}{"partition (Ctrl-C)", cases[1].fault, cases[1].held}) {
+		interrupt := strings.HasSuffix(c.name, "(Ctrl-C)")
 		dir := t.TempDir()
 		file := ah.scenario(t, dir, ttl.String(), "workload:\n  duration: 25s\n  warmup: 1s\n  rate: 100\n  timeout: 2s\nfaults:\n  - "+c.fault+"\n")
 		out := filepath.Join(dir, "run")
@@ -185,8 +212,12 @@ func testControllerKilled(t *testing.T, ah *agentHosts) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Once the fault is applied (and proven) on every host it touches, per the run's ledger.
 		var held *agentHost
 		for deadline := time.Now().Add(20 * time.Second); held == nil && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if !strings.Contains(readFile(filepath.Join(out, "ledger.jsonl")), `"step":"applied"`) {
+				continue
+			}
 			for _, h := range ah.hosts {
 				if c.held(h) {
 					held = h
@@ -199,8 +230,11 @@ func testControllerKilled(t *testing.T, ah *agentHosts) {
 			t.Fatalf("%s: no host held the fault\n%s", c.name, buf.String())
 		}
 		killed := time.Now()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		if interrupt {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+		} else {
+			_ = cmd.Process.Kill()
+		}
 		var healedIn time.Duration
 		for time.Since(killed) < ttl+5*time.Second {
 			if !c.held(held) {
@@ -208,6 +242,19 @@ func testControllerKilled(t *testing.T, ah *agentHosts) {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+		_ = cmd.Wait()
+		if interrupt {
+			// The harness heals through the agent as it winds down: well within the TTL.
+			t.Logf("%s on %s: the controller interrupted; it healed through the agent %s later", c.name, held.name, healedIn.Round(time.Millisecond))
+			if healedIn == 0 || healedIn > ttl/2 {
+				t.Errorf("%s: healed %s after the interrupt, want the harness's own heal, well within the TTL %s\n%s", c.name, healedIn, ttl, buf.String())
+			}
+			if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(readFile(filepath.Join(out, "ledger.jsonl")), `"by":"interrupt"`) {
+				t.Errorf("%s: exit %d, ledger:\n%s", c.name, cmd.ProcessState.ExitCode(), readFile(filepath.Join(out, "ledger.jsonl")))
+			}
+			assertHostsClean(t, ah)
+			continue
 		}
 		t.Logf("%s on %s: the controller SIGKILLed; its agent healed it %s later (TTL %s, renewed every %s)", c.name, held.name,
 			healedIn.Round(time.Millisecond), ttl, ttl/4)

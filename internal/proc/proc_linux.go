@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -20,8 +21,8 @@ func SysProcAttr() *syscall.SysProcAttr {
 func State(pid int) (faults.ProcState, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		if os.IsNotExist(err) {
-			return faults.Exited, nil
+		if os.IsNotExist(err) || errors.Is(err, syscall.ESRCH) {
+			return faults.Exited, nil // gone, or going: a dying process's stat reads ESRCH
 		}
 		return "", fmt.Errorf("reading the state of pid %d: %w", pid, err)
 	}
