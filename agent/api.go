@@ -119,11 +119,13 @@ type DiskRequest struct {
 	Lease     Lease  `json:"lease"`
 }
 
-// DiskResult is the filesystem's free space as measured after the step.
+// DiskResult is the filesystem's free space as measured after the step; a heal also says
+// whether etcd exited while the disk was full (and so was started again).
 type DiskResult struct {
 	FreeBytes int64  `json:"free_bytes"`
 	File      string `json:"file,omitempty"`
 	Proof     string `json:"proof"`
+	Restarted bool   `json:"restarted,omitempty"`
 }
 
 // RenewRequest renews every hold of Owner (all holds when Owner is empty) for TTLMs more.

@@ -387,7 +387,8 @@ func (s *Server) healHold(ctx context.Context, h *Hold) error {
 	case KindNet:
 		return healNet(h)
 	case KindDisk:
-		return healDisk(h)
+		_, err := s.healDisk(ctx, h)
+		return err
 	}
 	return fmt.Errorf("unknown hold kind %q", h.Kind)
 }
@@ -790,12 +791,17 @@ func (s *Server) disk(req DiskRequest) (DiskResult, error) {
 			return DiskResult{}, errRefused{errors.New("free_bytes must be 0 or more")}
 		}
 		file := filepath.Join(s.cfg.DataDir, fillName)
-		if err := s.record(&Hold{Kind: KindDisk, What: fmt.Sprintf("disk filled to %d bytes free", req.FreeBytes), Lease: req.Lease, FillFile: file}); err != nil {
+		pid, st, _ := s.target.current(context.Background())
+		h := &Hold{Kind: KindDisk, What: fmt.Sprintf("disk filled to %d bytes free", req.FreeBytes), Lease: req.Lease, FillFile: file}
+		if st == faults.Running {
+			h.PID = pid // etcd ran when the disk filled: the heal starts it again if it exits meanwhile
+		}
+		if err := s.record(h); err != nil {
 			return DiskResult{}, err
 		}
 		free, err := fill(file, req.FreeBytes)
 		if err != nil {
-			_ = healDisk(s.holds[KindDisk])
+			_, _ = s.healDisk(context.Background(), h)
 			_ = s.release(KindDisk)
 			return DiskResult{}, err
 		}
@@ -806,14 +812,19 @@ func (s *Server) disk(req DiskRequest) (DiskResult, error) {
 			free, _, _ := freeBytes(s.cfg.DataDir)
 			return DiskResult{FreeBytes: free, Proof: "nothing held on the disk"}, nil
 		}
-		if err := healDisk(h); err != nil {
+		restarted, err := s.healDisk(context.Background(), h)
+		if err != nil {
 			return DiskResult{}, err
 		}
 		if err := s.release(KindDisk); err != nil {
 			return DiskResult{}, err
 		}
 		free, _, _ := freeBytes(s.cfg.DataDir)
-		return DiskResult{FreeBytes: free, Proof: fmt.Sprintf("%s removed; statfs: %d bytes free", h.FillFile, free)}, nil
+		proof := fmt.Sprintf("%s removed; statfs: %d bytes free", h.FillFile, free)
+		if restarted {
+			proof += "; etcd had exited on the full disk: started again"
+		}
+		return DiskResult{FreeBytes: free, Proof: proof, Restarted: restarted}, nil
 	}
 	return DiskResult{}, errRefused{fmt.Errorf("unknown op %q; valid: fill, heal", req.Op)}
 }
@@ -859,12 +870,24 @@ func fill(file string, want int64) (int64, error) {
 	return free, nil
 }
 
-func healDisk(h *Hold) error {
+// healDisk removes the fill and proves it gone; etcd, if it ran when the disk filled and has
+// exited since (etcd stops on a write that finds no space), is started again.
+func (s *Server) healDisk(ctx context.Context, h *Hold) (restarted bool, err error) {
 	if err := os.Remove(h.FillFile); err != nil && !os.IsNotExist(err) {
-		return err
+		return false, err
 	}
 	if _, err := os.Stat(h.FillFile); !os.IsNotExist(err) {
-		return fmt.Errorf("%s is still there", h.FillFile)
+		return false, fmt.Errorf("%s is still there", h.FillFile)
 	}
-	return nil
+	if h.PID == 0 {
+		return false, nil
+	}
+	if _, st, err := s.target.current(ctx); err != nil || st != faults.Exited {
+		return false, err
+	}
+	if err := s.target.start(ctx); err != nil {
+		return false, fmt.Errorf("etcd exited on the full disk; starting it again: %w", err)
+	}
+	_, _, err = waitFor(ctx, s.target, 5*time.Second, func(pid int, st faults.ProcState) bool { return pid != 0 && st == faults.Running })
+	return err == nil, err
 }

@@ -283,6 +283,41 @@ func (m *member) HoldUntil(t time.Time) {
 	}
 }
 
+// FillsDisk: a remote member's disk is filled by the agent on its node.
+func (m *member) FillsDisk() bool {
+	_, ok := m.run.(*agentRunner)
+	return ok
+}
+
+// FillDisk has the member's agent fill its data dir's filesystem until no byte is free.
+func (m *member) FillDisk(ctx context.Context) error {
+	r, ok := m.run.(*agentRunner)
+	if !ok {
+		return fmt.Errorf("member %s has no agent to fill its disk", m.name)
+	}
+	r.mu.Lock()
+	until := r.until
+	r.mu.Unlock()
+	_, err := r.cl.Disk(ctx, agent.DiskRequest{Op: "fill", FreeBytes: 0, Lease: r.a.lease(until)})
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	return nil
+}
+
+// FreeDisk has the member's agent remove the fill (and start etcd again if it exited).
+func (m *member) FreeDisk(ctx context.Context) (bool, error) {
+	r, ok := m.run.(*agentRunner)
+	if !ok {
+		return false, fmt.Errorf("member %s has no agent", m.name)
+	}
+	res, err := r.cl.Disk(ctx, agent.DiskRequest{Op: "heal"})
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", m.name, err)
+	}
+	return res.Restarted, nil
+}
+
 // agentNet is the peer-link backend through the agents: a link from A to B is cut or shaped by the
 // agent on A's node, on the traffic to B's peer address.
 type agentNet struct {

@@ -85,6 +85,27 @@ func diskOf(m Member) (DiskMember, *diskfs.Disk, error) {
 	return dm, dm.Disk(), nil
 }
 
+// DiskFiller is a member whose disk is filled on its own node, by chaos agent, rather than
+// through the harness's layer (a remote cluster's).
+type DiskFiller interface {
+	Member
+	// FillsDisk says whether the member's disk can be filled this way.
+	FillsDisk() bool
+	// FillDisk fills the data dir's filesystem until no byte is free (statfs proves it).
+	FillDisk(ctx context.Context) error
+	// FreeDisk removes the fill; restarted says etcd had exited on the full disk and was started again.
+	FreeDisk(ctx context.Context) (restarted bool, err error)
+}
+
+// fillerOf is the member's node filler, if it has one and no layer.
+func fillerOf(m Member) (DiskFiller, bool) {
+	if dm, ok := m.(DiskMember); ok && dm.Disk() != nil {
+		return nil, false
+	}
+	f, ok := m.(DiskFiller)
+	return f, ok && f.FillsDisk()
+}
+
 // needsDiskLayer is the rule of every action on the disk layer.
 func needsDiskLayer(p scenarios.Place, _ string, f scenarios.Fault) error {
 	if p.Disk != nil {

@@ -56,6 +56,9 @@ func describeCluster(sc *scenarios.Scenario, cl cluster.Cluster) reports.Cluster
 
 // diskOptions are the disk layer's options for the scenario (nil: it needs none).
 func diskOptions(sc *scenarios.Scenario) *cluster.DiskOptions {
+	if sc.Cluster.DiskLayer() != nil {
+		return nil // no layer here: a remote cluster's disk faults go through its agents
+	}
 	var o *cluster.DiskOptions
 	var io diskfs.Op // the I/O classes the faults need the layer to see
 	for _, f := range sc.Faults {

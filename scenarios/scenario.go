@@ -123,7 +123,7 @@ func (c Cluster) DiskLayer() error {
 	case "container":
 		return fmt.Errorf("provider container: a member's data dir is inside its container, where the harness's FUSE layer is not mounted (the image would need /dev/fuse and CAP_SYS_ADMIN); use provider local")
 	}
-	return fmt.Errorf("provider %s: the harness does not reach the members' disks (disk-full through chaos agent is not built yet); use provider local", c.Provider)
+	return fmt.Errorf("provider %s: the harness does not reach the members' disks (through chaos agent, cluster.agents, only disk-full); use provider local", c.Provider)
 }
 
 // TLS is the client side of TLS to a remote cluster; paths are relative to the scenario file.

@@ -253,3 +253,54 @@ func TestEtcdBinaryFlags(t *testing.T) {
 		t.Fatalf("a flag the binary lacks: %v", err)
 	}
 }
+
+// TestAgentFields: cluster.agents makes process and peer-link faults valid on a remote cluster,
+// and what reaches the agents is checked; without agents those faults are refused.
+func TestAgentFields(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"ca.pem", "c.pem", "k.pem", "token"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "x.yaml")
+	agents := "  agents: {member-1: https://10.0.0.1:7070, member-2: https://10.0.0.2:7070, member-3: https://10.0.0.3:7070}\n" +
+		"  agent-tls: {ca: ca.pem, cert: c.pem, key: k.pem}\n"
+	withAgents := strings.Replace(remoteBase, "  endpoints:", agents+"  endpoints:", 1)
+	faults := "faults:\n  - {at: 2s, action: kill, target: leader, duration: 2s}\n  - {at: 5s, action: partition, isolate: leader, duration: 2s}\n" +
+		"  - {at: 8s, action: bandwidth, one-way: {from: leader, to: follower}, rate: 500kbit, duration: 2s}\n  - {at: 11s, action: restart, target: follower}\n"
+	if _, err := scenarios.Parse(file, []byte(withAgents+faults), nil); err != nil {
+		t.Fatalf("faults through agents: %v", err)
+	}
+	if _, err := scenarios.Parse(file, []byte(remoteBase+faults), nil); err == nil || !strings.Contains(err.Error(), "needs an agent on each node") {
+		t.Errorf("without agents: %v, want refused", err)
+	}
+	for _, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"agents on a local cluster", "name: l\ncluster: {size: 3, agents: {member-1: https://10.0.0.1:7070}}\nworkload: {duration: 5s}\n",
+			[]string{"cluster.agents", "applies only to provider remote"}},
+		{"plaintext agent", strings.Replace(withAgents, "https://10.0.0.2:7070", "http://10.0.0.2:7070", 1),
+			[]string{"cluster.agents.member-2", "is plaintext"}},
+		{"not a URL", strings.Replace(withAgents, "https://10.0.0.3:7070", "10.0.0.3", 1), []string{"cluster.agents.member-3", "not an agent URL"}},
+		{"no credentials", strings.Replace(withAgents, ", cert: c.pem, key: k.pem", "", 1), []string{"cluster.agent-tls", "authenticated"}},
+		{"cert without key", strings.Replace(withAgents, ", key: k.pem", "", 1), []string{"cluster.agent-tls", "cert and key go together"}},
+		{"missing CA file", strings.Replace(withAgents, "ca: ca.pem", "ca: nope.pem", 1), []string{"cluster.agent-tls.ca", "cannot read"}},
+		{"ttl", strings.Replace(withAgents, "  endpoints:", "  agent-ttl: 100ms\n  endpoints:", 1), []string{"cluster.agent-ttl", "1s to 5m"}},
+		{"ttl without agents", strings.Replace(remoteBase, "  endpoints:", "  agent-ttl: 5s\n  endpoints:", 1), []string{"cluster.agent-ttl", "only with cluster.agents"}},
+		{"reset between members", withAgents + "faults:\n  - {at: 2s, action: reset, target: leader}\n", []string{"faults[0]", "reset", "client links"}},
+		{"disk fault", withAgents + "faults:\n  - {at: 2s, action: disk-stall, target: leader, duration: 2s}\n", []string{"faults[0]", "disk layer"}},
+	} {
+		_, err := scenarios.Parse(file, []byte(c.yaml), nil)
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", c.name, err, w)
+			}
+		}
+	}
+}

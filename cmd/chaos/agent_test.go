@@ -79,6 +79,9 @@ func assertHostsClean(t *testing.T, ah *agentHosts) {
 		if bh, err := faults.BlackholeRoutes(filepath.Base(h.ns)); err != nil || len(bh) != 0 {
 			t.Errorf("%s has blackhole routes %v (%v)", h.name, bh, err)
 		}
+		if _, err := os.Stat(filepath.Join(h.dataDir, ".chaos-agent-fill")); !os.IsNotExist(err) {
+			t.Errorf("%s's disk still holds the agent's fill (%v)", h.name, err)
+		}
 		if st, err := proc.State(h.etcdPID()); err != nil || st != faults.Running {
 			t.Errorf("%s's etcd (pid %d) is %s (%v)", h.name, h.etcdPID(), st, err)
 		}
@@ -90,7 +93,9 @@ func assertHostsClean(t *testing.T, ah *agentHosts) {
 // to the local ones.
 func testFaultsThroughAgents(t *testing.T, ah *agentHosts) {
 	dir := t.TempDir()
-	file := ah.scenario(t, dir, "3s", agentFaults)
+	// Through the agents only: disk-full fills the node's data dir filesystem.
+	file := ah.scenario(t, dir, "3s", strings.Replace(agentFaults, "duration: 15s", "duration: 17s", 1)+
+		"  - {at: 15s, action: disk-full, target: follower, duration: 1s}\n")
 	out := filepath.Join(dir, "run")
 	code, text := runIn(t, ah, dir, "run", file, "--out", out, "--yes", "--no-progress")
 	if code != 0 {
@@ -114,8 +119,13 @@ func testFaultsThroughAgents(t *testing.T, ah *agentHosts) {
 // the time to notice), and the agent's acting call a small part of it.
 func compareFailovers(t *testing.T, agents, local *reports.Result) {
 	t.Helper()
-	if len(agents.Faults) != 4 || len(local.Faults) != 4 {
-		t.Fatalf("want 4 faults each, got %d through agents and %d locally", len(agents.Faults), len(local.Faults))
+	if len(agents.Faults) != 5 || len(local.Faults) != 4 {
+		t.Fatalf("want 5 faults through the agents and 4 locally, got %d and %d", len(agents.Faults), len(local.Faults))
+	}
+	if r := agents.Faults[4]; r.Action != "disk-full" || r.Error != "" || r.Skipped != "" || r.CallMs == nil {
+		t.Errorf("disk-full through the agent: %+v", r)
+	} else {
+		t.Logf("disk-full on %v through the agent: acting call %.1f ms, disk %+v", r.Members, *r.CallMs, r.Disk)
 	}
 	if r := agents.Faults[3]; r.Action != "restart" || r.Error != "" || r.Skipped != "" || r.CallMs == nil {
 		t.Errorf("restart through the agent: %+v", r)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/etcd-chaos/etcd-chaos/agent"
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/internal/proc"
@@ -37,6 +39,7 @@ type agentHosts struct {
 type agentHost struct {
 	name, ip, ns                    string
 	dataDir, pidFile, stateDir, log string
+	mounted                         bool
 	url                             string
 	etcdArgs, agentArgs             []string
 	agent                           *exec.Cmd
@@ -93,9 +96,11 @@ func startAgentHosts(t *testing.T, n int, specs map[string]hostSpec) *agentHosts
 		if err := os.MkdirAll(h.dataDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(h.dataDir, mode); err != nil {
+		// Each host's data dir is a filesystem of its own (a tmpfs), as on a node: disk-full fills it alone.
+		if err := unix.Mount("tmpfs", h.dataDir, "tmpfs", 0, fmt.Sprintf("size=512m,mode=%o", mode)); err != nil {
 			t.Fatal(err)
 		}
+		h.mounted = true
 		h.etcdArgs = []string{"--name", name, "--data-dir", h.dataDir,
 			"--listen-client-urls", "http://" + h.ip + ":2379", "--advertise-client-urls", "http://" + h.ip + ":2379",
 			"--listen-peer-urls", "http://" + h.ip + ":2380", "--initial-advertise-peer-urls", "http://" + h.ip + ":2380",
@@ -296,6 +301,13 @@ func (ah *agentHosts) close(t *testing.T) {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	for _, h := range ah.hosts {
+		if h.mounted {
+			if err := unix.Unmount(h.dataDir, unix.MNT_DETACH); err != nil {
+				t.Errorf("unmounting %s: %v", h.dataDir, err)
 			}
 		}
 	}
