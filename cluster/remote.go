@@ -284,7 +284,7 @@ func (c *RemoteCluster) RemoveData() error { return nil }
 // agentless is the runner of a remote member: the harness controls no process there.
 type agentless struct{ name string }
 
-var errNoAgent = errors.New("process faults on a remote cluster need an agent on its nodes (chaos agent, not built yet)")
+var errNoAgent = errors.New("process faults on a remote cluster need an agent on its nodes (cluster.agents)")
 
 func (a agentless) start(context.Context) error { return fmt.Errorf("%s: %w", a.name, errNoAgent) }
 func (a agentless) signal(syscall.Signal) error { return fmt.Errorf("%s: %w", a.name, errNoAgent) }

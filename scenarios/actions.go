@@ -74,7 +74,7 @@ func (r *ActionRules) reachable(p Place, f Fault) error {
 	if p.Signals || (r.OnLinks && f.Client.Kind != "") {
 		return nil
 	}
-	return fmt.Errorf("%s on a remote cluster needs an agent on each node (chaos agent, not built yet); the harness can only reach a remote cluster's client links: use a network fault with client: TARGET, or provider local or container", r.Name)
+	return fmt.Errorf("%s on a remote cluster needs an agent on each node (cluster.agents: member name to chaos agent's URL); without agents the harness reaches only a remote cluster's client links: use a network fault with client: TARGET", r.Name)
 }
 
 // availableAt says why the action cannot run at p on links chosen by selection (nil: it can): an
