@@ -601,17 +601,34 @@ func (c *base) byName(name string) *member {
 // stopMembers stops every member in parallel: a leader given SIGTERM while its peers also stop can
 // block in a leadership hand-over that cannot complete; the WAL is crash-safe, so SIGKILL after the
 // grace period loses nothing.
+//
+// The followers stop first, together, and the leader after them: a leader that gets SIGTERM while
+// its peers run hands leadership over first, and one whose peers are stopping too waits out its
+// transfer (and the grace) for nothing. With its peers gone it has no one to hand over to and stops.
 func (c *base) stopMembers(ctx context.Context, grace time.Duration) []error {
-	var wg sync.WaitGroup
 	errs := make([]error, len(c.members))
-	for i, m := range c.members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = m.stop(ctx, grace)
-		}()
+	leader := ""
+	if len(c.members) > 1 {
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		leader, _, _ = c.Leader(lctx)
+		cancel()
 	}
-	wg.Wait()
+	stop := func(last bool) {
+		var wg sync.WaitGroup
+		for i, m := range c.members {
+			if (m.name == leader) != last {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = m.stop(ctx, grace)
+			}()
+		}
+		wg.Wait()
+	}
+	stop(false)
+	stop(true)
 	c.closeClients()
 	return errs
 }
