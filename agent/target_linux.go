@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/internal/proc"
@@ -162,52 +165,76 @@ func (t *unitTarget) names(pid int, unit, container string) error {
 	return nil
 }
 
-// containerTarget is etcd in a container, through the docker CLI (kill, pause/unpause, start).
-type containerTarget struct{ name string }
+// containerTarget is etcd in a container, through the Docker Engine API (kill, pause/unpause,
+// start, inspect): the engine's socket (DOCKER_HOST), no CLI needed.
+type containerTarget struct {
+	name string
+	once sync.Once
+	dc   *client.Client
+	err  error
+}
 
 func (t *containerTarget) describe() string { return "container " + t.name }
 
-func (t *containerTarget) docker(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return strings.TrimSpace(string(out)), nil
+func (t *containerTarget) docker() (*client.Client, error) {
+	t.once.Do(func() { t.dc, t.err = client.New(client.FromEnv) })
+	return t.dc, t.err
 }
 
 func (t *containerTarget) current(ctx context.Context) (int, faults.ProcState, error) {
-	out, err := t.docker(ctx, "inspect", "--format", "{{.State.Status}} {{.State.Pid}}", t.name)
+	dc, err := t.docker()
 	if err != nil {
 		return 0, "", err
 	}
-	f := strings.Fields(out)
-	if len(f) != 2 {
-		return 0, "", fmt.Errorf("docker inspect %s: %q", t.name, out)
+	res, err := dc.ContainerInspect(ctx, t.name, client.ContainerInspectOptions{})
+	if err != nil {
+		return 0, "", fmt.Errorf("inspecting container %s: %w", t.name, err)
 	}
-	pid, _ := strconv.Atoi(f[1])
-	switch f[0] {
-	case "running":
-		return pid, faults.Running, nil
-	case "paused":
-		return pid, faults.Stopped, nil
+	st := res.Container.State
+	switch {
+	case st == nil:
+		return 0, faults.Exited, nil
+	case st.Paused:
+		return st.Pid, faults.Stopped, nil
+	case st.Running:
+		return st.Pid, faults.Running, nil
 	}
 	return 0, faults.Exited, nil
 }
 
 func (t *containerTarget) kill(ctx context.Context, sig syscall.Signal) error {
-	_, err := t.docker(ctx, "kill", "--signal", strconv.Itoa(int(sig)), t.name)
+	dc, err := t.docker()
+	if err != nil {
+		return err
+	}
+	_, err = dc.ContainerKill(ctx, t.name, client.ContainerKillOptions{Signal: strconv.Itoa(int(sig))})
 	return err
 }
+
 func (t *containerTarget) pause(ctx context.Context) error {
-	_, err := t.docker(ctx, "pause", t.name)
+	dc, err := t.docker()
+	if err != nil {
+		return err
+	}
+	_, err = dc.ContainerPause(ctx, t.name, client.ContainerPauseOptions{})
 	return err
 }
+
 func (t *containerTarget) resume(ctx context.Context) error {
-	_, err := t.docker(ctx, "unpause", t.name)
+	dc, err := t.docker()
+	if err != nil {
+		return err
+	}
+	_, err = dc.ContainerUnpause(ctx, t.name, client.ContainerUnpauseOptions{})
 	return err
 }
+
 func (t *containerTarget) start(ctx context.Context) error {
-	_, err := t.docker(ctx, "start", t.name)
+	dc, err := t.docker()
+	if err != nil {
+		return err
+	}
+	_, err = dc.ContainerStart(ctx, t.name, client.ContainerStartOptions{})
 	return err
 }
 

@@ -289,6 +289,13 @@ func (c *ContainerCluster) containerAddr(member string) (int, string, error) {
 	return 0, "", fmt.Errorf("no member %s", member)
 }
 
+// NodeImage is the image provider container runs members from: the chaos binary bin FROM
+// scratch, built unless an image of the same binary exists (tests start containers of it).
+func NodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin string) (string, error) {
+	tag, _, err := buildNodeImage(ctx, dc, bin)
+	return tag, err
+}
+
 // buildNodeImage builds FROM scratch an image holding the chaos binary (which must be statically
 // linked), tagged by the binary's content hash so that a second run reuses it.
 func buildNodeImage(ctx context.Context, dc *testcontainers.DockerClient, bin string) (string, bool, error) {

@@ -135,16 +135,19 @@ func Heal(ctx context.Context, dir string, force bool) (*HealReport, error) {
 			rep.Removed = append(rep.Removed, ns)
 		}
 	}
+	var agentErr error
 	if len(cf.Agents) > 0 {
-		// Before the keys: a member a fault left paused or cut off may hold up the delete.
-		if err := healAgents(ctx, dir, cf, rep); err != nil {
-			return rep, err
-		}
+		// Before the keys: a member a fault left paused or cut off may hold up the delete. An agent
+		// that cannot be reached does not keep the keys from being deleted; it is reported after.
+		agentErr = healAgents(ctx, dir, cf, rep)
 	}
 	if CapabilitiesOf(cf.Provider).Shared && cf.KeyPrefix != "" {
 		if err := healRemoteKeys(ctx, dir, cf, rep); err != nil {
-			return rep, err
+			return rep, errors.Join(agentErr, err)
 		}
+	}
+	if agentErr != nil {
+		return rep, agentErr
 	}
 	if len(rep.Unhealed) > 0 {
 		l, err := faults.OpenLedger(filepath.Join(dir, "ledger.jsonl"))

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +36,7 @@ cluster:
   etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms}
   scrape-interval: 1s
 workload:
-  duration: 26s
+  duration: 28s
   warmup: 2s
   rate: 200
   mix: [{op: put, weight: 1, keys: 500}]
@@ -44,8 +45,8 @@ faults:
   - {at: 8s, action: disk-stall, target: follower, duration: 2500ms}
   - {at: 12s, action: disk-stall, target: leader, duration: 2500ms}
   - {at: 17s, action: power-loss, target: minority}
-  - {at: 20s, action: power-loss, target: majority, allow-quorum-loss: true}
-  - {at: 23s, action: power-loss, target: all, allow-quorum-loss: true}
+  - {at: 21s, action: power-loss, target: majority, allow-quorum-loss: true}
+  - {at: 25s, action: power-loss, target: all, allow-quorum-loss: true}
 checks: {kv-safety: true}
 `
 
@@ -76,7 +77,13 @@ func TestDiskFaultsOnEtcd(t *testing.T) {
 	testbin.NeedFUSE(t)
 	res, dir := runScenario(t, diskFaults)
 	if !res.Passed || res.Cluster.DiskPath != "fuse" { // a stall and power loss: every op through the layer
-		t.Fatalf("verdict %s (%s), disk path %q", res.Verdict, res.Reason, res.Cluster.DiskPath)
+		var skipped []string
+		for _, f := range res.Faults {
+			if f.Skipped != "" {
+				skipped = append(skipped, fmt.Sprintf("#%d %s at %.1fs: %s", f.Index, f.Action, f.AtS, f.Skipped))
+			}
+		}
+		t.Fatalf("verdict %s (%s), disk path %q; skipped: %v", res.Verdict, res.Reason, res.Cluster.DiskPath, skipped)
 	}
 	checks := map[string]reports.Check{}
 	for _, c := range res.Checks {
