@@ -142,10 +142,11 @@ func TestDiskFaultsOnEtcd(t *testing.T) {
 	}
 	// The control: the members without the delay. Their fsyncs go through the same layer, served
 	// by this (race-instrumented) process beside the load, and their p99 over one second can
-	// reach tens of ms; their median stays well under the injected delay.
+	// reach tens of ms, late in the full suite over a hundred (122ms in two of four seconds once);
+	// their median stays under the injected delay and under every second of the delayed member's.
 	slices.Sort(control)
-	if med := control[len(control)/2]; med > 100 {
-		t.Errorf("the members without the delay measured a median WAL fsync p99 of %.1fms (%v)", med, control)
+	if med := control[len(control)/2]; med >= 200 || med >= slices.Min(inside) {
+		t.Errorf("the members without the delay measured a median WAL fsync p99 of %.1fms (%v), not under the delayed member's %v", med, control, inside)
 	}
 
 	// Stalls longer than the election timeout: a follower's costs no election, the leader's one,
