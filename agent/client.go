@@ -86,9 +86,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if resp.StatusCode/100 == 4 {
 			return &RefusedError{Code: resp.StatusCode, Msg: fmt.Sprintf("agent %s refused: %s", c.URL, msg)}
 		}
-		// A heal that failed part-way still says what it healed.
-		if out != nil && json.Unmarshal(b, out) == nil && eb.Error == "" {
-			return fmt.Errorf("agent %s: %s", c.URL, msg)
+		// A heal that failed part-way still says what it healed: out holds it.
+		if out != nil && eb.Error == "" {
+			_ = json.Unmarshal(b, out)
 		}
 		return fmt.Errorf("agent %s: %s", c.URL, msg)
 	}

@@ -393,21 +393,11 @@ func (n *agentNet) Apply(ctx context.Context, links []faults.Link, s faults.Shap
 // Verify: each agent listed its routes or qdisc back before Apply returned; here each is asked
 // what it holds, which must be the fault.
 func (n *agentNet) Verify(ctx context.Context, links []faults.Link, s faults.Shape) error {
-	_, senders, err := n.bySender(links)
-	if err != nil {
-		return err
-	}
-	return n.each(senders, func(from string) error {
-		hs, err := n.a.Clients[from].Holds(ctx)
-		if err != nil {
-			return err
+	return n.eachHold(ctx, links, func(from string, h *agent.Hold) error {
+		if h == nil || h.Shape == nil || *h.Shape != s {
+			return fmt.Errorf("%s's agent holds no %s on its peer links", from, s)
 		}
-		for _, h := range hs {
-			if h.Kind == agent.KindNet && h.Shape != nil && *h.Shape == s {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s's agent holds no %s on its peer links", from, s)
+		return nil
 	})
 }
 
@@ -423,6 +413,16 @@ func (n *agentNet) Heal(ctx context.Context, links []faults.Link) error {
 }
 
 func (n *agentNet) VerifyHealed(ctx context.Context, links []faults.Link) error {
+	return n.eachHold(ctx, links, func(from string, h *agent.Hold) error {
+		if h != nil {
+			return fmt.Errorf("%s's agent still holds %s", from, h.What)
+		}
+		return nil
+	})
+}
+
+// eachHold asks every sender's agent, at once, what it holds on its peer links (nil: nothing).
+func (n *agentNet) eachHold(ctx context.Context, links []faults.Link, check func(from string, h *agent.Hold) error) error {
 	_, senders, err := n.bySender(links)
 	if err != nil {
 		return err
@@ -432,12 +432,12 @@ func (n *agentNet) VerifyHealed(ctx context.Context, links []faults.Link) error 
 		if err != nil {
 			return err
 		}
-		for _, h := range hs {
-			if h.Kind == agent.KindNet {
-				return fmt.Errorf("%s's agent still holds %s", from, h.What)
+		for i := range hs {
+			if hs[i].Kind == agent.KindNet {
+				return check(from, &hs[i])
 			}
 		}
-		return nil
+		return check(from, nil)
 	})
 }
 

@@ -35,12 +35,10 @@ faults:
   - {at: 12.5s, action: restart, target: follower}
 `
 
-func runIn(t *testing.T, ah *agentHosts, dir string, args ...string) (int, string) {
+// runIn runs the binary in the hosts' hub namespace and returns its exit code and output.
+func runIn(t *testing.T, ah *agentHosts, args ...string) (int, string) {
 	t.Helper()
 	cmd := ah.chaosInHub(args...)
-	if ah == nil {
-		cmd = nil
-	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -97,7 +95,7 @@ func testFaultsThroughAgents(t *testing.T, ah *agentHosts) {
 	file := ah.scenario(t, dir, "3s", strings.Replace(agentFaults, "duration: 15s", "duration: 17s", 1)+
 		"  - {at: 15s, action: disk-full, target: follower, duration: 1s}\n")
 	out := filepath.Join(dir, "run")
-	code, text := runIn(t, ah, dir, "run", file, "--out", out, "--yes", "--no-progress")
+	code, text := runIn(t, ah, "run", file, "--out", out, "--yes", "--no-progress")
 	if code != 0 {
 		t.Fatalf("run through agents: exit %d\n%s", code, text)
 	}
@@ -177,7 +175,7 @@ func deref(p *float64) float64 {
 func testAgentsDryRun(t *testing.T, ah *agentHosts) {
 	dir := t.TempDir()
 	file := ah.scenario(t, dir, "3s", agentFaults)
-	code, text := runIn(t, ah, dir, "run", file, "--dry-run")
+	code, text := runIn(t, ah, "run", file, "--dry-run")
 	t.Logf("dry run:\n%s", text)
 	if code != 0 || !strings.Contains(text, "agents (faults held with a 3s TTL the run renews every 750ms)") {
 		t.Fatalf("dry run: exit %d\n%s", code, text)
