@@ -180,7 +180,11 @@ type member struct {
 	dataDir   string
 	logPath   string
 	argv      []string
-	run       runner
+	// exe is the words of argv that run etcd (an etcd binary, or the chaos binary's node command
+	// and "--"), from exeAt: an upgrade swaps them.
+	exe   []string
+	exeAt int
+	run   runner
 	// The disk layer (local provider, a scenario with a disk fault or cluster.disk-delay): served
 	// at dataDir over backing, with the stash a power loss needs.
 	disk           *diskfs.Disk

@@ -31,6 +31,8 @@ type LocalOptions struct {
 	Size       int
 	Etcd       map[string]string // extra etcd flags by name
 	EtcdBinary string            // an official etcd binary; "" runs NodeCommand
+	// MemberBinaries start the named members on other binaries ("builtin": NodeCommand).
+	MemberBinaries map[string]string
 	// NodeCommand runs an embedded member: the chaos binary and "node" (default: this executable).
 	NodeCommand []string
 	Token       string
@@ -97,13 +99,11 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 	if opts.Logger == nil {
 		opts.Logger = nopLogger()
 	}
-	if opts.EtcdBinary == "" {
-		cmd, err := defaultNodeCommand(opts.NodeCommand)
-		if err != nil {
-			return nil, err
-		}
-		opts.NodeCommand = cmd
+	cmd, err := defaultNodeCommand(opts.NodeCommand)
+	if err != nil && opts.EtcdBinary == "" {
+		return nil, err
 	}
+	opts.NodeCommand = cmd
 	if opts.Network == "" {
 		opts.Network = "direct"
 	}
@@ -192,17 +192,27 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			advertise = m.realURL
 		}
 		args := memberArgs(m.name, m.dataDir, m.realURL, advertise, m.peerReal, m.peerURL, initial, opts.Token, extra)
-		if opts.EtcdBinary != "" {
-			m.argv = append([]string{opts.EtcdBinary}, args...)
-		} else {
-			m.argv = append(append(append([]string{}, opts.NodeCommand...), "--"), args...)
-		}
+		m.exe = c.etcdCommand(opts.MemberBinaries[m.name])
+		m.argv = append(append([]string{}, m.exe...), args...)
 		if opts.Network == "netns" {
 			// nsenter joins the namespace and execs the member: the PID is the member's own.
 			m.argv = append([]string{"nsenter", "--net=" + filepath.Join(faults.NetnsDir, c.prefix+"-"+m.name), "--"}, m.argv...)
+			m.exeAt = 3
 		}
 	}
 	return c, nil
+}
+
+// etcdCommand is the words that run etcd from bin: an official binary, or the chaos binary's own
+// ("" is cluster.etcd-binary, or the built-in one when that is empty too).
+func (c *LocalCluster) etcdCommand(bin string) []string {
+	if bin == "" {
+		bin = c.opts.EtcdBinary
+	}
+	if bin == "" || bin == scenarios.BuiltinEtcd {
+		return append(append([]string{}, c.opts.NodeCommand...), "--")
+	}
+	return []string{bin}
 }
 
 // etcdFlags turns the scenario's etcd settings into flags; the millisecond flags accept durations.

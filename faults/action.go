@@ -20,13 +20,20 @@ import (
 // golang.org/x/tools: most rules are data, and an action states only what differs.
 type Action struct {
 	scenarios.ActionRules
-	// Kind injects, proves and heals the action on member processes; nil for an action on links.
+	// Kind injects, proves and heals the action on member processes; nil for an action on links
+	// or an operation.
 	Kind Kind
+	// Op, for an operation (compact, defrag, member-replace, disaster), makes the operation a
+	// fault of the action runs.
+	Op func(f scenarios.Fault) Operation
 	// Shape is what an action on links does to them; nil for one that closes their connections.
 	Shape func(f scenarios.Fault) Shape
 	// KindOf, for an action on members whose Kind depends on the fault's own fields (a disk
 	// fault's latency, ops, errno), makes its Kind for a fault (nil: Kind serves every fault).
 	KindOf func(f scenarios.Fault) Kind
+	// LosesWrites: the action restores a backup, losing what was acknowledged after it; kv-safety
+	// keeps every acknowledged write's revision to count them (disaster).
+	LosesWrites bool
 	// Layer says what the action needs of the disk layer under the members' data dirs: a mount
 	// (the harness serves one only for a scenario that needs it), and Unsynced, a record of what
 	// was never synced (power loss), which costs a read before each write over synced data.
@@ -44,11 +51,13 @@ type Action struct {
 // validates them (TestActionRegistry checks each action's rules).
 var registry = []*Action{&killAction, &stopAction, &pauseAction, &restartAction, &crashAction,
 	&partitionAction, &delayAction, &bandwidthAction, &lossAction, &resetAction,
-	&diskDelayAction, &diskStallAction, &diskErrorAction, &diskFullAction, &powerLossAction, &corruptAction}
+	&diskDelayAction, &diskStallAction, &diskErrorAction, &diskFullAction, &powerLossAction, &corruptAction,
+	&compactAction, &defragAction, &memberReplaceAction, &disasterAction, &upgradeAction, &downgradeAction}
 
 func init() {
 	for _, a := range registry {
-		a.OnLinks = a.Kind == nil
+		a.OnLinks = a.Kind == nil && a.Op == nil
+		a.Operation = a.Op != nil
 		scenarios.RegisterAction(a.ActionRules)
 	}
 }
@@ -102,7 +111,7 @@ func (a *Action) ShapeOf(f scenarios.Fault) Shape {
 }
 
 // Resets says whether the action closes its links' connections rather than shaping them.
-func (a *Action) Resets() bool { return a.Kind == nil && a.Shape == nil }
+func (a *Action) Resets() bool { return a.OnLinks && a.Shape == nil }
 
 // always is a Cuts for actions whose members stop serving while the fault holds.
 func always(scenarios.Fault) bool { return true }

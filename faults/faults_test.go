@@ -30,7 +30,10 @@ func TestActionRegistry(t *testing.T) {
 		if a.Kind != nil && (a.Kind.Name() != a.Name || a.Shape != nil || a.OnLinks || !slices.Equal(a.Selections, []string{"target"})) {
 			t.Errorf("%s: an action on members has its Kind's name, no shape, and target as its selection", a.Name)
 		}
-		if len(a.Selections) == 0 || slices.ContainsFunc(a.Selections, func(s string) bool { return !slices.Contains(selections, s) }) {
+		if a.Op != nil && (a.Kind != nil || a.Shape != nil || a.OnLinks || !a.Operation || !a.Instant || len(a.Selections) > 1) {
+			t.Errorf("%s: an operation has no Kind and no shape, is instantaneous (it runs to its end) and has target at most", a.Name)
+		}
+		if (len(a.Selections) == 0 && a.Op == nil) || slices.ContainsFunc(a.Selections, func(s string) bool { return !slices.Contains(selections, s) }) {
 			t.Errorf("%s: selections %v; valid: %v", a.Name, a.Selections, selections)
 		}
 		for _, f := range a.Fields {
@@ -45,7 +48,7 @@ func TestActionRegistry(t *testing.T) {
 		if a.Does == nil || a.Does(scenarios.Fault{}, "the peer links") == "" {
 			t.Errorf("%s says nothing for the dry run", a.Name)
 		}
-		if r := scenarios.ActionOf(a.Name); r == nil || r.OnLinks != (a.Kind == nil) || r.Instant != a.Instant {
+		if r := scenarios.ActionOf(a.Name); r == nil || r.OnLinks != (a.Kind == nil && a.Op == nil) || r.Operation != (a.Op != nil) || r.Instant != a.Instant {
 			t.Errorf("%s: the schema has its rules as %+v", a.Name, r)
 		}
 		if LookupAction(a.Name) != a {

@@ -92,7 +92,7 @@ func ResolveAmong(all []Member, leader string, term uint64, lerr error, t scenar
 		res.Members = pick(all, (size-1)/2)
 	case "majority":
 		res.Members = pick(all, size/2+1)
-	case "all":
+	case "all", "each":
 		res.Members = all
 	default:
 		return res, fmt.Errorf("unknown target kind %q", t.Kind)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
 	"github.com/etcd-chaos/etcd-chaos/reports"
 	"github.com/etcd-chaos/etcd-chaos/scenarios"
@@ -50,6 +51,10 @@ func (r *run) prepareLoad(ctx context.Context, res *reports.Result) (*load, erro
 	if sc.Checks.KVSafety && slices.ContainsFunc(w.Mix, func(o scenarios.Op) bool { return o.Op != "get" }) {
 		r.safety = loadgen.NewSafetyLog() // a mix without writes has nothing to lose
 		r.safety.Window = safetyWindow(sc)
+		r.safety.TrackRevisions = slices.ContainsFunc(sc.Faults, func(f scenarios.Fault) bool {
+			a := faults.LookupAction(f.Action)
+			return a != nil && a.LosesWrites
+		})
 	}
 	ld.kv, err = loadgen.NewKV(loadgen.Config{Endpoints: r.cl.Endpoints(), Clients: w.Clients, Connections: w.Connections, Rate: w.Rate,
 		Timeout: w.Timeout.D(), Retry: loadgen.PolicyOf(w.Retry), Mix: w.Mix, Seed: uint64(sc.Seed), Safety: r.safety, Conn: r.cl.LoadConn(),
@@ -109,7 +114,8 @@ func (r *run) runLoad(ctx context.Context, ld *load, res *reports.Result) time.T
 	r.events.Log(r.loadStart, "load_started", "duration", w.Duration.String(), "warmup", w.Warmup.String(), "rate", w.Rate, "clients", w.Clients)
 	r.setPhase("warmup")
 	var wg sync.WaitGroup
-	wg.Add(3 + len(r.workloads))
+	wg.Add(4 + len(r.workloads))
+	go func() { defer wg.Done(); r.backups(loadCtx) }()
 	go func() { defer wg.Done(); ld.kv.Run(loadCtx, r.loadStart) }()
 	for _, wl := range r.workloads {
 		go func() { defer wg.Done(); wl.Run(loadCtx, r.loadStart) }()

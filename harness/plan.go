@@ -41,6 +41,9 @@ func (r *run) plan(ctx context.Context, i int, f scenarios.Fault) (*plan, error)
 	if a == nil {
 		return nil, fmt.Errorf("fault #%d: no action %q; valid: %v", i, f.Action, scenarios.ActionNames())
 	}
+	if a.Operation {
+		return r.planOperation(ctx, i, f, a, rng)
+	}
 	if !a.OnLinks {
 		res, err := faults.Resolve(ctx, r.cl, f.Target, rng)
 		if err != nil {

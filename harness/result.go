@@ -20,6 +20,9 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	sum := r.loadResult(res, end)
 	changes := r.leaderResult(res)
 	trends, measured := r.faultResults(res, end, sum)
+	r.mu.Lock()
+	res.Backups = append([]reports.Backup(nil), r.backupRecs...)
+	r.mu.Unlock()
 	r.spuriousElections(res, changes, end)
 	for _, o := range r.outcomes {
 		for k, v := range o.Trends {
@@ -32,7 +35,7 @@ func (r *run) finish(ctx context.Context, res *reports.Result, end time.Time) (*
 	}
 	res.Thresholds = reports.Evaluate(r.sc.Thresholds, reports.Metrics{Trends: trends, Ops: sum.Ops, Failed: sum.Failed,
 		LeaderChanges: res.Leader.Changes, Throughput: sum.PerSecond, Retries: sum.Retries, ProbesSent: res.Prober.Sent,
-		ProbesAcked: res.Prober.Acked, FaultsMeasured: measured, Members: res.MemberHealth})
+		ProbesAcked: res.Prober.Acked, FaultsMeasured: measured, Members: res.MemberHealth, Gauges: r.gauges})
 	return r.verdict(ctx, res)
 }
 
@@ -92,6 +95,9 @@ func (r *run) faultResults(res *reports.Result, end time.Time, sum loadgen.Summa
 		trends[k] = v
 	}
 	var elected, restored, outage, caught, read reports.Samples
+	ops := map[string]reports.Samples{}
+	gauges := map[string]reports.Samples{}
+	ms := func(name string, v float64) { ops[name] = append(ops[name], v*float64(time.Millisecond)) }
 	sample := func(s *reports.Samples, d time.Duration) {
 		if d < 0 {
 			*s = append(*s, math.Inf(1))
@@ -127,6 +133,33 @@ func (r *run) faultResults(res *reports.Result, end time.Time, sum loadgen.Summa
 				sample(&restored, fo.WriteRestored)
 			}
 		}
+		if op := fr.record.Operation; op != nil && fr.record.Error == "" {
+			if op.CompactMs != nil {
+				ms("compact.duration", *op.CompactMs)
+			}
+			for _, d := range op.Defrag {
+				ms("defrag.duration", d.Ms)
+				ms("defrag.member_latency", d.MemberLatencyMs)
+			}
+			if rp := op.Replace; rp != nil {
+				ms("replace.caught_up", rp.CaughtUpMs)
+				ms("replace.promoted", rp.PromotedMs)
+			}
+			for _, v := range op.Versions {
+				if v.HealthyMs > 0 {
+					ms(fr.spec.Action+".member_healthy", v.HealthyMs)
+				}
+			}
+			if op.MixedWindowMs != nil {
+				ms(fr.spec.Action+".mixed_window", *op.MixedWindowMs)
+			}
+			if d := op.Disaster; d != nil {
+				ms("recovery.rto", d.RTOMs)
+				if d.RPOWrites >= 0 {
+					gauges["recovery.rpo_writes"] = append(gauges["recovery.rpo_writes"], float64(d.RPOWrites))
+				}
+			}
+		}
 		res.Faults = append(res.Faults, fr.record)
 		for _, rc := range fr.recov {
 			res.Recoveries = append(res.Recoveries, rc)
@@ -140,6 +173,10 @@ func (r *run) faultResults(res *reports.Result, end time.Time, sum loadgen.Summa
 	trends["failover.write_restored"] = restored
 	trends["recovery.caught_up"] = caught
 	trends["recovery.read_restored"] = read
+	for k, v := range ops {
+		trends[k] = v
+	}
+	r.gauges = gauges
 	return trends, len(outage)
 }
 

@@ -88,6 +88,12 @@ type run struct {
 	runCtx   context.Context // the schedule's: an abort cancels it
 	abortRun context.CancelFunc
 	aborted  *reports.Abort
+
+	// The harness's backups (cluster.backup): those a disaster may restore, newest last, and the
+	// record of every one saved.
+	snapshots  []faults.Snapshot
+	backupRecs []reports.Backup
+	gauges     map[string]reports.Samples // what operations measured, as plain numbers
 }
 
 // Run runs a scenario: start the cluster, warm up, drive the load, inject and heal the faults on

@@ -80,6 +80,7 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		return
 	}
 	injAt, injErr := r.inject(ctx, fr, p)
+	r.recordOperation(ctx, fr)
 	if injErr != nil {
 		r.faultFailed(fr, injErr)
 	} else {
@@ -92,6 +93,11 @@ func (r *run) fire(ctx context.Context, i int, f scenarios.Fault) {
 		return
 	}
 	target := r.leaderApplied()
+	if a := faults.LookupAction(f.Action); a != nil && a.LosesWrites {
+		// A restore starts a new raft log from the snapshot: every member holds it from its start,
+		// and the old cluster's indexes mean nothing to the new one.
+		target = 0
+	}
 	healAt, err := r.heal(ctx, fr, injAt, injErr != nil)
 	if err != nil {
 		r.faultFailed(fr, err)
@@ -203,8 +209,8 @@ func (r *run) heal(ctx context.Context, fr *faultRun, injAt time.Time, failed bo
 	if healAt.IsZero() {
 		healAt = time.Now()
 	}
-	if fr.spec.Rules().Instant {
-		healAt = injAt
+	if a := fr.spec.Rules(); a.Instant && !a.Operation {
+		healAt = injAt // an operation's heal comes at its end: it is measured from its start to there
 	}
 	// Writes sent from here on count as restored even under the old leader (a resumed pause).
 	fr.failover.Healed(healAt)

@@ -73,7 +73,7 @@ func (r *run) newResult() *reports.Result {
 func (r *run) newCluster(res *reports.Result) error {
 	sc, opts := r.sc, r.opts
 	lopts := cluster.LocalOptions{Dir: opts.Out, Size: sc.Cluster.Size, Etcd: sc.Cluster.Etcd, EtcdBinary: sc.Cluster.EtcdBinary,
-		NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
+		MemberBinaries: sc.Cluster.MemberBinaries, NodeCommand: opts.NodeCommand, Token: fmt.Sprintf("chaos-%s-%d", sc.Name, time.Now().UnixNano()), Logger: r.log,
 		Network: sc.Cluster.Network, Subnet: sc.Cluster.Subnet, Seed: sc.Seed}
 	for _, f := range sc.Faults {
 		if a := f.Rules(); a != nil && a.OnLinks {

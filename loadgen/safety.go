@@ -70,6 +70,9 @@ type keyLog struct {
 	// one of them was a delete. A final state only they could explain is not judged.
 	dropped    int
 	droppedDel bool
+	// fenced is last as it was when a restore fenced the log (Fence): Rebase holds the restored
+	// state against it.
+	fenced write
 }
 
 // maxSuperseded bounds the replaced writes kept per key: the log's memory is bounded by the keys.
@@ -106,6 +109,16 @@ type SafetyLog struct {
 	// Keys are spread over shards, each with its own lock: the load's clients write different keys
 	// and need not queue for one lock.
 	shards [safetyShards]safetyShard
+
+	// TrackRevisions keeps the revision of every acknowledged write since the oldest backup that
+	// may be restored (Forget), so a restore can count the acknowledged writes it lost (Fence).
+	TrackRevisions bool
+	// restored are what Rebase found wrong: acknowledged writes before a restored snapshot's
+	// revision that the restored cluster does not hold.
+	restoredBad  int
+	restoredEx   []string
+	restoredLost int64
+	restores     int
 }
 
 const safetyShards = 32
@@ -115,6 +128,8 @@ type safetyShard struct {
 	keys map[int]*keyLog
 	// counts
 	acked, unknown, retried, dropped int64
+	// revs are the acknowledged writes' revisions (TrackRevisions).
+	revs []int64
 }
 
 func (s *SafetyLog) shard(key int) *safetyShard { return &s.shards[uint(key)%safetyShards] }
@@ -214,6 +229,9 @@ func (s *SafetyLog) End(key int, id uint64, acked bool, rev int64, retried bool)
 	}
 	sh.acked++
 	w.rev = rev
+	if s.TrackRevisions {
+		sh.revs = append(sh.revs, rev)
+	}
 	if retried {
 		sh.retried++
 		s.keepOpen(sh, k, w, now) // an earlier attempt may land later
@@ -267,45 +285,16 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 	for _, key := range keys {
 		k := all[key]
 		f := final(key)
-		open := append(append([]write(nil), k.maybe...), k.pending...)
-		var problem string
-		switch {
-		case f.Foreign:
-			problem = "holds a value this load never wrote"
-		case f.Present && k.last.id != 0 && f.ModRevision < k.last.rev:
-			problem = fmt.Sprintf("is at revision %d, older than acknowledged %s: that write is lost", f.ModRevision, s.describe(k.last))
-		case f.Present && k.last.id != 0 && f.ModRevision == k.last.rev:
-			if f.ID != k.last.id || k.last.del {
-				problem = fmt.Sprintf("holds write %016x at revision %d, where etcd acknowledged %s", f.ID, f.ModRevision, s.describe(k.last))
+		problem, verdict := s.judge(k, f, keyName(key))
+		switch verdict {
+		case judgedLate:
+			late++
+			if len(lateEx) < 10 {
+				lateEx = append(lateEx, problem)
 			}
-		case f.Present:
-			// Past the newest acknowledged revision: only a write whose fate was open can be there.
-			i := slices.IndexFunc(open, func(w write) bool { return w.id == f.ID && !w.del })
-			switch {
-			case i < 0 && k.dropped > 0 && f.ID != k.last.id:
-				undecided++ // a write of open fate older than the window may be the one that landed
-			case i < 0:
-				what := "a write that was acknowledged earlier and overwritten"
-				if w, ok := k.supersededWrite(f.ID); ok {
-					what = s.describe(w)
-				} else if f.ID == k.last.id {
-					what = "the newest acknowledged write, applied a second time although it was sent once"
-				}
-				problem = fmt.Sprintf("holds write %016x at revision %d, after acknowledged %s; it is %s", f.ID, f.ModRevision, orNone(k.last, s), what)
-			case open[i].acked:
-				late++
-				if len(lateEx) < 10 {
-					lateEx = append(lateEx, fmt.Sprintf("%s: a late attempt of retried write %016x (acknowledged at revision %d, %.3fs) landed again at revision %d, after %s",
-						keyName(key), f.ID, open[i].rev, open[i].ret.Sub(s.t0).Seconds(), f.ModRevision, orNone(k.last, s)))
-				}
-			}
-		default:
-			deleteCould := slices.ContainsFunc(open, func(w write) bool { return w.del })
-			if k.last.id != 0 && !k.last.del && !deleteCould && k.droppedDel {
-				undecided++
-			} else if k.last.id != 0 && !k.last.del && !deleteCould {
-				problem = fmt.Sprintf("is absent, but acknowledged %s was the newest write and no delete could follow it", s.describe(k.last))
-			}
+			problem = ""
+		case judgedUndecided:
+			undecided++
 		}
 		if problem != "" {
 			c.Violations++
@@ -314,7 +303,15 @@ func (s *SafetyLog) Check(final func(key int) Final, keyName func(int) string) r
 			}
 		}
 	}
+	if s.restores > 0 {
+		c.Violations += s.restoredBad
+		c.Examples = append(c.Examples, s.restoredEx...)
+	}
 	c.Summary = fmt.Sprintf("%d keys checked: %d acknowledged writes (%d after retries), %d with unknown outcome; %d lost or stale", len(keys), acked, retried, unknown, c.Violations)
+	if s.restores > 0 {
+		c.Summary += fmt.Sprintf("; %d restores from backups: %d acknowledged writes before a snapshot's revision missing after its restore, %d after it lost by design (recovery.rpo_writes)",
+			s.restores, s.restoredBad, s.restoredLost)
+	}
 	if undecided > 0 {
 		c.Summary += fmt.Sprintf("; %d keys not judged: only a write of open fate dropped after the %s window (%d dropped in all) could explain their final state",
 			undecided, s.window(), dropped)
@@ -360,12 +357,17 @@ func (s *SafetyLog) describe(w write) string {
 
 // ReadFinal reads every key under prefix (linearizably, in pages) into a lookup for Check.
 func ReadFinal(ctx context.Context, c *clientv3.Client, prefix string, keyIndex func(string) (int, bool)) (func(int) Final, error) {
+	return ReadFinalAt(ctx, c, prefix, 0, keyIndex)
+}
+
+// ReadFinalAt reads every key under prefix as it was at revision rev (0: now), for Check or Rebase.
+func ReadFinalAt(ctx context.Context, c *clientv3.Client, prefix string, rev int64, keyIndex func(string) (int, bool)) (func(int) Final, error) {
 	out := map[int]Final{}
 	from := prefix
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := c.Get(rctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
+		resp, err := c.Get(rctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000), clientv3.WithRev(rev))
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("reading the final state of %s: %w", prefix, err)
@@ -401,3 +403,131 @@ func (k *KV) KeyName(i int) string { return k.keys[i] }
 
 // Prefix is where the load writes.
 func (k *KV) Prefix() string { return k.cfg.KeyPrefix }
+
+// What judge found of a key that is not a problem.
+const (
+	judgedOK = iota
+	judgedLate
+	judgedUndecided
+)
+
+// judge holds one key's state f against its log as last: the problem ("" none) and whether the
+// state is a late duplicate of a retried write (the problem is then its description) or cannot
+// be judged.
+func (s *SafetyLog) judge(k *keyLog, f Final, name string) (string, int) {
+	open := append(append([]write(nil), k.maybe...), k.pending...)
+	switch {
+	case f.Foreign:
+		return "holds a value this load never wrote", judgedOK
+	case f.Present && k.last.id != 0 && f.ModRevision < k.last.rev:
+		return fmt.Sprintf("is at revision %d, older than acknowledged %s: that write is lost", f.ModRevision, s.describe(k.last)), judgedOK
+	case f.Present && k.last.id != 0 && f.ModRevision == k.last.rev:
+		if f.ID != k.last.id || k.last.del {
+			return fmt.Sprintf("holds write %016x at revision %d, where etcd acknowledged %s", f.ID, f.ModRevision, s.describe(k.last)), judgedOK
+		}
+	case f.Present:
+		// Past the newest acknowledged revision: only a write whose fate was open can be there.
+		i := slices.IndexFunc(open, func(w write) bool { return w.id == f.ID && !w.del })
+		switch {
+		case i < 0 && k.dropped > 0 && f.ID != k.last.id:
+			return "", judgedUndecided // a write of open fate older than the window may be the one that landed
+		case i < 0:
+			what := "a write that was acknowledged earlier and overwritten"
+			if w, ok := k.supersededWrite(f.ID); ok {
+				what = s.describe(w)
+			} else if f.ID == k.last.id {
+				what = "the newest acknowledged write, applied a second time although it was sent once"
+			}
+			return fmt.Sprintf("holds write %016x at revision %d, after acknowledged %s; it is %s", f.ID, f.ModRevision, orNone(k.last, s), what), judgedOK
+		case open[i].acked:
+			return fmt.Sprintf("%s: a late attempt of retried write %016x (acknowledged at revision %d, %.3fs) landed again at revision %d, after %s",
+				name, f.ID, open[i].rev, open[i].ret.Sub(s.t0).Seconds(), f.ModRevision, orNone(k.last, s)), judgedLate
+		}
+	default:
+		deleteCould := slices.ContainsFunc(open, func(w write) bool { return w.del })
+		if k.last.id != 0 && !k.last.del && !deleteCould && k.droppedDel {
+			return "", judgedUndecided
+		} else if k.last.id != 0 && !k.last.del && !deleteCould {
+			return fmt.Sprintf("is absent, but acknowledged %s was the newest write and no delete could follow it", s.describe(k.last)), judgedOK
+		}
+	}
+	return "", judgedOK
+}
+
+// Forget drops the revisions of acknowledged writes at or before rev (TrackRevisions): no backup
+// that may still be restored is older than rev.
+func (s *SafetyLog) Forget(rev int64) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.revs = slices.DeleteFunc(sh.revs, func(r int64) bool { return r <= rev })
+		sh.mu.Unlock()
+	}
+}
+
+// Fence is called once the cluster that acknowledged the writes so far can acknowledge no more
+// (a disaster: a majority lost), before a restore from the snapshot at rev: it remembers each
+// key's newest acknowledged write for Rebase, and returns how many acknowledged writes came after
+// rev (TrackRevisions; -1 without): the restore loses them by design.
+func (s *SafetyLog) Fence(rev int64) int64 {
+	defer s.lockAll()()
+	lost := int64(0)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		for _, r := range sh.revs {
+			if r > rev {
+				lost++
+			}
+		}
+		sh.revs = sh.revs[:0]
+		for _, k := range sh.keys {
+			k.fenced = k.last
+		}
+	}
+	s.restores++
+	s.restoredLost += lost
+	if !s.TrackRevisions {
+		return -1
+	}
+	return lost
+}
+
+// Rebase holds the restored state (read at the restored revision: the snapshot's rev, bumped)
+// against each key's newest acknowledged write when the log was fenced: one at or before rev must
+// be there (a violation, counted by Check, if not); one after rev was lost by design, and the key
+// is from now on held against the restored state, until the load writes it again.
+func (s *SafetyLog) Rebase(restored func(key int) Final, rev int64, keyName func(int) string) (bad int) {
+	defer s.lockAll()()
+	for i := range s.shards {
+		for key, k := range s.shards[i].keys {
+			fw := k.fenced
+			if fw.id == 0 {
+				continue
+			}
+			f := restored(key)
+			if fw.rev <= rev {
+				last := k.last
+				k.last = fw
+				problem, verdict := s.judge(k, f, keyName(key))
+				k.last = last
+				if problem != "" && verdict == judgedOK {
+					bad++
+					s.restoredBad++
+					if len(s.restoredEx) < 10 {
+						s.restoredEx = append(s.restoredEx, fmt.Sprintf("%s %s (restored from the snapshot at revision %d, which holds every write acknowledged at or before it)", keyName(key), problem, rev))
+					}
+				}
+				continue
+			}
+			if k.last.rev <= fw.rev { // not written since the restore: the restored state is its latest
+				if !f.Present {
+					k.last = write{id: fw.id, del: true, acked: true, rev: rev}
+				} else {
+					k.last = write{id: f.ID, acked: true, rev: f.ModRevision}
+				}
+				k.maybe = k.maybe[:0]
+			}
+		}
+	}
+	return bad
+}

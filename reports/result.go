@@ -58,15 +58,17 @@ type Result struct {
 	Faults     []FaultRecord     `json:"faults"`
 	// FaultStats sums up the faults per action ("all" first when there are several): for a soak's
 	// hundreds of occurrences, count, p50, p99 and max of what they cost.
-	FaultStats []FaultStat             `json:"fault_stats,omitempty"`
-	Failovers  []Failover              `json:"failovers"`
-	Recoveries []Recovery              `json:"recoveries"`
-	Latency    map[string]LatencyStats `json:"latency"`
-	Phases     []Phase                 `json:"phases"`
-	Ops        int64                   `json:"ops"`
-	FailedOps  int64                   `json:"failed_ops"`
-	Errors     map[string]int64        `json:"errors"`
-	Attempts   map[string]int64        `json:"attempt_errors"`
+	FaultStats []FaultStat `json:"fault_stats,omitempty"`
+	Failovers  []Failover  `json:"failovers"`
+	Recoveries []Recovery  `json:"recoveries"`
+	// Backups are the snapshots the harness saved through the API (cluster.backup).
+	Backups   []Backup                `json:"backups,omitempty"`
+	Latency   map[string]LatencyStats `json:"latency"`
+	Phases    []Phase                 `json:"phases"`
+	Ops       int64                   `json:"ops"`
+	FailedOps int64                   `json:"failed_ops"`
+	Errors    map[string]int64        `json:"errors"`
+	Attempts  map[string]int64        `json:"attempt_errors"`
 	// AttemptCodes counts failed attempts by gRPC code or etcd error ("etcd: no leader").
 	AttemptCodes map[string]int64      `json:"attempt_codes,omitempty"`
 	Retries      map[string]RetryStats `json:"retries"`
@@ -218,6 +220,109 @@ type FaultRecord struct {
 	LinkBytes map[string]int64 `json:"link_bytes,omitempty"`
 	// Disk faults: what the fault did on each member's disk.
 	Disk []DiskEffect `json:"disk,omitempty"`
+	// Operations (compact, defrag, member-replace, disaster): what the operation measured. The
+	// fault's outage, election and recovery fields hold what it cost the load, as for a fault.
+	Operation *Operation `json:"operation,omitempty"`
+}
+
+// Operation is what an operation measured, each part filled by its action.
+type Operation struct {
+	// compact: the revision when it began, the revision compacted to, the call's time.
+	Revision        int64    `json:"revision,omitempty"`
+	CompactRevision int64    `json:"compact_revision,omitempty"`
+	CompactMs       *float64 `json:"compact_ms,omitempty"`
+	// defrag: each member defragmented.
+	Defrag []Defrag `json:"defrag,omitempty"`
+	// member-replace
+	Replace *Replace `json:"replace,omitempty"`
+	// disaster
+	Disaster *Disaster `json:"disaster,omitempty"`
+	// upgrade, downgrade: each member moved to the new binary, in order, and the span in which the
+	// members ran different versions (from the first one started on the new binary to the last
+	// one healthy on it); a downgrade's API steps.
+	Versions      []VersionStep `json:"versions,omitempty"`
+	MixedWindowMs *float64      `json:"mixed_window_ms,omitempty"`
+	Downgrade     *Downgrade    `json:"downgrade,omitempty"`
+}
+
+// VersionStep is one member moved to another etcd binary: the versions it reported (Status)
+// before and after, when it was stopped (ms from the operation's start), and how long from its
+// stop until it answered on the new version having caught up with the leader.
+type VersionStep struct {
+	Member    string  `json:"member"`
+	From      string  `json:"from"`
+	To        string  `json:"to"`
+	StoppedMs float64 `json:"stopped_ms"`
+	HealthyMs float64 `json:"healthy_ms"`
+}
+
+// Downgrade is etcd's downgrade API as a downgrade drove it: the target (major.minor), when it was
+// enabled and when every member's storage reported the target, in ms from the operation's start;
+// Refused is etcd's answer when it refused (validate or enable), and Cancelled why the harness
+// cancelled it part-way.
+type Downgrade struct {
+	Target    string  `json:"target"`
+	EnabledMs float64 `json:"enabled_ms"`
+	StorageMs float64 `json:"storage_ms"`
+	Refused   string  `json:"refused,omitempty"`
+	Cancelled string  `json:"cancelled,omitempty"`
+}
+
+// Defrag is one member's defragmentation: the call's time, its db size before and after, and the
+// longest a serializable read of that member waited meanwhile (one every 5ms).
+type Defrag struct {
+	Member          string  `json:"member"`
+	Ms              float64 `json:"ms"`
+	DBSizeBefore    int64   `json:"db_size_before"`
+	DBInUseBefore   int64   `json:"db_in_use_before"`
+	DBSizeAfter     int64   `json:"db_size_after"`
+	MemberLatencyMs float64 `json:"member_latency_ms"`
+	Probes          int     `json:"probes"`
+}
+
+// Replace is a member replacement: etcd's ids of the member before and after, and when each
+// step was done, in ms from the operation's first acting call (MemberRemove).
+type Replace struct {
+	Member     string  `json:"member"`
+	OldID      string  `json:"old_id"`
+	NewID      string  `json:"new_id"`
+	RemovedMs  float64 `json:"removed_ms"`
+	ExitedMs   float64 `json:"exited_ms"`
+	AddedMs    float64 `json:"added_ms"`
+	StartedMs  float64 `json:"started_ms"`
+	PromotedMs float64 `json:"promoted_ms"`
+	// CaughtUpMs is from the learner's start to the promotion etcd accepted (it refuses one until
+	// the learner has caught up); PromoteRefused counts the refusals before.
+	CaughtUpMs     float64 `json:"caught_up_ms"`
+	PromoteRefused int     `json:"promote_refused"`
+}
+
+// Disaster is a disaster drill: the members lost, the snapshot restored, and the recovery time
+// (RTO: from the loss to the first write the restored cluster acknowledged) and point (RPO: the
+// acknowledged writes after the snapshot's revision, lost by design; -1 unknown).
+type Disaster struct {
+	Lost             []string `json:"lost"`
+	Snapshot         string   `json:"snapshot"`
+	SnapshotRevision int64    `json:"snapshot_revision"`
+	SnapshotAgeMs    float64  `json:"snapshot_age_ms"`
+	RevisionBump     int64    `json:"revision_bump"`
+	RestoredMs       float64  `json:"restored_ms"`
+	RTOMs            float64  `json:"rto_ms"`
+	RPOWrites        int64    `json:"rpo_writes"`
+	// LostBeforeSnapshot counts acknowledged writes at or before the snapshot's revision that the
+	// restored cluster does not hold: each is a violation (kv-safety fails).
+	LostBeforeSnapshot int `json:"lost_before_snapshot"`
+}
+
+// Backup is one snapshot the harness saved through the API (cluster.backup).
+type Backup struct {
+	Path     string  `json:"path"`
+	Member   string  `json:"member"`
+	Revision int64   `json:"revision"`
+	Size     int64   `json:"size"`
+	AtS      float64 `json:"at_s"`
+	Ms       float64 `json:"ms"`
+	Removed  bool    `json:"removed,omitempty"` // a newer one replaced it (cluster.backup.keep)
 }
 
 // DiskEffect is what a disk fault did to one member: the ops of its data dir the fault delayed,

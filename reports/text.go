@@ -39,6 +39,7 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		fmt.Fprintf(&b, "ABORTED at %.1fs: %s (observed %s); %s\n", a.AtS, a.Condition, a.Observed, healed)
 	}
+	writeOperations(&b, r)
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	many := len(r.Faults) > ManyFaults
 	if many {
@@ -397,4 +398,56 @@ func DiskText(d DiskEffect) string {
 		return "touched no I/O"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// writeOperations says what each operation measured, a disaster's recovery time and point first.
+func writeOperations(b *strings.Builder, r *Result) {
+	var lines []string
+	for _, f := range r.Faults {
+		op := f.Operation
+		if op == nil {
+			continue
+		}
+		if d := op.Disaster; d != nil {
+			rpo := "unknown (kv-safety off)"
+			if d.RPOWrites >= 0 {
+				rpo = fmt.Sprintf("%d acknowledged writes lost", d.RPOWrites)
+			}
+			lines = append([]string{fmt.Sprintf("  #%d disaster: RTO %.0fms, RPO %s (after the snapshot at revision %d, %.1fs old at the loss); %d lost before it; lost %s, restored in %.0fms",
+				f.Index, d.RTOMs, rpo, d.SnapshotRevision, d.SnapshotAgeMs/1000, d.LostBeforeSnapshot, strings.Join(d.Lost, ","), d.RestoredMs)}, lines...)
+		}
+		if op.CompactMs != nil {
+			lines = append(lines, fmt.Sprintf("  #%d compact: revision %d compacted to %d in %.1fms", f.Index, op.Revision, op.CompactRevision, *op.CompactMs))
+		}
+		for _, d := range op.Defrag {
+			lines = append(lines, fmt.Sprintf("  #%d defrag %s: %.1fms, db %s -> %s; its reads waited up to %.1fms", f.Index, d.Member, d.Ms,
+				BytesText(float64(d.DBSizeBefore)), BytesText(float64(d.DBSizeAfter)), d.MemberLatencyMs))
+		}
+		if d := op.Downgrade; d != nil {
+			what := fmt.Sprintf("enabled at %.0fms, every member's storage at %s at %.0fms", d.EnabledMs, d.Target, d.StorageMs)
+			if d.Refused != "" {
+				what = "REFUSED by etcd: " + d.Refused
+			} else if d.Cancelled != "" {
+				what += "; CANCELLED: " + d.Cancelled
+			}
+			lines = append(lines, fmt.Sprintf("  #%d downgrade to %s: %s", f.Index, d.Target, what))
+		}
+		for _, v := range op.Versions {
+			lines = append(lines, fmt.Sprintf("  #%d %s %s: %s -> %s, stopped at %.0fms, healthy and caught up %.0fms after its stop", f.Index, f.Action, v.Member, v.From, v.To, v.StoppedMs, v.HealthyMs))
+		}
+		if op.MixedWindowMs != nil {
+			lines = append(lines, fmt.Sprintf("  #%d %s: mixed versions for %.0fms", f.Index, f.Action, *op.MixedWindowMs))
+		}
+		if rp := op.Replace; rp != nil {
+			lines = append(lines, fmt.Sprintf("  #%d member-replace %s: %s removed, back as learner %s at %.0fms, caught up and promoted at %.0fms (%.0fms after its start, %d promotions refused)",
+				f.Index, rp.Member, rp.OldID, rp.NewID, rp.AddedMs, rp.PromotedMs, rp.CaughtUpMs, rp.PromoteRefused))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(b, "\noperations")
+	for _, l := range lines {
+		fmt.Fprintln(b, l)
+	}
 }

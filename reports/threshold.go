@@ -23,6 +23,8 @@ type Metrics struct {
 	FaultsMeasured int
 	// Members are the members' scrapes summed up (member.* metrics).
 	Members []MemberHealth
+	// Gauges are the other plain numbers, by metric name, one per operation (recovery.rpo_writes).
+	Gauges map[string]Samples
 }
 
 // Threshold statuses.
@@ -122,6 +124,21 @@ func observe(th scenarios.Threshold, m Metrics) (float64, string, bool) {
 	case scenarios.Counter:
 		return float64(m.LeaderChanges), fmt.Sprintf("%d", m.LeaderChanges), true
 	case scenarios.Gauge:
+		if g, ok := m.Gauges[th.Metric]; ok || th.Metric != "throughput" && !strings.HasPrefix(th.Metric, "retries.") {
+			if len(g) == 0 {
+				return 0, "no samples", false
+			}
+			var v float64
+			switch th.Agg {
+			case "min":
+				v = g.Min()
+			case "max":
+				v = g.Max()
+			default:
+				v = g.Mean()
+			}
+			return v, fmt.Sprintf("%.0f (%d samples)", v, len(g)), true
+		}
 		if op, ok := strings.CutPrefix(th.Metric, "retries."); ok {
 			rs, ok := m.Retries[op]
 			if !ok || rs.Ops == 0 {

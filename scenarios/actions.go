@@ -17,6 +17,14 @@ type ActionRules struct {
 	Instant bool
 	// OnLinks: the action acts on links through the network backend, not on member processes.
 	OnLinks bool
+	// Operation: the action is an operation (compact, defrag, member-replace, disaster) that runs
+	// to its end within its injection; it is measured as a fault is, from its start to its end.
+	Operation bool
+	// Each: the action goes member by member (upgrade, downgrade), so it takes target each.
+	Each bool
+	// ThroughAPI: the action needs nothing but etcd's API, so it runs on any cluster the harness
+	// reaches (compact, defrag).
+	ThroughAPI bool
 	// Selections are the fields by which the action chooses what it hits: "target" for an action
 	// on members; for one on links, some of target, isolate, groups, one-way, majorities-ring, client.
 	Selections []string
@@ -24,6 +32,9 @@ type ActionRules struct {
 	Fields []string
 	// Check names what is wrong with the values of the action's own fields.
 	Check func(f Fault) []FieldProblem
+	// Requires names what the action needs of the rest of the scenario (a disaster: backups and
+	// kv-safety), each problem with its full field path.
+	Requires func(f Fault, sc *Scenario) []FieldProblem
 	// Available says why the action cannot run at p on links chosen by selection (nil: it can).
 	Available func(p Place, selection string, f Fault) error
 	// Cuts says whether the members the fault is about are out of the quorum while it holds.
@@ -35,6 +46,10 @@ type ActionRules struct {
 type Place struct {
 	// Signals: the harness starts the members and can signal their processes.
 	Signals bool
+	// Provider is the scenario's cluster.provider; Files, that the harness reaches the members'
+	// data dirs and flags (it started them as processes of this machine).
+	Provider string
+	Files    bool
 	// Network is the backend of the fault's links: proxy, netns, docker or direct.
 	Network string
 	// Disk is why the harness cannot put its disk layer under the members' data dirs (nil: it can).
@@ -71,7 +86,7 @@ func (r *ActionRules) CutsQuorum(f Fault) bool { return r.Cuts != nil && r.Cuts(
 // cluster it did not start it signals no process and shapes no peer link, only the links from its
 // own load.
 func (r *ActionRules) reachable(p Place, f Fault) error {
-	if p.Signals || (r.OnLinks && f.Client.Kind != "") {
+	if p.Signals || (r.OnLinks && f.Client.Kind != "") || r.ThroughAPI {
 		return nil
 	}
 	return fmt.Errorf("%s on a remote cluster needs an agent on each node (cluster.agents: member name to chaos agent's URL); without agents the harness reaches only a remote cluster's client links: use a network fault with client: TARGET", r.Name)

@@ -2,12 +2,14 @@ package scenarios
 
 import (
 	"flag"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
 
+	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -101,4 +103,62 @@ func IdentError(s string) string {
 		return "is longer than 128 characters"
 	}
 	return ""
+}
+
+// Builtin names the etcd built into the chaos binary where an etcd binary is asked for (an
+// upgrade's or downgrade's to:).
+const BuiltinEtcd = "builtin"
+
+var (
+	versionsMu sync.Mutex
+	versions   = map[string]string{}
+	versionRe  = regexp.MustCompile(`etcd Version: (\S+)`)
+)
+
+// BinaryVersion is the etcd version a binary says it is (--version), or the built-in one's for
+// "builtin" or "".
+func BinaryVersion(bin string) (string, error) {
+	if bin == "" || bin == BuiltinEtcd {
+		return version.Version, nil
+	}
+	versionsMu.Lock()
+	defer versionsMu.Unlock()
+	if v, ok := versions[bin]; ok {
+		return v, nil
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", bin, err)
+	}
+	m := versionRe.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("%s --version does not say \"etcd Version: X.Y.Z\"", bin)
+	}
+	versions[bin] = string(m[1])
+	return versions[bin], nil
+}
+
+// MinorOf is a version's major.minor ("3.6" of "3.6.8").
+func MinorOf(v string) string {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// MinorStep is how many minor versions from a to b (3.6 to 3.7: 1; 3.7 to 3.6: -1); ok is false
+// when either is not major.minor or their majors differ.
+func MinorStep(a, b string) (int, bool) {
+	var am, an, bm, bn int
+	if _, err := fmt.Sscanf(MinorOf(a), "%d.%d", &am, &an); err != nil {
+		return 0, false
+	}
+	if _, err := fmt.Sscanf(MinorOf(b), "%d.%d", &bm, &bn); err != nil {
+		return 0, false
+	}
+	if am != bm {
+		return 0, false
+	}
+	return bn - an, true
 }

@@ -43,11 +43,14 @@ type Cluster struct {
 	Subnet   string `yaml:"subnet"` // network: netns addresses
 	// Image runs members from an etcd image (provider: container), started with Entrypoint; empty
 	// builds a local image from the chaos binary (FROM scratch, running chaos node).
-	Image        string            `yaml:"image,omitempty"`
-	Entrypoint   []string          `yaml:"entrypoint,omitempty"`
-	EtcdBinary   string            `yaml:"etcd-binary"`
-	Etcd         map[string]string `yaml:"etcd"`
-	ReadyTimeout Duration          `yaml:"ready-timeout"`
+	Image      string   `yaml:"image,omitempty"`
+	Entrypoint []string `yaml:"entrypoint,omitempty"`
+	EtcdBinary string   `yaml:"etcd-binary"`
+	// MemberBinaries starts the named members on other etcd binaries than etcd-binary: a
+	// mixed-version cluster from the start (provider local).
+	MemberBinaries map[string]string `yaml:"member-binaries,omitempty"`
+	Etcd           map[string]string `yaml:"etcd"`
+	ReadyTimeout   Duration          `yaml:"ready-timeout"`
 	// PeerDelay is a standing condition on every peer link for the whole run, so a cluster on one
 	// machine behaves like one across zones; faults add to it and heal back to it.
 	PeerDelay PeerDelay `yaml:"peer-delay,omitempty"`
@@ -72,7 +75,22 @@ type Cluster struct {
 	Agents   map[string]string `yaml:"agents,omitempty"`
 	AgentTLS AgentTLS          `yaml:"agent-tls,omitempty"`
 	AgentTTL Duration          `yaml:"agent-ttl,omitempty"`
+	// Backup is the harness's own backups: a snapshot saved through the API every so often, kept
+	// in the run folder (backups/), which a disaster restores.
+	Backup Backup `yaml:"backup,omitempty"`
 }
+
+// Backup says how often the harness saves a snapshot through the API, and how many it keeps.
+type Backup struct {
+	Every Duration `yaml:"every,omitempty"`
+	Keep  int      `yaml:"keep,omitempty"`
+}
+
+// DefaultBackupKeep is how many snapshots cluster.backup keeps by default.
+const DefaultBackupKeep = 3
+
+// Restores are the backups a disaster can restore.
+var Restores = []string{"latest-snapshot", "previous-snapshot"}
 
 // AgentTLS is the controller's side of TLS to the agents (paths relative to the scenario file):
 // the CA that signs their certificates, the controller's certificate and key for mutual TLS, and
@@ -269,6 +287,16 @@ type Fault struct {
 	Ops   []string `yaml:"ops,omitempty"`
 	Errno string   `yaml:"errno,omitempty"`
 	File  string   `yaml:"file,omitempty"`
+	// Keep is how many revisions a compact keeps (it compacts to the current revision minus keep);
+	// Restore is which of the harness's backups a disaster restores (latest-snapshot, the default,
+	// or previous-snapshot).
+	Keep    int64  `yaml:"keep,omitempty"`
+	Restore string `yaml:"restore,omitempty"`
+	// To is the etcd binary an upgrade or downgrade moves members to (a path relative to the
+	// scenario file, or "builtin": the etcd built into this chaos binary); Gap is how long it waits
+	// after each member is healthy on it before the next.
+	To  string   `yaml:"to,omitempty"`
+	Gap Duration `yaml:"gap,omitempty"`
 	// AllowQuorumLoss lets a fault leave fewer than a quorum of members reachable.
 	AllowQuorumLoss bool `yaml:"allow-quorum-loss,omitempty"`
 	// Line is the fault's line in the scenario file (0 when unknown).
@@ -317,6 +345,10 @@ var ownFields = []struct {
 	{"ops", func(f Fault) bool { return len(f.Ops) > 0 }, func(f *Fault) { f.Ops = nil }},
 	{"errno", func(f Fault) bool { return f.Errno != "" }, func(f *Fault) { f.Errno = "" }},
 	{"file", func(f Fault) bool { return f.File != "" }, func(f *Fault) { f.File = "" }},
+	{"keep", func(f Fault) bool { return f.Keep != 0 }, func(f *Fault) { f.Keep = 0 }},
+	{"restore", func(f Fault) bool { return f.Restore != "" }, func(f *Fault) { f.Restore = "" }},
+	{"to", func(f Fault) bool { return f.To != "" }, func(f *Fault) { f.To = "" }},
+	{"gap", func(f Fault) bool { return f.Gap != 0 }, func(f *Fault) { f.Gap = 0 }},
 }
 
 // Rules are the rules of the fault's action (nil for a name no action is registered by).
@@ -340,7 +372,7 @@ var (
 	Consistencies = []string{"linearizable", "serializable"}
 	// memberTargets are the words a target can be that name members by their place in the cluster;
 	// TargetKinds adds the workloads' holders.
-	memberTargets = []string{"leader", "follower", "random", "minority", "majority", "all"}
+	memberTargets = []string{"leader", "follower", "random", "minority", "majority", "all", "each"}
 )
 
 // MemberName is the name of the i-th member (0-based) of a cluster the harness starts.
@@ -381,7 +413,8 @@ func ParseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// Target selects members when a fault fires: a kind (leader, follower, random, minority, majority, all),
+// Target selects members when a fault fires: a kind (leader, follower, random, minority, majority, all,
+// or each: all, one at a time, for the operations that go member by member),
 // a member name, {count: N} or {percent: P}.
 type Target struct {
 	Kind    string // one of TargetKinds(), "member", "count" or "percent"

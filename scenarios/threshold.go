@@ -51,7 +51,11 @@ type namedMetric struct {
 // (trend) and retries.<op> (gauge) follow from MetricOps.
 func namedMetrics() []namedMetric {
 	out := []namedMetric{{"failover.leader_elected", Trend}, {"failover.write_restored", Trend}, {"outage.write", Trend},
-		{"recovery.caught_up", Trend}, {"recovery.read_restored", Trend}}
+		{"recovery.caught_up", Trend}, {"recovery.read_restored", Trend},
+		// what operations measured (one sample per operation, or per member it did)
+		{"recovery.rto", Trend}, {"recovery.rpo_writes", Gauge}, {"compact.duration", Trend}, {"defrag.duration", Trend},
+		{"defrag.member_latency", Trend}, {"replace.caught_up", Trend}, {"replace.promoted", Trend},
+		{"upgrade.member_healthy", Trend}, {"upgrade.mixed_window", Trend}, {"downgrade.member_healthy", Trend}, {"downgrade.mixed_window", Trend}}
 	for _, k := range workloadKinds.items {
 		for _, t := range k.Trends {
 			out = append(out, namedMetric{t, Trend})

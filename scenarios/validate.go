@@ -116,9 +116,39 @@ func (v *validator) validate() {
 	if si := c.ScrapeInterval; si != 0 && si < Duration(500*time.Millisecond) {
 		v.bad("cluster.scrape-interval", "%s: valid: 0s (off) or 500ms and more", si)
 	}
+	if b := c.Backup; b != (Backup{}) {
+		if b.Every < Duration(time.Second) {
+			v.bad("cluster.backup.every", "%s: valid: 1s and more (how often the harness saves a snapshot through the API)", b.Every)
+		}
+		if b.Keep < 0 || b.Keep > 100 {
+			v.bad("cluster.backup.keep", "%d: valid: 1 to 100 snapshots kept in the run folder (default %d)", b.Keep, DefaultBackupKeep)
+		}
+	}
 	for _, t := range sc.Thresholds {
 		if contains(MemberMetrics, t.Metric) && c.ScrapeInterval == 0 {
 			v.add(t.Line, "thresholds."+t.Metric, "needs the members scraped: cluster.scrape-interval is 0s (off)")
+		}
+	}
+	mbs := make([]string, 0, len(c.MemberBinaries))
+	for name := range c.MemberBinaries {
+		mbs = append(mbs, name)
+	}
+	sort.Strings(mbs)
+	for _, name := range mbs {
+		p, bin := "cluster.member-binaries."+name, c.MemberBinaries[name]
+		switch {
+		case c.Provider != "local":
+			v.bad("cluster.member-binaries", "applies only to provider local (members started from binaries of this machine)")
+		case !contains(memberNames(c.Size), name):
+			v.bad(p, "%q is not a member; valid: %s", name, strings.Join(memberNames(c.Size), ", "))
+		case bin == BuiltinEtcd:
+		default:
+			if _, err := BinaryVersion(bin); err != nil {
+				v.bad(p, "%v; valid: an etcd binary or builtin (the etcd built into chaos)", err)
+			}
+		}
+		if c.Provider != "local" {
+			break
 		}
 	}
 	if c.EtcdBinary != "" {
@@ -292,9 +322,9 @@ func (v *validator) place() Place {
 	c := v.sc.Cluster
 	if c.HasAgents() {
 		// Through chaos agent: processes are signalled and peer links cut or shaped on the nodes.
-		return Place{Signals: true, Network: "agent", Disk: c.DiskLayer()}
+		return Place{Signals: true, Network: "agent", Disk: c.DiskLayer(), Provider: c.Provider}
 	}
-	return Place{Signals: !c.shared(), Network: c.Network, Disk: c.DiskLayer()}
+	return Place{Signals: !c.shared(), Network: c.Network, Disk: c.DiskLayer(), Provider: c.Provider, Files: c.Provider == "local"}
 }
 
 // selection checks that a fault chooses its members or links in exactly one way its action takes,
@@ -310,6 +340,12 @@ func (v *validator) selection(p string, f Fault, a *ActionRules, names []string)
 		set = append(set, k)
 	}
 	switch {
+	case len(allowed) == 0:
+		// An operation on the whole cluster (compact) chooses nothing; what it is given was named above.
+		if err := a.availableAt(v.place(), "", f); err != nil {
+			v.bad(p+".action", "%v", err)
+		}
+		return
 	case len(set) == 0 && len(allowed) == 1:
 		v.bad(p+"."+allowed[0], "is missing; valid: %s", v.validTargets(names))
 		return
@@ -326,6 +362,10 @@ func (v *validator) selection(p string, f Fault, a *ActionRules, names []string)
 	}
 	switch set[0] {
 	case "target":
+		if f.Target.Kind == "each" && !a.Each {
+			v.bad(p+".target", "each applies to the operations that go member by member (upgrade, downgrade); use all for every member at once")
+			return
+		}
 		v.target(p+".target", f.Target, names)
 	case "client":
 		v.target(p+".client", f.Client, names)
@@ -394,6 +434,11 @@ func (v *validator) shape(p string, f Fault, a *ActionRules) {
 	if a.Check != nil {
 		for _, fp := range a.Check(f) {
 			v.bad(p+"."+fp.Field, "%s", fp.Msg)
+		}
+	}
+	if a.Requires != nil {
+		for _, fp := range a.Requires(f, v.sc) {
+			v.bad(fp.Field, "%s", fp.Msg)
 		}
 	}
 }
@@ -697,4 +742,13 @@ func (v *validator) agents() {
 	if c.AgentTTL != 0 && (c.AgentTTL.D() < time.Second || c.AgentTTL.D() > 5*time.Minute) {
 		v.bad("cluster.agent-ttl", "%s: want 1s to 5m (how long an agent holds a fault after the harness stops renewing it; default %s)", c.AgentTTL, DefaultAgentTTL)
 	}
+}
+
+// memberNames names the members of a cluster of size the harness starts.
+func memberNames(size int) []string {
+	out := make([]string, 0, max(size, 0))
+	for i := 0; i < size; i++ {
+		out = append(out, MemberName(i))
+	}
+	return out
 }

@@ -1,0 +1,399 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+
+	"github.com/etcd-chaos/etcd-chaos/faults"
+	"github.com/etcd-chaos/etcd-chaos/loadgen"
+)
+
+// The operations (faults.Operator) every provider does through etcd's API, with the harness's
+// control clients; and, for local processes, those that rewrite members' data dirs and flags.
+
+// errNoFiles is what a provider that does not reach its members' data dirs answers an operation
+// that needs them (validation refuses such a scenario first).
+func errNoFiles(what string) error {
+	return fmt.Errorf("%s needs the members' data dirs and flags: only provider local reaches them", what)
+}
+
+// anyClient is the control client of the first member that answers, other than except.
+func (c *base) anyClient(ctx context.Context, except string) (*clientv3.Client, *member, error) {
+	var last error
+	for _, m := range c.members {
+		if m.name == except {
+			continue
+		}
+		if _, err := c.status(ctx, m, time.Second); err != nil {
+			last = err
+			continue
+		}
+		cli, err := c.controlClient(m)
+		if err == nil {
+			return cli, m, nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = errors.New("no other member")
+	}
+	return nil, nil, fmt.Errorf("no member answers: %w", last)
+}
+
+// Compact compacts to the current revision minus keep, on the leader's client, physically.
+func (c *base) Compact(ctx context.Context, keep int64) (int64, int64, error) {
+	cli, _, err := c.anyClient(ctx, "")
+	if err != nil {
+		return 0, 0, err
+	}
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := cli.Get(gctx, "etcd-chaos/compact-probe")
+	cancel()
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the current revision: %w", err)
+	}
+	cur := resp.Header.Revision
+	to := cur - keep
+	if to < 1 {
+		return cur, 0, fmt.Errorf("the revision is %d: keeping %d leaves nothing to compact", cur, keep)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := cli.Compact(cctx, to, clientv3.WithCompactPhysical()); err != nil {
+		return cur, to, fmt.Errorf("compacting to %d: %w", to, err)
+	}
+	return cur, to, nil
+}
+
+// Defragment defragments one member's backend through its own control client.
+func (c *base) Defragment(ctx context.Context, name string) error {
+	m := c.byName(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	cli, err := c.controlClient(m)
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	_, err = cli.Defragment(dctx, m.realURL)
+	return err
+}
+
+// ReadLocal reads a key from the member alone (serializable).
+func (c *base) ReadLocal(ctx context.Context, name string) error {
+	m := c.byName(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	cli, err := c.controlClient(m)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err = cli.Get(rctx, "etcd-chaos/local-probe", clientv3.WithSerializable())
+	return err
+}
+
+// MemberState is the member's Status answer.
+func (c *base) MemberState(ctx context.Context, name string) (faults.MemberState, error) {
+	st, err := c.MemberStatus(ctx, name, 5*time.Second)
+	if err != nil {
+		return faults.MemberState{}, err
+	}
+	return faults.MemberState{ID: st.Header.MemberId, Version: st.Version, DBSize: st.DbSize, DBInUse: st.DbSizeInUse,
+		Leader: st.Leader, RaftIndex: st.RaftIndex, AppliedIndex: st.RaftAppliedIndex, RaftTerm: st.RaftTerm,
+		Revision: st.Header.Revision, IsLearner: st.IsLearner, StorageVersion: st.StorageVersion,
+		DowngradeEnabled: st.DowngradeInfo != nil && st.DowngradeInfo.Enabled}, nil
+}
+
+// memberID finds the member's id in the member list, by its advertised peer URL (a learner added
+// but not yet started has no name).
+func (c *base) memberID(ctx context.Context, cli *clientv3.Client, m *member) (uint64, bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(lctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("listing the members: %w", err)
+	}
+	for _, x := range resp.Members {
+		if x.Name == m.name || slices.Contains(x.PeerURLs, m.peerURL) {
+			return x.ID, x.IsLearner, nil
+		}
+	}
+	return 0, false, fmt.Errorf("%s (%s) is not in the member list", m.name, m.peerURL)
+}
+
+// InMemberList finds the member in the member list another member gives.
+func (c *base) InMemberList(ctx context.Context, name string) (uint64, bool, error) {
+	m := c.byName(name)
+	if m == nil {
+		return 0, false, fmt.Errorf("no member %s", name)
+	}
+	cli, _, err := c.anyClient(ctx, name)
+	if err != nil {
+		return 0, false, err
+	}
+	return c.memberID(ctx, cli, m)
+}
+
+// Promote promotes the member, a learner; etcd refuses until it has caught up.
+func (c *base) Promote(ctx context.Context, name string) error {
+	m := c.byName(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	cli, _, err := c.anyClient(ctx, name)
+	if err != nil {
+		return err
+	}
+	id, learner, err := c.memberID(ctx, cli, m)
+	if err != nil {
+		return err
+	}
+	if !learner {
+		return fmt.Errorf("%s (%x) is not a learner", name, id)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = cli.MemberPromote(pctx, id)
+	return err
+}
+
+// firstWrite puts a key of the harness's through endpoints until one put is acknowledged.
+func (c *base) firstWrite(ctx context.Context, timeout time.Duration, endpoints []string, conn *loadgen.Conn) (time.Time, error) {
+	cli, err := loadgen.MeasureClientVia(endpoints, conn)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := cli.Put(pctx, "etcd-chaos/first-write", time.Now().Format(time.RFC3339Nano))
+		cancel()
+		if err == nil {
+			return time.Now(), nil
+		}
+		last = err
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Time{}, fmt.Errorf("no write acknowledged within %s: %v", timeout, last)
+}
+
+// The operations on files, for providers that do not reach them.
+
+func (c *base) Replace(context.Context, string, *faults.ReplaceSteps) error {
+	return errNoFiles("member-replace")
+}
+func (c *base) Restore(context.Context, string, int64) error { return errNoFiles("a restore") }
+func (c *base) WipeData(string) error                        { return errNoFiles("wiping a data dir") }
+
+// FirstWrite writes through the load's endpoints until the cluster acknowledges a write.
+func (c *LocalCluster) FirstWrite(ctx context.Context, timeout time.Duration) (time.Time, error) {
+	return c.firstWrite(ctx, timeout, c.Endpoints(), c.LoadConn())
+}
+
+// FirstWrite writes through the load's endpoints until the cluster acknowledges a write.
+func (c *ContainerCluster) FirstWrite(ctx context.Context, timeout time.Duration) (time.Time, error) {
+	return c.firstWrite(ctx, timeout, c.Endpoints(), c.LoadConn())
+}
+
+// FirstWrite writes through the load's endpoints until the cluster acknowledges a write.
+func (c *RemoteCluster) FirstWrite(ctx context.Context, timeout time.Duration) (time.Time, error) {
+	return c.firstWrite(ctx, timeout, c.Endpoints(), c.LoadConn())
+}
+
+// WipeData deletes what the member's data dir holds (the dir stays: it may be the disk layer's
+// mount point).
+func (c *LocalCluster) WipeData(name string) error {
+	m := c.byName(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	if st, _ := m.State(); st != faults.Exited {
+		return fmt.Errorf("%s is %s: only an exited member's data is wiped", name, st)
+	}
+	entries, err := os.ReadDir(m.dataDir)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("wiping %s's data: %w", name, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(m.dataDir, e.Name())); err != nil {
+			return fmt.Errorf("wiping %s's data: %w", name, err)
+		}
+	}
+	return os.MkdirAll(m.dataDir, 0o700)
+}
+
+// setClusterState rewrites the member's --initial-cluster and --initial-cluster-state for its
+// next start.
+func (m *member) setClusterState(initial []string, state string) {
+	for i, a := range m.argv {
+		switch {
+		case strings.HasPrefix(a, "--initial-cluster="):
+			m.argv[i] = "--initial-cluster=" + strings.Join(initial, ",")
+		case strings.HasPrefix(a, "--initial-cluster-state="):
+			m.argv[i] = "--initial-cluster-state=" + state
+		}
+	}
+}
+
+// Replace removes the member from the cluster, waits for its process to end (etcd stops a member
+// that learns it was removed; after 5s the harness stops it), wipes its data, adds it back as a
+// learner and starts it on the existing cluster.
+func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.ReplaceSteps) error {
+	m := c.byName(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	cli, _, err := c.anyClient(ctx, name)
+	if err != nil {
+		return err
+	}
+	if steps.OldID, _, err = c.memberID(ctx, cli, m); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = cli.MemberRemove(rctx, steps.OldID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("removing %s (%x): %w", name, steps.OldID, err)
+	}
+	steps.Removed = time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = m.WaitExit(wctx)
+	cancel()
+	if err != nil {
+		c.log.Info("the removed member did not stop by itself within 5s; stopping it", "member", name)
+		if err := m.stop(ctx, 5*time.Second); err != nil {
+			return err
+		}
+	}
+	steps.Exited = time.Now()
+	if err := c.WipeData(name); err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resp, err := cli.MemberAddAsLearner(actx, []string{m.peerURL})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("adding %s back as a learner: %w", name, err)
+	}
+	steps.Added, steps.NewID = time.Now(), resp.Member.ID
+	var initial []string
+	for _, x := range resp.Members {
+		n := x.Name
+		if x.ID == resp.Member.ID {
+			n = name
+		}
+		for _, u := range x.PeerURLs {
+			initial = append(initial, n+"="+u)
+		}
+	}
+	m.setClusterState(initial, "existing")
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	steps.Started = time.Now()
+	return nil
+}
+
+// Restore stops every member (SIGKILL: the cluster is lost), wipes every data dir, restores each
+// from the snapshot with etcdutl's restore (the revision bumped by bump and marked compacted, as
+// etcd's recovery guide prescribes) and starts them all.
+func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) error {
+	for _, m := range c.members {
+		if st, _ := m.State(); st != faults.Exited {
+			_ = m.Signal(syscall.SIGCONT)
+			if err := m.Signal(syscall.SIGKILL); err != nil {
+				return err
+			}
+		}
+	}
+	var initial []string
+	for _, m := range c.members {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := m.WaitExit(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s did not exit after SIGKILL: %w", m.name, err)
+		}
+		if err := c.WipeData(m.name); err != nil {
+			return err
+		}
+		initial = append(initial, m.name+"="+m.peerURL)
+	}
+	for _, m := range c.members {
+		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{SnapshotPath: path, Name: m.name, OutputDataDir: m.dataDir,
+			PeerURLs: []string{m.peerURL}, InitialCluster: strings.Join(initial, ","), InitialClusterToken: c.opts.Token,
+			RevisionBump: uint64(bump), MarkCompacted: true})
+		if err != nil {
+			return fmt.Errorf("restoring %s from %s: %w", m.name, path, err)
+		}
+		m.setClusterState(initial, "new")
+	}
+	for _, m := range c.members {
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SwapBinary stops the member gracefully (SIGTERM; SIGKILL after 30s), and starts it again on
+// its data dir with bin ("builtin": the etcd built into the chaos binary), as a rolling upgrade
+// does. It returns when the member stopped and when its new process ran.
+func (c *LocalCluster) SwapBinary(ctx context.Context, name, bin string) (stopped, started time.Time, err error) {
+	m := c.byName(name)
+	if m == nil {
+		return stopped, started, fmt.Errorf("no member %s", name)
+	}
+	if err := m.stop(ctx, 30*time.Second); err != nil {
+		return stopped, started, err
+	}
+	stopped = time.Now()
+	exe := c.etcdCommand(bin)
+	m.argv = slices.Concat(m.argv[:m.exeAt], exe, m.argv[m.exeAt+len(m.exe):])
+	m.exe = exe
+	if err := m.Start(ctx); err != nil {
+		return stopped, started, err
+	}
+	return stopped, time.Now(), nil
+}
+
+// SwapBinary is refused: only provider local starts members from binaries of this machine.
+func (c *base) SwapBinary(context.Context, string, string) (time.Time, time.Time, error) {
+	return time.Time{}, time.Time{}, errNoFiles("an upgrade or downgrade")
+}
+
+// Downgrade calls etcd's downgrade API (validate, enable or cancel) for version (major.minor).
+func (c *base) Downgrade(ctx context.Context, action, version string) error {
+	cli, _, err := c.anyClient(ctx, "")
+	if err != nil {
+		return err
+	}
+	acts := map[string]clientv3.DowngradeAction{"validate": clientv3.DowngradeValidate, "enable": clientv3.DowngradeEnable, "cancel": clientv3.DowngradeCancel}
+	a, ok := acts[action]
+	if !ok {
+		return fmt.Errorf("no downgrade action %q", action)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = cli.Downgrade(dctx, a, version)
+	return err
+}
