@@ -230,9 +230,15 @@ func (m *member) stop(ctx context.Context, d time.Duration) error { return m.run
 // base is what every provider shares: the members, one control client per member, readiness,
 // leader lookups, member metrics, cluster.json.
 type base struct {
-	dir     string
-	log     *slog.Logger
-	members []*member
+	dir string
+	log *slog.Logger
+	// members are the cluster's members, sorted by name; a member added or removed while the run
+	// goes (member-add, member-remove) replaces the slice, never changes it: read it with all().
+	membersMu sync.RWMutex
+	members   []*member
+	// removed are members taken out of the cluster, kept so that Close and RemoveData still end
+	// and delete what they left.
+	removed []*member
 	// control is how the harness's control clients reach each member's own URL (realURL).
 	control *loadgen.Conn
 	// describe adds the provider's fields to cluster.json.
@@ -244,10 +250,26 @@ type base struct {
 	clients   map[string]*clientv3.Client // one control client per member, made on first use
 }
 
+// all is the members as they are now (a slice no one changes).
+func (c *base) all() []*member {
+	c.membersMu.RLock()
+	defer c.membersMu.RUnlock()
+	return c.members
+}
+
+// everyMember is the members and those removed while the run went: what the harness started and
+// must stop, record and delete.
+func (c *base) everyMember() []*member {
+	c.membersMu.RLock()
+	defer c.membersMu.RUnlock()
+	return append(append([]*member(nil), c.members...), c.removed...)
+}
+
 // Members returns the members sorted by name.
 func (c *base) Members() []faults.Member {
-	out := make([]faults.Member, len(c.members))
-	for i, m := range c.members {
+	ms := c.all()
+	out := make([]faults.Member, len(ms))
+	for i, m := range ms {
 		out[i] = m
 	}
 	return out
@@ -256,7 +278,7 @@ func (c *base) Members() []faults.Member {
 // ClientURLs maps member names to client URLs.
 func (c *base) ClientURLs() map[string]string {
 	out := map[string]string{}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		out[m.name] = m.clientURL
 	}
 	return out
@@ -265,7 +287,7 @@ func (c *base) ClientURLs() map[string]string {
 // Endpoints lists the client URLs in member order.
 func (c *base) Endpoints() []string {
 	var out []string
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		out = append(out, m.clientURL)
 	}
 	return out
@@ -274,7 +296,7 @@ func (c *base) Endpoints() []string {
 // Names lists the member names in order.
 func (c *base) Names() []string {
 	var out []string
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		out = append(out, m.name)
 	}
 	return out
@@ -285,9 +307,10 @@ func (c *base) Leader(ctx context.Context) (string, uint64, error) {
 	type answer struct {
 		id, leader, term uint64
 	}
-	answers := make([]*answer, len(c.members))
+	ms := c.all()
+	answers := make([]*answer, len(ms))
 	var wg sync.WaitGroup
-	for i, m := range c.members {
+	for i, m := range ms {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -304,7 +327,7 @@ func (c *base) Leader(ctx context.Context) (string, uint64, error) {
 		if a == nil {
 			continue
 		}
-		ids[a.id] = c.members[i].name
+		ids[a.id] = ms[i].name
 		if a.leader != 0 && (best == nil || a.term > best.term) {
 			best = a
 		}
@@ -392,7 +415,7 @@ func (c *base) waitReady(ctx context.Context, timeout time.Duration, key string,
 		if ctx.Err() == nil || last == nil {
 			last = err
 		}
-		for _, m := range c.members {
+		for _, m := range c.all() {
 			if st, _ := m.State(); st == faults.Exited {
 				m.run.flushLogs()
 				return fmt.Errorf("member %s exited while starting; its log (%s) says:\n%s", m.name, m.logPath, lastStart(m.logPath))
@@ -401,7 +424,7 @@ func (c *base) waitReady(ctx context.Context, timeout time.Duration, key string,
 		select {
 		case <-ctx.Done():
 			var logs []string
-			for _, m := range c.members {
+			for _, m := range c.all() {
 				if m.logPath != "" {
 					logs = append(logs, fmt.Sprintf("--- %s (%s):\n%s", m.name, m.logPath, tail(m.logPath, 8)))
 				}
@@ -439,7 +462,7 @@ func (e *NotReadyError) Unwrap() error { return e.Last }
 func (c *base) leaderless() *reports.Unheld {
 	u := &reports.Unheld{}
 	most := 0
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.logPath == "" {
 			continue
 		}
@@ -464,7 +487,7 @@ func (c *base) leaderless() *reports.Unheld {
 var errFatal = errors.New("fatal")
 
 func (c *base) ready(ctx context.Context, cli *clientv3.Client, key string) error {
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		st, err := c.status(ctx, m, time.Second)
 		if err != nil {
 			if ferr := fatalClientError(err); ferr != nil {
@@ -594,7 +617,7 @@ func (c *base) MemberMetric(ctx context.Context, member, name string) (float64, 
 }
 
 func (c *base) byName(name string) *member {
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.name == name {
 			return m
 		}
@@ -610,16 +633,17 @@ func (c *base) byName(name string) *member {
 // its peers run hands leadership over first, and one whose peers are stopping too waits out its
 // transfer (and the grace) for nothing. With its peers gone it has no one to hand over to and stops.
 func (c *base) stopMembers(ctx context.Context, grace time.Duration) []error {
-	errs := make([]error, len(c.members))
+	ms := c.everyMember()
+	errs := make([]error, len(ms))
 	leader := ""
-	if len(c.members) > 1 {
+	if len(ms) > 1 {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		leader, _, _ = c.Leader(lctx)
 		cancel()
 	}
 	stop := func(last bool) {
 		var wg sync.WaitGroup
-		for i, m := range c.members {
+		for i, m := range ms {
 			if (m.name == leader) != last {
 				continue
 			}
@@ -640,7 +664,7 @@ func (c *base) stopMembers(ctx context.Context, grace time.Duration) []error {
 // RemoveData deletes the members' data dirs (about 120MB each), keeping their logs.
 func (c *base) RemoveData() error {
 	var errs []error
-	for _, m := range c.members {
+	for _, m := range c.everyMember() {
 		for _, d := range []string{m.dataDir, m.backing, m.stash} {
 			if d != "" && filepath.IsAbs(d) && strings.HasPrefix(d, c.dir) {
 				if err := os.RemoveAll(d); err != nil {
@@ -697,7 +721,7 @@ func (c *base) writeClusterFile() error {
 	if c.describe != nil {
 		c.describe(&cf)
 	}
-	for _, m := range c.members {
+	for _, m := range c.everyMember() {
 		cf.Members = append(cf.Members, FileMember{Name: m.name, PID: m.PID(), ClientURL: m.clientURL, MemberURL: m.realURL,
 			PeerURL: m.peerURL, IP: m.ip, DataDir: m.dataDir, Log: m.logPath, Mount: m.disk != nil})
 	}
@@ -849,10 +873,11 @@ func MemberNames(n int) []string {
 // Health says whether the cluster has a leader and every member answers (nil), or what is wrong:
 // the quorum guard asks before each injection.
 func (c *base) Health(ctx context.Context) error {
-	errs := make([]error, len(c.members))
-	leaders := make([]uint64, len(c.members))
+	ms := c.all()
+	errs := make([]error, len(ms))
+	leaders := make([]uint64, len(ms))
 	var wg sync.WaitGroup
-	for i, m := range c.members {
+	for i, m := range ms {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -118,7 +118,7 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 	c.docker = &docker{image: co.Image, net: c.prefix}
 	c.base = base{dir: opts.Dir, log: opts.Logger, network: opts.Network, describe: func(cf *File) {
 		cf.Provider, cf.Prefix, cf.Image = "container", c.prefix, c.docker.image
-		for _, m := range c.members {
+		for _, m := range c.all() {
 			if id := c.runner(m).ID(); id != "" {
 				cf.Containers = append(cf.Containers, id)
 			}
@@ -187,7 +187,7 @@ func (c *ContainerCluster) startDocker(ctx context.Context) error {
 		d.image, d.cached, d.built = img, cached, time.Since(start)
 		c.opts.Logger.Info("member image", "image", img, "cached", cached, "took", d.built)
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		c.runner(m).req.Image = d.image
 	}
 	res, err := dc.NetworkCreate(ctx, d.net, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{Label: c.prefix}})
@@ -212,7 +212,7 @@ func (c *ContainerCluster) startDocker(ctx context.Context) error {
 // proxy goes in front only when a fault of the scenario acts on the client links.
 func (c *ContainerCluster) routeContainers(ctx context.Context) error {
 	direct := map[string]string{}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		_, ip, err := c.containerAddr(m.name)
 		if err != nil {
 			return err
@@ -224,7 +224,7 @@ func (c *ContainerCluster) routeContainers(ctx context.Context) error {
 		direct[m.name] = "http://" + ip + ":2379"
 	}
 	c.docker.published = direct == nil
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if direct != nil {
 			m.realURL = direct[m.name]
 		}
@@ -269,7 +269,7 @@ func routable(ctx context.Context, addr string) bool {
 
 // containerAddr names a member container's process and address on the run's network.
 func (c *ContainerCluster) containerAddr(member string) (int, string, error) {
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.name != member {
 			continue
 		}
@@ -387,7 +387,7 @@ func (c *ContainerCluster) closeDocker(ctx context.Context, keep bool) error {
 		return nil
 	}
 	var errs []error
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if id := c.runner(m).ID(); id != "" {
 			if _, err := d.dc.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
 				errs = append(errs, fmt.Errorf("removing the container of %s: %w", m.name, err))
@@ -627,7 +627,7 @@ func (c *ContainerCluster) Start(ctx context.Context) error {
 	if err := c.startDocker(ctx); err != nil {
 		return err
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if err := m.Start(ctx); err != nil {
 			return err
 		}
@@ -656,7 +656,7 @@ func (c *ContainerCluster) PeerNetwork() faults.Network {
 // "docker-proxy", Docker's published port) and on the peer links ("docker" or "netns").
 func (c *ContainerCluster) Paths() (client, peer string) {
 	client, peer = "direct", "docker"
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.clientURL != m.realURL {
 			client = "proxy"
 		}

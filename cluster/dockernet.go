@@ -32,7 +32,7 @@ func (d dockerNet) isolated(links []faults.Link, s faults.Shape) (*member, error
 		return nil, errors.New("network: docker can only cut a member off (docker network disconnect); delay, bandwidth and loss need network: netns (root)")
 	}
 	names := d.c.Names()
-	for _, m := range d.c.members {
+	for _, m := range d.c.all() {
 		want := faults.Both([]string{m.name}, names)
 		got := append([]faults.Link(nil), links...)
 		faults.SortLinks(got)

@@ -171,8 +171,8 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			return nil, errors.New("cluster.peer-delay needs the proxy on the peer links (network: proxy)")
 		}
 		var links []faults.Link
-		for _, a := range c.members {
-			for _, b := range c.members {
+		for _, a := range c.all() {
+			for _, b := range c.all() {
 				if a != b {
 					links = append(links, faults.Link{From: a.name, To: b.name})
 				}
@@ -184,7 +184,7 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		// Members advertise the proxies, so that peers and clients that learn URLs from the cluster
 		// go through them too (with network: netns, the member's own address: the hub reaches it).
 		advertise := m.clientURL
@@ -253,7 +253,7 @@ func (c *LocalCluster) Start(ctx context.Context) error {
 	}
 	if c.proxy != nil {
 		c.proxy.Owner = faults.SocketOwner(c.pids)
-		for _, m := range c.members {
+		for _, m := range c.all() {
 			if m.proxyAt != "" {
 				if _, err := c.proxy.Listen(m.name, m.proxyAt, strings.TrimPrefix(m.realURL, "http://"), false); err != nil {
 					return err
@@ -270,7 +270,7 @@ func (c *LocalCluster) Start(ctx context.Context) error {
 	if err := c.mountDisks(); err != nil {
 		return err
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if err := m.Start(ctx); err != nil {
 			return err
 		}
@@ -285,7 +285,7 @@ func (c *LocalCluster) mountDisks() error {
 	if o == nil {
 		return nil
 	}
-	for i, m := range c.members {
+	for i, m := range c.all() {
 		d, err := diskfs.Mount(diskfs.Options{Backing: m.backing, Mountpoint: m.dataDir, Stash: m.stash,
 			TrackUnsynced: o.Unsynced, Standing: o.Standing, Seed: o.Seed + uint64(i), Passthrough: o.Passthrough})
 		if err != nil {
@@ -300,7 +300,7 @@ func (c *LocalCluster) mountDisks() error {
 // unmountDisks takes the disk layers down once their members have exited.
 func (c *LocalCluster) unmountDisks() error {
 	var errs []error
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.disk != nil {
 			if err := m.disk.Unmount(); err != nil {
 				errs = append(errs, err)
@@ -312,7 +312,7 @@ func (c *LocalCluster) unmountDisks() error {
 
 func (c *LocalCluster) pids() map[string]int {
 	out := map[string]int{}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if pid, done := m.run.(*procRunner).running(); done != nil {
 			out[m.name] = pid
 		}
@@ -336,7 +336,7 @@ func (c *LocalCluster) PeerNetwork() faults.Network {
 // "proxy" (the harness's) or "netns".
 func (c *LocalCluster) Paths() (client, peer string) {
 	client, peer = "direct", "direct"
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.clientURL != m.realURL {
 			client = "proxy"
 		}
@@ -367,7 +367,7 @@ func (c *LocalCluster) Netns() *faults.Netns { return c.netns }
 // LoadConn is how the load reaches the members: from the hub namespace when its endpoints are the
 // members' own namespace addresses, else plain TCP (nil).
 func (c *LocalCluster) LoadConn() *loadgen.Conn {
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.clientURL != m.realURL {
 			return nil // through the client proxy on 127.0.0.1, which the hub cannot reach
 		}

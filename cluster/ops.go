@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
@@ -31,7 +32,7 @@ func errNoFiles(what string) error {
 // anyClient is the control client of the first member that answers, other than except.
 func (c *base) anyClient(ctx context.Context, except string) (*clientv3.Client, *member, error) {
 	var last error
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if m.name == except {
 			continue
 		}
@@ -268,13 +269,9 @@ func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.R
 	if steps.OldID, _, err = c.memberID(ctx, cli, m); err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = cli.MemberRemove(rctx, steps.OldID)
-	cancel()
-	if err != nil {
+	if err := removeMember(ctx, cli, steps); err != nil {
 		return fmt.Errorf("removing %s (%x): %w", name, steps.OldID, err)
 	}
-	steps.Removed = time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = m.WaitExit(wctx)
 	cancel()
@@ -288,9 +285,7 @@ func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.R
 	if err := c.WipeData(name); err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	resp, err := cli.MemberAddAsLearner(actx, []string{m.peerURL})
-	cancel()
+	resp, err := addMember(ctx, cli, m.peerURL, true, steps)
 	if err != nil {
 		return fmt.Errorf("adding %s back as a learner: %w", name, err)
 	}
@@ -317,7 +312,7 @@ func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.R
 // from the snapshot with etcdutl's restore (the revision bumped by bump and marked compacted, as
 // etcd's recovery guide prescribes) and starts them all.
 func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) error {
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if st, _ := m.State(); st != faults.Exited {
 			_ = m.Signal(syscall.SIGCONT)
 			if err := m.Signal(syscall.SIGKILL); err != nil {
@@ -326,7 +321,7 @@ func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) err
 		}
 	}
 	var initial []string
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := m.WaitExit(wctx)
 		cancel()
@@ -338,7 +333,7 @@ func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) err
 		}
 		initial = append(initial, m.name+"="+m.peerURL)
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{SnapshotPath: path, Name: m.name, OutputDataDir: m.dataDir,
 			PeerURLs: []string{m.peerURL}, InitialCluster: strings.Join(initial, ","), InitialClusterToken: c.opts.Token,
 			RevisionBump: uint64(bump), MarkCompacted: true})
@@ -347,7 +342,7 @@ func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) err
 		}
 		m.setClusterState(initial, "new")
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if err := m.Start(ctx); err != nil {
 			return err
 		}
@@ -396,4 +391,162 @@ func (c *base) Downgrade(ctx context.Context, action, version string) error {
 	defer cancel()
 	_, err = cli.Downgrade(dctx, a, version)
 	return err
+}
+
+// AddMember adds a member to the cluster: the next name, two free ports and a folder of its own;
+// etcd's MemberAdd (MemberAddAsLearner with learner), then its process, started on the existing
+// cluster. It needs network direct (a proxy or namespace for it would have to be made).
+func (c *LocalCluster) AddMember(ctx context.Context, learner bool, steps *faults.ReplaceSteps) (string, error) {
+	if client, peer := c.Paths(); client != "direct" || peer != "direct" {
+		return "", fmt.Errorf("member-add needs the members' links direct (here client links %s, peer links %s): a new member's links would need a proxy or a namespace of their own; leave faults on links out of the scenario", client, peer)
+	}
+	if c.opts.Disk != nil {
+		return "", errors.New("member-add does not serve the disk layer under a new member: leave disk faults out of the scenario")
+	}
+	every := c.everyMember()
+	n := 0
+	for _, m := range every {
+		var k int
+		if _, err := fmt.Sscanf(m.name, "member-%d", &k); err == nil {
+			n = max(n, k)
+		}
+	}
+	name := fmt.Sprintf("member-%d", n+1)
+	ports, err := FreePorts(2)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(c.opts.Dir, "members", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
+	}
+	m := &member{name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "etcd.log"),
+		realURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), peerReal: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
+	m.clientURL, m.peerURL = m.realURL, m.peerReal
+	pr := &procRunner{m: m, log: c.opts.Logger, started: c.writeClusterFile}
+	m.run, m.exit = pr, pr.exitStatus
+	cli, _, err := c.anyClient(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	resp, err := addMember(ctx, cli, m.peerURL, learner, steps)
+	if err != nil {
+		return "", fmt.Errorf("adding %s: %w", name, err)
+	}
+	steps.Added, steps.NewID = time.Now(), resp.Member.ID
+	var initial []string
+	for _, x := range resp.Members {
+		who := x.Name
+		if x.ID == resp.Member.ID {
+			who = name
+		}
+		for _, u := range x.PeerURLs {
+			initial = append(initial, who+"="+u)
+		}
+	}
+	extra, err := etcdFlags(c.opts.Etcd)
+	if err != nil {
+		return "", err
+	}
+	m.exe = c.etcdCommand("")
+	m.argv = append(append([]string{}, m.exe...), memberArgs(name, m.dataDir, m.realURL, m.clientURL, m.peerReal, m.peerURL, initial, c.opts.Token, extra)...)
+	m.setClusterState(initial, "existing")
+	c.membersMu.Lock()
+	c.members = append(append([]*member(nil), c.members...), m)
+	c.membersMu.Unlock()
+	if err := m.Start(ctx); err != nil {
+		return name, err
+	}
+	steps.Started = time.Now()
+	return name, nil
+}
+
+// RemoveMember takes the member out of etcd's member list; etcd stops it (the harness does after
+// 5s), and it leaves the harness's members (Close and RemoveData still see to it).
+func (c *base) RemoveMember(ctx context.Context, name string, steps *faults.ReplaceSteps) error {
+	m := c.byName(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	cli, _, err := c.anyClient(ctx, name)
+	if err != nil {
+		return err
+	}
+	if steps.OldID, _, err = c.memberID(ctx, cli, m); err != nil {
+		return err
+	}
+	if err := removeMember(ctx, cli, steps); err != nil {
+		return fmt.Errorf("removing %s (%x): %w", name, steps.OldID, err)
+	}
+	c.membersMu.Lock()
+	c.members = slices.DeleteFunc(append([]*member(nil), c.members...), func(x *member) bool { return x == m })
+	c.removed = append(c.removed, m)
+	c.membersMu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = m.WaitExit(wctx)
+	cancel()
+	if err != nil {
+		c.log.Info("the removed member did not stop by itself within 5s; stopping it", "member", name)
+		if err := m.stop(ctx, 5*time.Second); err != nil {
+			return err
+		}
+	}
+	steps.Exited = time.Now()
+	return nil
+}
+
+// AddMember is refused: only provider local lays out new members.
+func (c *base) AddMember(context.Context, bool, *faults.ReplaceSteps) (string, error) {
+	return "", errNoFiles("member-add")
+}
+
+// removeMember removes a member; etcd refuses ("unhealthy cluster") while too few of the members
+// left have been active for long (its strict reconfiguration check), which is retried for 15s and
+// counted.
+func removeMember(ctx context.Context, cli *clientv3.Client, steps *faults.ReplaceSteps) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := cli.MemberRemove(rctx, steps.OldID)
+		cancel()
+		if err == nil {
+			steps.Removed = time.Now()
+			return nil
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return err
+		}
+		steps.Refused++
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// addMember adds a member (a learner with learner); etcd refuses a voter ("unhealthy cluster")
+// while too few members have been active for long, which is retried for 15s and counted.
+func addMember(ctx context.Context, cli *clientv3.Client, peerURL string, learner bool, steps *faults.ReplaceSteps) (*clientv3.MemberAddResponse, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var resp *clientv3.MemberAddResponse
+		var err error
+		if learner {
+			resp, err = cli.MemberAddAsLearner(actx, []string{peerURL})
+		} else {
+			resp, err = cli.MemberAdd(actx, []string{peerURL})
+		}
+		cancel()
+		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return resp, err
+		}
+		steps.Refused++
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

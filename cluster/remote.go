@@ -140,7 +140,7 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 			return fmt.Errorf("member %s (%x) is in the cluster's member list but no endpoint reaches it: list its client URL in cluster.endpoints", name, id)
 		}
 	}
-	sort.Slice(c.members, func(i, j int) bool { return c.members[i].name < c.members[j].name })
+	sort.Slice(c.all(), func(i, j int) bool { return c.all()[i].name < c.all()[j].name })
 	if c.opts.Agents != nil {
 		if err := c.reachAgents(ctx, peers); err != nil {
 			return err
@@ -153,11 +153,11 @@ func (c *RemoteCluster) Start(ctx context.Context) error {
 		c.opts.Agents.StartRenewing()
 	}
 	if c.proxy != nil {
-		ports, err := FreePorts(len(c.members))
+		ports, err := FreePorts(len(c.all()))
 		if err != nil {
 			return err
 		}
-		for i, m := range c.members {
+		for i, m := range c.all() {
 			u, err := url.Parse(m.realURL)
 			if err != nil {
 				return fmt.Errorf("endpoint %s: %w", m.realURL, err)
@@ -237,11 +237,11 @@ func (c *RemoteCluster) reachAgents(ctx context.Context, peers map[string]string
 	a := c.opts.Agents
 	var errs []error
 	for name := range a.Clients {
-		if !slices.ContainsFunc(c.members, func(m *member) bool { return m.name == name }) {
+		if !slices.ContainsFunc(c.all(), func(m *member) bool { return m.name == name }) {
 			errs = append(errs, fmt.Errorf("cluster.agents.%s: the cluster has no member %s (its members: %s)", name, name, strings.Join(c.Names(), ", ")))
 		}
 	}
-	for _, m := range c.members {
+	for _, m := range c.all() {
 		if a.Clients[m.name] == nil {
 			errs = append(errs, fmt.Errorf("cluster.agents: member %s has no agent; name one for every member (a fault may pick any)", m.name))
 		}
@@ -249,9 +249,9 @@ func (c *RemoteCluster) reachAgents(ctx context.Context, peers map[string]string
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInput, errors.Join(errs...))
 	}
-	errs = make([]error, len(c.members))
+	errs = make([]error, len(c.all()))
 	var wg sync.WaitGroup
-	for i, m := range c.members {
+	for i, m := range c.all() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

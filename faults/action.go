@@ -52,7 +52,8 @@ type Action struct {
 var registry = []*Action{&killAction, &stopAction, &pauseAction, &restartAction, &crashAction,
 	&partitionAction, &delayAction, &bandwidthAction, &lossAction, &resetAction,
 	&diskDelayAction, &diskStallAction, &diskErrorAction, &diskFullAction, &powerLossAction, &corruptAction,
-	&compactAction, &defragAction, &memberReplaceAction, &disasterAction, &upgradeAction, &downgradeAction}
+	&compactAction, &defragAction, &memberReplaceAction, &memberAddAction, &memberRemoveAction, &disasterAction,
+	&upgradeAction, &downgradeAction}
 
 func init() {
 	for _, a := range registry {

@@ -48,6 +48,9 @@ type Operator interface {
 	// InMemberList finds the member in etcd's member list, asked of another member: its id and
 	// whether it is a learner.
 	InMemberList(ctx context.Context, member string) (id uint64, learner bool, err error)
+	// AddMember adds a member (as a learner with learner) and starts it; RemoveMember removes one.
+	AddMember(ctx context.Context, learner bool, steps *ReplaceSteps) (string, error)
+	RemoveMember(ctx context.Context, member string, steps *ReplaceSteps) error
 	// Promote promotes the member (a learner) once etcd says it has caught up (it refuses until).
 	Promote(ctx context.Context, member string) error
 	// Restore stops every member, wipes every data dir and restores each from the snapshot at
@@ -90,6 +93,8 @@ type ReplaceSteps struct {
 	Exited       time.Time // the removed member's process ended
 	Added        time.Time // MemberAddAsLearner answered
 	Started      time.Time // the new member's process runs
+	// Refused counts MemberRemove or MemberAdd calls etcd refused as unhealthy before one it accepted.
+	Refused int
 }
 
 // Snapshot is one backup the harness saved through the API.

@@ -141,9 +141,9 @@ func (r *run) faultResults(res *reports.Result, end time.Time, sum loadgen.Summa
 				ms("defrag.duration", d.Ms)
 				ms("defrag.member_latency", d.MemberLatencyMs)
 			}
-			if rp := op.Replace; rp != nil {
-				ms("replace.caught_up", rp.CaughtUpMs)
-				ms("replace.promoted", rp.PromotedMs)
+			if mb := op.Membership; mb != nil && mb.PromotedMs > 0 {
+				ms("learner.caught_up", mb.CaughtUpMs)
+				ms("learner.promoted", mb.PromotedMs)
 			}
 			for _, v := range op.Versions {
 				if v.HealthyMs > 0 {

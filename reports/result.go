@@ -233,8 +233,8 @@ type Operation struct {
 	CompactMs       *float64 `json:"compact_ms,omitempty"`
 	// defrag: each member defragmented.
 	Defrag []Defrag `json:"defrag,omitempty"`
-	// member-replace
-	Replace *Replace `json:"replace,omitempty"`
+	// member-replace, member-add, member-remove
+	Membership *Membership `json:"membership,omitempty"`
 	// disaster
 	Disaster *Disaster `json:"disaster,omitempty"`
 	// upgrade, downgrade: each member moved to the new binary, in order, and the span in which the
@@ -280,21 +280,31 @@ type Defrag struct {
 	Probes          int     `json:"probes"`
 }
 
-// Replace is a member replacement: etcd's ids of the member before and after, and when each
-// step was done, in ms from the operation's first acting call (MemberRemove).
-type Replace struct {
+// Membership is a change of the cluster's members (member-replace, member-add, member-remove):
+// etcd's ids of the member before and after, the cluster's size before and after, and when each
+// step was done, in ms from the operation's first acting call.
+type Membership struct {
 	Member     string  `json:"member"`
-	OldID      string  `json:"old_id"`
-	NewID      string  `json:"new_id"`
-	RemovedMs  float64 `json:"removed_ms"`
-	ExitedMs   float64 `json:"exited_ms"`
-	AddedMs    float64 `json:"added_ms"`
-	StartedMs  float64 `json:"started_ms"`
-	PromotedMs float64 `json:"promoted_ms"`
+	OldID      string  `json:"old_id,omitempty"`
+	NewID      string  `json:"new_id,omitempty"`
+	Learner    bool    `json:"learner"` // added as a learner (and promoted once caught up)
+	SizeBefore int     `json:"size_before"`
+	SizeAfter  int     `json:"size_after"`
+	RemovedMs  float64 `json:"removed_ms,omitempty"`
+	ExitedMs   float64 `json:"exited_ms,omitempty"`
+	AddedMs    float64 `json:"added_ms,omitempty"`
+	StartedMs  float64 `json:"started_ms,omitempty"`
+	PromotedMs float64 `json:"promoted_ms,omitempty"`
 	// CaughtUpMs is from the learner's start to the promotion etcd accepted (it refuses one until
 	// the learner has caught up); PromoteRefused counts the refusals before.
-	CaughtUpMs     float64 `json:"caught_up_ms"`
-	PromoteRefused int     `json:"promote_refused"`
+	CaughtUpMs     float64 `json:"caught_up_ms,omitempty"`
+	PromoteRefused int     `json:"promote_refused,omitempty"`
+	// ServingMs is when the member added answered the harness on its own client URL (etcd serves
+	// clients once the member has published itself through raft); Refused counts removals or
+	// additions etcd refused as unhealthy ("unhealthy cluster": too few members active for long)
+	// before one it accepted.
+	ServingMs float64 `json:"serving_ms,omitempty"`
+	Refused   int     `json:"refused,omitempty"`
 }
 
 // Disaster is a disaster drill: the members lost, the snapshot restored, and the recovery time

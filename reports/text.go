@@ -438,9 +438,28 @@ func writeOperations(b *strings.Builder, r *Result) {
 		if op.MixedWindowMs != nil {
 			lines = append(lines, fmt.Sprintf("  #%d %s: mixed versions for %.0fms", f.Index, f.Action, *op.MixedWindowMs))
 		}
-		if rp := op.Replace; rp != nil {
-			lines = append(lines, fmt.Sprintf("  #%d member-replace %s: %s removed, back as learner %s at %.0fms, caught up and promoted at %.0fms (%.0fms after its start, %d promotions refused)",
-				f.Index, rp.Member, rp.OldID, rp.NewID, rp.AddedMs, rp.PromotedMs, rp.CaughtUpMs, rp.PromoteRefused))
+		if mb := op.Membership; mb != nil {
+			line := fmt.Sprintf("  #%d %s %s: size %d -> %d", f.Index, f.Action, mb.Member, mb.SizeBefore, mb.SizeAfter)
+			if mb.OldID != "" {
+				line += fmt.Sprintf(", %s removed at %.0fms (exited at %.0fms)", mb.OldID, mb.RemovedMs, mb.ExitedMs)
+			}
+			if mb.NewID != "" {
+				what := "member"
+				if mb.Learner {
+					what = "learner"
+				}
+				line += fmt.Sprintf(", added as %s %s at %.0fms, started at %.0fms", what, mb.NewID, mb.AddedMs, mb.StartedMs)
+			}
+			if mb.PromotedMs > 0 {
+				line += fmt.Sprintf(", caught up and promoted at %.0fms (%.0fms after its start, %d promotions refused)", mb.PromotedMs, mb.CaughtUpMs, mb.PromoteRefused)
+			}
+			if mb.ServingMs > 0 {
+				line += fmt.Sprintf(", serving clients at %.0fms", mb.ServingMs)
+			}
+			if mb.Refused > 0 {
+				line += fmt.Sprintf(" (etcd refused it %d times as unhealthy first)", mb.Refused)
+			}
+			lines = append(lines, line)
 		}
 	}
 	if len(lines) == 0 {

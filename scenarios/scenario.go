@@ -297,6 +297,8 @@ type Fault struct {
 	// after each member is healthy on it before the next.
 	To  string   `yaml:"to,omitempty"`
 	Gap Duration `yaml:"gap,omitempty"`
+	// Learner adds a member (member-add) as a learner, promoted once it has caught up.
+	Learner bool `yaml:"learner,omitempty"`
 	// AllowQuorumLoss lets a fault leave fewer than a quorum of members reachable.
 	AllowQuorumLoss bool `yaml:"allow-quorum-loss,omitempty"`
 	// Line is the fault's line in the scenario file (0 when unknown).
@@ -349,6 +351,7 @@ var ownFields = []struct {
 	{"restore", func(f Fault) bool { return f.Restore != "" }, func(f *Fault) { f.Restore = "" }},
 	{"to", func(f Fault) bool { return f.To != "" }, func(f *Fault) { f.To = "" }},
 	{"gap", func(f Fault) bool { return f.Gap != 0 }, func(f *Fault) { f.Gap = 0 }},
+	{"learner", func(f Fault) bool { return f.Learner }, func(f *Fault) { f.Learner = false }},
 }
 
 // Rules are the rules of the fault's action (nil for a name no action is registered by).

@@ -54,7 +54,7 @@ func namedMetrics() []namedMetric {
 		{"recovery.caught_up", Trend}, {"recovery.read_restored", Trend},
 		// what operations measured (one sample per operation, or per member it did)
 		{"recovery.rto", Trend}, {"recovery.rpo_writes", Gauge}, {"compact.duration", Trend}, {"defrag.duration", Trend},
-		{"defrag.member_latency", Trend}, {"replace.caught_up", Trend}, {"replace.promoted", Trend},
+		{"defrag.member_latency", Trend}, {"learner.caught_up", Trend}, {"learner.promoted", Trend},
 		{"upgrade.member_healthy", Trend}, {"upgrade.mixed_window", Trend}, {"downgrade.member_healthy", Trend}, {"downgrade.mixed_window", Trend}}
 	for _, k := range workloadKinds.items {
 		for _, t := range k.Trends {
