@@ -256,8 +256,15 @@ func diskEffects(reps []faults.DiskReport) []reports.DiskEffect {
 // on the recovery context: recover waits for them, workload.recovery at most.
 func (r *run) startRecovery(fr *faultRun, healAt time.Time, target uint64) {
 	urls := r.cl.ClientURLs()
-	fr.recov = make([]reports.Recovery, len(fr.record.Members))
-	for k, name := range fr.record.Members {
+	// A member an operation took out of the cluster (member-remove) has nothing to recover.
+	var names []string
+	for _, name := range fr.record.Members {
+		if _, ok := urls[name]; ok {
+			names = append(names, name)
+		}
+	}
+	fr.recov = make([]reports.Recovery, len(names))
+	for k, name := range names {
 		r.recovWG.Add(1)
 		go func() {
 			defer r.recovWG.Done()
