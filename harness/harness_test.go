@@ -30,16 +30,26 @@ func TestMain(m *testing.M) { testbin.Main(m, &chaosBin) }
 
 func runScenario(t *testing.T, yaml string, sets ...string) (*reports.Result, string) {
 	t.Helper()
+	res, out, err := runScenarioErr(t, yaml, sets...)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return res, out
+}
+
+// runScenarioErr runs a scenario that may end in an error of the harness or the cluster.
+func runScenarioErr(t *testing.T, yaml string, sets ...string) (*reports.Result, string, error) {
+	t.Helper()
 	sc, err := scenarios.Parse("test.yaml", []byte(yaml), sets)
 	if err != nil {
 		t.Fatalf("scenario: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "run")
 	res, err := Run(context.Background(), sc, Options{Out: out, NodeCommand: []string{chaosBin, "node"}})
-	if err != nil {
-		t.Fatalf("run: %v", err)
+	if res == nil {
+		t.Fatalf("run: no result: %v", err)
 	}
-	return res, out
+	return res, out, err
 }
 
 // Two leader faults on one cluster at heartbeat 50ms / election 250ms: first SIGKILL, then SIGTERM.
@@ -327,45 +337,6 @@ faults:
 	if !res.Passed {
 		t.Errorf("verdict %s: %s", res.Verdict, res.Reason)
 	}
-	assertNoLeftovers(t, out)
-}
-
-func TestEtcdBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds etcd from the module proxy")
-	}
-	// The etcd server module's main package is etcd itself, at the version go.mod pins.
-	etcd := filepath.Join(t.TempDir(), "etcd")
-	start := time.Now()
-	if out, err := runCmd("go", "build", "-o", etcd, "go.etcd.io/etcd/server/v3"); err != nil {
-		t.Fatalf("building etcd: %v\n%s", err, out)
-	}
-	t.Logf("built the official etcd binary in %v", time.Since(start).Round(time.Millisecond))
-	res, out := runScenario(t, `
-cluster:
-  size: 3
-  etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
-workload:
-  duration: 8s
-  warmup: 1s
-  rate: 100
-  mix: [{op: put, keys: 10}]
-faults:
-  - {at: 3s, action: kill, target: leader, duration: 2s}
-thresholds:
-  failover.write_restored: ["max < 2s"]
-`, "cluster.etcd-binary="+etcd)
-	if res.Cluster.EtcdVersion != "3.7.3" {
-		t.Errorf("etcd version = %q, want 3.7.3", res.Cluster.EtcdVersion)
-	}
-	log, _ := os.ReadFile(filepath.Join(out, "members", "member-1", "etcd.log"))
-	if !strings.Contains(string(log), etcd+" --name=member-1") {
-		t.Errorf("member-1 was not started from the etcd binary; log starts %.300s", log)
-	}
-	if !res.Passed || len(res.Failovers) != 1 {
-		t.Fatalf("verdict %s (%s), failovers %+v", res.Verdict, res.Reason, res.Failovers)
-	}
-	t.Logf("official binary: leader elected %.1fms, writes restored %.1fms", *res.Failovers[0].LeaderElectedMs, *res.Failovers[0].WriteRestoredMs)
 	assertNoLeftovers(t, out)
 }
 

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-chaos/etcd-chaos/internal/testbin"
 	"github.com/etcd-chaos/etcd-chaos/reports"
+	"github.com/etcd-chaos/etcd-chaos/scenarios"
 )
 
 // Operations under load, each held against etcd's own record of it: its log lines (scheduled
@@ -300,4 +302,127 @@ func readText(t *testing.T, res *reports.Result) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// A rolling upgrade from the previous minor version (an official release, started through
+// cluster.etcd-binary) to the etcd built into chaos, and a downgrade back through etcd's
+// downgrade API, under load; every step against the version each member reported and logged.
+const rollingUpgrade = `
+name: rolling-upgrade
+seed: 4
+cluster:
+  size: 3
+workload:
+  duration: 18s
+  warmup: 1s
+  rate: 200
+  mix: [{op: put, weight: 1, keys: 200}]
+checks: {kv-safety: true}
+faults:
+  - {at: 2s, action: upgrade, target: each, to: builtin, gap: 500ms}
+  - {at: 9s, action: downgrade, target: each, gap: 500ms}
+thresholds:
+  upgrade.member_healthy: ["max < 10s"]
+  downgrade.member_healthy: ["max < 10s"]
+  upgrade.mixed_window: ["max < 30s"]
+`
+
+func TestRollingUpgradeAndDowngrade(t *testing.T) {
+	old := testbin.EtcdRelease(t, testbin.PreviousEtcd)
+	oldV := strings.TrimPrefix(testbin.PreviousEtcd, "v")
+	res, out := runScenario(t, rollingUpgrade, "cluster.etcd-binary="+old, "faults[1].to="+old)
+	for _, f := range res.Faults {
+		b, _ := json.Marshal(f.Operation)
+		t.Logf("#%d %s: outage %v ms, election %v: %s", f.Index, f.Action, deref(f.OutageWriteMs), f.Election, b)
+	}
+	if !res.Passed {
+		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	if res.Cluster.EtcdVersion != oldV {
+		t.Errorf("the cluster started on %q, want %s", res.Cluster.EtcdVersion, oldV)
+	}
+	up, down := res.Faults[0].Operation, res.Faults[1].Operation
+	for k, op := range []*reports.Operation{up, down} {
+		from, to := oldV, "3.7.3"
+		if k == 1 {
+			from, to = to, from
+		}
+		if len(op.Versions) != 3 || op.MixedWindowMs == nil || *op.MixedWindowMs < 1000 {
+			t.Fatalf("#%d: %+v", k, op)
+		}
+		seen := map[string]bool{}
+		for _, v := range op.Versions {
+			seen[v.Member] = true
+			if v.From != from || v.To != to || v.HealthyMs <= 0 {
+				t.Errorf("#%d %s: %s -> %s in %.0fms, want %s -> %s", k, v.Member, v.From, v.To, v.HealthyMs, from, to)
+			}
+		}
+		if len(seen) != 3 {
+			t.Errorf("#%d moved %v", k, op.Versions)
+		}
+	}
+	if d := down.Downgrade; d == nil || d.Target != scenarios.MinorOf(oldV) || d.Refused != "" || d.Cancelled != "" || d.StorageMs < d.EnabledMs {
+		t.Errorf("downgrade API steps: %+v", d)
+	}
+	// Each member's log: started on the old version, then the new, then the old again.
+	for _, name := range []string{"member-1", "member-2", "member-3"} {
+		var versions []string
+		for _, l := range etcdLogLines(t, out, "starting an etcd server")[name] {
+			versions = append(versions, fmt.Sprint(l["etcd-version"]))
+		}
+		if strings.Join(versions, " ") != oldV+" 3.7.3 "+oldV {
+			t.Errorf("%s started on %v", name, versions)
+		}
+	}
+	// etcd's cluster version follows, once every member runs the new version: after the
+	// harness's mixed window, not before.
+	upEnd := res.LoadStartedAt.Add(time.Duration(*res.Faults[0].HealedAtS * float64(time.Second)))
+	var moved []time.Time
+	for _, lines := range etcdLogLines(t, out, "updated cluster version") {
+		for _, l := range lines {
+			if l["from"] == "3.6" && l["to"] == "3.7" {
+				moved = append(moved, logTime(t, l))
+			}
+		}
+	}
+	if len(moved) < 3 {
+		t.Fatalf("%d members logged the cluster version going to 3.7", len(moved))
+	}
+	for _, m := range moved {
+		if m.Before(upEnd.Add(-time.Duration(up.Versions[2].HealthyMs * float64(time.Millisecond)))) {
+			t.Errorf("the cluster version went to 3.7 at %v, before the last member was upgraded (%v)", m, upEnd)
+		}
+	}
+	// etcd's word that the downgrade was under way when the members started on the old version.
+	if n := len(etcdLogLines(t, out, "cluster is downgrading to target version")); n < 3 {
+		t.Errorf("%d members logged the downgrade under way on the old version", n)
+	}
+
+	// The negative control: a cluster whose version is already the previous minor (member-3 alone
+	// runs the new one) cannot be downgraded to it; etcd refuses, and nothing moves.
+	res, out, err := runScenarioErr(t, `
+name: downgrade-refused
+cluster:
+  size: 3
+workload:
+  duration: 5s
+  warmup: 1s
+  rate: 100
+  mix: [{op: put, weight: 1, keys: 50}]
+faults:
+  - {at: 2s, action: downgrade, target: member-3}
+`, "cluster.etcd-binary="+old, "cluster.member-binaries.member-3=builtin", "faults[0].to="+old)
+	f := res.Faults[0]
+	if err == nil || res.Verdict != reports.VerdictError || f.Error == "" || f.Operation == nil || f.Operation.Downgrade == nil || f.Operation.Downgrade.Refused == "" || len(f.Operation.Versions) != 0 {
+		t.Fatalf("a downgrade etcd refuses: verdict %s, fault %+v, operation %+v", res.Verdict, f, f.Operation)
+	}
+	t.Logf("etcd refused: %s", f.Operation.Downgrade.Refused)
+	var versions []string
+	for _, l := range etcdLogLines(t, out, "starting an etcd server")["member-3"] {
+		versions = append(versions, fmt.Sprint(l["etcd-version"]))
+	}
+	if strings.Join(versions, " ") != "3.7.3" {
+		t.Errorf("member-3 started on %v after a refused downgrade", versions)
+	}
+	assertNoLeftovers(t, out)
 }
