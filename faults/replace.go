@@ -26,7 +26,7 @@ var memberReplaceAction = Action{Op: func(scenarios.Fault) Operation { return me
 }
 
 var memberAddAction = Action{Op: func(f scenarios.Fault) Operation { return memberOp{kind: "member-add", learner: f.Learner} },
-	ActionRules: scenarios.ActionRules{Name: "member-add", Instant: true, Fields: []string{"learner"},
+	ActionRules: scenarios.ActionRules{Name: "member-add", Instant: true, AddsMember: true, Fields: []string{"learner"},
 		Available: func(p scenarios.Place, s string, f scenarios.Fault) error {
 			if err := needsFiles(p, s, f); err != nil {
 				return err

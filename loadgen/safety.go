@@ -83,6 +83,17 @@ func (k *keyLog) supersede(w write) {
 	k.nSup++
 }
 
+// newestAtOrBefore is the newest acknowledged write at or before rev among the replaced ones kept.
+func (k *keyLog) newestAtOrBefore(rev int64) (write, bool) {
+	var best write
+	for _, w := range k.superseded[:min(k.nSup, maxSuperseded)] {
+		if w.acked && w.rev <= rev && w.rev > best.rev {
+			best = w
+		}
+	}
+	return best, best.id != 0
+}
+
 func (k *keyLog) supersededWrite(id uint64) (write, bool) {
 	for _, w := range k.superseded[:min(k.nSup, maxSuperseded)] {
 		if w.id == id {
@@ -505,9 +516,15 @@ func (s *SafetyLog) Rebase(restored func(key int) Final, rev int64, keyName func
 				continue
 			}
 			f := restored(key)
-			if fw.rev <= rev {
+			// What the snapshot must hold of the key: the newest write acknowledged at or before its
+			// revision (one superseded since is still in the key's ring, unless written very often).
+			held, known := fw, fw.rev <= rev
+			if !known {
+				held, known = k.newestAtOrBefore(rev)
+			}
+			if known {
 				last := k.last
-				k.last = fw
+				k.last = held
 				problem, verdict := s.judge(k, f, keyName(key))
 				k.last = last
 				if problem != "" && verdict == judgedOK {
@@ -517,7 +534,9 @@ func (s *SafetyLog) Rebase(restored func(key int) Final, rev int64, keyName func
 						s.restoredEx = append(s.restoredEx, fmt.Sprintf("%s %s (restored from the snapshot at revision %d, which holds every write acknowledged at or before it)", keyName(key), problem, rev))
 					}
 				}
-				continue
+				if fw.rev <= rev {
+					continue
+				}
 			}
 			if k.last.rev <= fw.rev { // not written since the restore: the restored state is its latest
 				if !f.Present {

@@ -20,6 +20,9 @@ type ActionRules struct {
 	// Operation: the action is an operation (compact, defrag, member-replace, disaster) that runs
 	// to its end within its injection; it is measured as a fault is, from its start to its end.
 	Operation bool
+	// AddsMember: the action adds a member (member-add), whom later faults may name: member-N+1
+	// of an N-member cluster.
+	AddsMember bool
 	// Each: the action goes member by member (upgrade, downgrade), so it takes target each.
 	Each bool
 	// ThroughAPI: the action needs nothing but etcd's API, so it runs on any cluster the harness

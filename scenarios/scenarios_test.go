@@ -304,3 +304,77 @@ func TestAgentFields(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationFields: each operation's own fields, what it needs of the rest of the scenario, and
+// where it can run, each refusal naming the file, line and field, and what would be valid.
+func TestOperationFields(t *testing.T) {
+	dir := t.TempDir()
+	fake := func(name, version string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'etcd Version: "+version+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	e35, e36, e34 := fake("etcd35", "3.5.21"), fake("etcd36", "3.6.8"), fake("etcd34", "3.4.30")
+	base := "name: o\ncluster:\n  size: 3\n  backup: {every: 2s}\nworkload: {duration: 30s, warmup: 1s}\nchecks: {kv-safety: true}\nfaults:\n"
+	ok := []string{
+		"  - {at: 2s, action: compact, keep: 10}\n  - {at: 3s, action: defrag, target: all}\n  - {at: 4s, action: member-replace, target: follower}\n" +
+			"  - {at: 6s, action: member-add, learner: true}\n  - {at: 8s, action: member-remove, target: member-4}\n  - {at: 10s, action: disaster, target: majority, restore: previous-snapshot}\n",
+		"  - {at: 2s, action: upgrade, target: each, to: builtin, gap: 1s}\n  - {at: 20s, action: downgrade, to: " + e36 + "}\n",
+	}
+	for _, f := range ok {
+		if _, err := scenarios.Parse(filepath.Join(dir, "ok.yaml"), []byte(strings.Replace(base, "  size: 3\n", "  size: 3\n  etcd-binary: "+e36+"\n", 1)+f), nil); err != nil {
+			t.Errorf("valid operations refused: %v\n%s", err, f)
+		}
+	}
+	for _, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"disaster without backups", strings.Replace(base, "  backup: {every: 2s}\n", "", 1) + "  - {at: 2s, action: disaster, target: majority}\n",
+			[]string{"x.yaml:3: cluster.backup.every", "faults[0] (disaster) restores the harness's last backup"}},
+		{"disaster without kv-safety", strings.Replace(base, "kv-safety: true", "kv-safety: false", 1) + "  - {at: 2s, action: disaster, target: majority}\n",
+			[]string{"checks.kv-safety", "recovery.rpo_writes"}},
+		{"disaster of a minority", base + "  - {at: 2s, action: disaster, target: follower, restore: yesterday}\n",
+			[]string{"faults[0].target", "loses a quorum", "faults[0].restore", `"yesterday"`, "latest-snapshot"}},
+		{"backup too often", strings.Replace(base, "every: 2s", "every: 100ms", 1) + "  - {at: 2s, action: compact}\n", []string{"cluster.backup.every", "1s and more"}},
+		{"negative keep", base + "  - {at: 2s, action: compact, keep: -1}\n", []string{"x.yaml:8: faults[0].keep", "valid: 0"}},
+		{"keep on defrag", base + "  - {at: 2s, action: defrag, target: leader, keep: 5}\n", []string{"faults[0].keep", "applies only to action compact"}},
+		{"each on kill", base + "  - {at: 2s, action: kill, target: each, duration: 1s}\n", []string{"faults[0].target", "each applies to the operations that go member by member"}},
+		{"replace two", base + "  - {at: 2s, action: member-replace, target: majority}\n", []string{"faults[0].target", "one member at a time"}},
+		{"upgrade skipping a minor", strings.Replace(base, "  size: 3\n", "  size: 3\n  etcd-binary: "+e35+"\n", 1) + "  - {at: 2s, action: upgrade, to: builtin}\n",
+			[]string{"faults[0].to", "runs etcd 3.5.21", "one minor version at a time (3.6 first)"}},
+		{"upgrade to an older one", strings.Replace(base, "  size: 3\n", "  size: 3\n  etcd-binary: "+e36+"\n", 1) + "  - {at: 2s, action: upgrade, to: " + e35 + "}\n",
+			[]string{"faults[0].to", "older: use action downgrade"}},
+		{"downgrade after an upgrade skips", strings.Replace(base, "  size: 3\n", "  size: 3\n  etcd-binary: "+e36+"\n", 1) +
+			"  - {at: 2s, action: upgrade, to: builtin}\n  - {at: 10s, action: downgrade, to: " + e34 + "}\n",
+			[]string{"faults[1].to", "runs etcd 3.7.3", "3.6 first"}},
+		{"upgrade without to", base + "  - {at: 2s, action: upgrade, gap: 20m}\n", []string{"faults[0].to", "is missing", "faults[0].gap", "0s to 10m"}},
+		{"a member binary of no member", strings.Replace(base, "  size: 3\n", "  size: 3\n  member-binaries: {member-7: builtin}\n", 1) + "  - {at: 2s, action: compact}\n",
+			[]string{"cluster.member-binaries.member-7", "not a member"}},
+		{"member-add through namespaces", strings.Replace(base, "  size: 3\n", "  size: 3\n  network: netns\n", 1) + "  - {at: 2s, action: member-add}\n",
+			[]string{"faults[0].action", "member-add needs cluster.network direct or proxy"}},
+		{"a restore in containers", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1) + "  - {at: 2s, action: disaster, target: majority}\n",
+			[]string{"faults[0].action", "needs provider local", "provider container is not supported yet"}},
+	} {
+		_, err := scenarios.Parse(filepath.Join(dir, "x.yaml"), []byte(c.yaml), nil)
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v\nwant %q", c.name, err, w)
+			}
+		}
+	}
+	// On a cluster the team runs: compact and defrag need only the API; a disaster needs the
+	// members' data, which no agent restores yet.
+	if _, err := scenarios.Parse(filepath.Join(dir, "r.yaml"), []byte(remoteBase+"faults:\n  - {at: 2s, action: compact, keep: 100}\n  - {at: 4s, action: defrag, target: follower}\n"), nil); err != nil {
+		t.Errorf("compact and defrag on a remote cluster: %v", err)
+	}
+	if _, err := scenarios.Parse(filepath.Join(dir, "r.yaml"), []byte(remoteBase+"faults:\n  - {at: 2s, action: member-replace, target: follower}\n"), nil); err == nil || !strings.Contains(err.Error(), "needs an agent on each node") {
+		t.Errorf("member-replace on a remote cluster: %v", err)
+	}
+}

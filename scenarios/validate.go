@@ -264,6 +264,16 @@ func (v *validator) validateFaults() {
 		f        Fault
 	}
 	var windows []window
+	// Members a member-add adds may be named by the faults after it.
+	added := func(at Duration) []string {
+		out := names
+		for _, g := range sc.Faults {
+			if r := g.Rules(); r != nil && r.AddsMember && g.At < at {
+				out = append(append([]string(nil), out...), MemberName(len(out)))
+			}
+		}
+		return out
+	}
 	for _, f := range sc.Faults {
 		p := f.Path()
 		v.oneOf(p+".action", f.Action, ActionNames())
@@ -291,7 +301,7 @@ func (v *validator) validateFaults() {
 			v.bad(p+".action", "%v", err)
 			continue
 		}
-		v.selection(p, f, a, names)
+		v.selection(p, f, a, added(f.At))
 		v.shape(p, f, a)
 		if !remote && !f.AllowQuorumLoss {
 			if lose, why := QuorumLoss(f, size); lose {
@@ -343,6 +353,12 @@ func (v *validator) selection(p string, f Fault, a *ActionRules, names []string)
 	case len(allowed) == 0:
 		// An operation on the whole cluster (compact) chooses nothing; what it is given was named above.
 		if err := a.availableAt(v.place(), "", f); err != nil {
+			v.bad(p+".action", "%v", err)
+		}
+		return
+	case len(set) == 0 && a.Each:
+		// target each by default: every member, one at a time
+		if err := a.availableAt(v.place(), "target", f); err != nil {
 			v.bad(p+".action", "%v", err)
 		}
 		return
