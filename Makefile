@@ -4,7 +4,7 @@ BIN     := bin/chaos
 # Cluster tests time failovers: run packages one at a time so they do not compete for the 2 cores.
 TESTFLAGS ?= -p 1 -count=1 -timeout 18m
 
-.PHONY: build run test test-long bench bench-soak vet deps clean soak-nightly
+.PHONY: build run test test-long bench bench-soak vet deps clean soak-nightly etcd-previous
 
 # Statically linked (CGO_ENABLED=0): provider container runs the same binary FROM scratch.
 build:
@@ -31,6 +31,19 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The official etcd release of the minor version before the built-in one, which the rolling-upgrade
+# scenario starts from: built from the Go module proxy in a throw-away module (the published server
+# module's replace directives forbid go install pkg@version).
+ETCD_PREVIOUS ?= v3.6.8
+etcd-previous: bin/etcd-$(ETCD_PREVIOUS)
+bin/etcd-$(ETCD_PREVIOUS):
+	@mkdir -p bin
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
+	$(GO) mod init etcd-build >/dev/null 2>&1 && \
+	printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go && \
+	GOFLAGS=-mod=mod $(GO) get go.etcd.io/etcd/server/v3@$(ETCD_PREVIOUS) && \
+	CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -o $(CURDIR)/bin/etcd-$(ETCD_PREVIOUS) go.etcd.io/etcd/server/v3
+
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
@@ -40,7 +53,7 @@ test: deps vet
 
 # Longer runs: every built-in scenario end to end at its full length, and leader-kill against
 # official etcd 3.5, 3.6 and 3.7 binaries.
-test-long: build
+test-long: build etcd-previous
 	CHAOS=./$(BIN) ./scripts/etcd-versions.sh
 	for s in $$(./$(BIN) list | cut -d' ' -f1); do \
 		./$(BIN) run $$s --out results/test-long-$$s || exit $$?; \

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -285,21 +286,11 @@ func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.R
 	if err := c.WipeData(name); err != nil {
 		return err
 	}
-	resp, err := addMember(ctx, cli, m.peerURL, true, steps)
+	id, initial, err := addMember(ctx, cli, name, m.peerURL, true, steps)
 	if err != nil {
 		return fmt.Errorf("adding %s back as a learner: %w", name, err)
 	}
-	steps.Added, steps.NewID = time.Now(), resp.Member.ID
-	var initial []string
-	for _, x := range resp.Members {
-		n := x.Name
-		if x.ID == resp.Member.ID {
-			n = name
-		}
-		for _, u := range x.PeerURLs {
-			initial = append(initial, n+"="+u)
-		}
-	}
+	steps.Added, steps.NewID = time.Now(), id
 	m.setClusterState(initial, "existing")
 	if err := m.Start(ctx); err != nil {
 		return err
@@ -429,21 +420,11 @@ func (c *LocalCluster) AddMember(ctx context.Context, learner bool, steps *fault
 	if err != nil {
 		return "", err
 	}
-	resp, err := addMember(ctx, cli, m.peerURL, learner, steps)
+	id, initial, err := addMember(ctx, cli, name, m.peerURL, learner, steps)
 	if err != nil {
 		return "", fmt.Errorf("adding %s: %w", name, err)
 	}
-	steps.Added, steps.NewID = time.Now(), resp.Member.ID
-	var initial []string
-	for _, x := range resp.Members {
-		who := x.Name
-		if x.ID == resp.Member.ID {
-			who = name
-		}
-		for _, u := range x.PeerURLs {
-			initial = append(initial, who+"="+u)
-		}
-	}
+	steps.Added, steps.NewID = time.Now(), id
 	extra, err := etcdFlags(c.opts.Etcd)
 	if err != nil {
 		return "", err
@@ -501,22 +482,28 @@ func (c *base) AddMember(context.Context, bool, *faults.ReplaceSteps) (string, e
 }
 
 // removeMember removes a member; etcd refuses ("unhealthy cluster") while too few of the members
-// left have been active for long (its strict reconfiguration check), which is retried for 15s and
-// counted.
+// left have been active for long (its strict reconfiguration check), and a request sent while the
+// cluster elects a leader may time out having been applied or not: both are retried for 30s, and
+// "member not found" after an attempt that timed out means it was applied.
 func removeMember(ctx context.Context, cli *clientv3.Client, steps *faults.ReplaceSteps) error {
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	tried := false
 	for {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := cli.MemberRemove(rctx, steps.OldID)
 		cancel()
-		if err == nil {
+		if err == nil || (tried && errors.Is(err, rpctypes.ErrMemberNotFound)) {
 			steps.Removed = time.Now()
 			return nil
 		}
-		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
 			return err
 		}
-		steps.Refused++
+		if errors.Is(err, rpctypes.ErrUnhealthy) {
+			steps.Refused++
+		} else {
+			tried = true
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -525,12 +512,15 @@ func removeMember(ctx context.Context, cli *clientv3.Client, steps *faults.Repla
 	}
 }
 
-// addMember adds a member (a learner with learner); etcd refuses a voter ("unhealthy cluster")
-// while too few members have been active for long, which is retried for 15s and counted.
-func addMember(ctx context.Context, cli *clientv3.Client, peerURL string, learner bool, steps *faults.ReplaceSteps) (*clientv3.MemberAddResponse, error) {
-	deadline := time.Now().Add(15 * time.Second)
+// addMember adds a member (a learner with learner) and returns its id and the cluster it joins, as
+// --initial-cluster. etcd refuses ("unhealthy cluster") while too few members have been active for
+// long, and a request sent while the cluster elects a leader (after the leader was removed) may
+// time out having been applied or not: both are retried for 30s, and one that was applied is found
+// in the member list by its peer URL.
+func addMember(ctx context.Context, cli *clientv3.Client, name, peerURL string, learner bool, steps *faults.ReplaceSteps) (uint64, []string, error) {
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var resp *clientv3.MemberAddResponse
 		var err error
 		if learner {
@@ -539,14 +529,51 @@ func addMember(ctx context.Context, cli *clientv3.Client, peerURL string, learne
 			resp, err = cli.MemberAdd(actx, []string{peerURL})
 		}
 		cancel()
-		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
-			return resp, err
+		var id uint64
+		var members []*etcdserverpb.Member
+		switch {
+		case err == nil:
+			id, members = resp.Member.ID, resp.Members
+		case errors.Is(err, rpctypes.ErrPeerURLExist):
+			// An earlier attempt that timed out was applied.
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			list, lerr := cli.MemberList(lctx)
+			cancel()
+			if lerr != nil {
+				return 0, nil, lerr
+			}
+			for _, x := range list.Members {
+				if slices.Contains(x.PeerURLs, peerURL) {
+					id = x.ID
+				}
+			}
+			if id == 0 {
+				return 0, nil, err
+			}
+			members = list.Members
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			return 0, nil, err
+		default:
+			if errors.Is(err, rpctypes.ErrUnhealthy) {
+				steps.Refused++
+			}
+			select {
+			case <-ctx.Done():
+				return 0, nil, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
-		steps.Refused++
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		var initial []string
+		for _, x := range members {
+			who := x.Name
+			if x.ID == id {
+				who = name
+			}
+			for _, u := range x.PeerURLs {
+				initial = append(initial, who+"="+u)
+			}
 		}
+		return id, initial, nil
 	}
 }

@@ -53,6 +53,13 @@ func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
 	if err := quorumGuard(sc, size); err != nil {
 		return fmt.Errorf("%w: %v", ErrInput, err)
 	}
+	if b := sc.Cluster.Backup; b.Every > 0 {
+		keep := b.Keep
+		if keep <= 0 {
+			keep = scenarios.DefaultBackupKeep
+		}
+		fmt.Fprintf(w, "\nbackups: a snapshot through the API (from a follower) at the load's start and every %s, the newest %d kept in the run folder's backups/\n", b.Every, keep)
+	}
 	fmt.Fprintf(w, "\nload: %s, %d clients, warm-up %s, for %s\n", rate, wl.Clients, wl.Warmup, wl.Duration)
 	for _, b := range sc.Workloads {
 		fmt.Fprintf(w, "  workload %s (%s)\n", b.Name, b.Kind)
@@ -64,6 +71,9 @@ func DryRun(ctx context.Context, sc *scenarios.Scenario, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for i, f := range sc.Faults {
 		heal := "instantaneous"
+		if a := f.Rules(); a != nil && a.Operation {
+			heal = "runs to its end"
+		}
 		if f.Duration > 0 {
 			heal = "heals at " + (f.At + f.Duration).String()
 		}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,7 +31,15 @@ func TestLiveMetricsOfEveryBuiltin(t *testing.T) {
 	}
 	all := []*scenarios.Scenario{{Name: "with-kv-blocks", Workloads: []scenarios.Block{{Kind: "kv", Name: "kv"}, {Kind: "kv", Name: "kv-2"}}}}
 	for _, b := range list {
-		sc, err := scenarios.LoadBuiltin(b.Name, nil)
+		var sets []string
+		if b.Name == "rolling-upgrade" { // its previous etcd release: a stand-in that says its version
+			p := filepath.Join(t.TempDir(), "etcd-v3.6.8")
+			if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'etcd Version: 3.6.8'\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sets = []string{"cluster.etcd-binary=" + p, "faults[1].to=" + p}
+		}
+		sc, err := scenarios.LoadBuiltin(b.Name, sets)
 		if err != nil {
 			t.Fatal(err)
 		}

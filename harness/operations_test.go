@@ -192,6 +192,8 @@ workload:
   warmup: 1s
   rate: 300
   mix: [{op: put, weight: 1, keys: 500}]
+workloads:
+  - {kind: watch, clients: 2, prefixes: 2, rate: 50}
 checks: {kv-safety: true}
 faults:
   - {at: 7s, action: disaster, target: majority}
@@ -273,6 +275,11 @@ func TestDisasterRecoveryRTOAndRPO(t *testing.T) {
 	for _, c := range res.Checks {
 		if c.Name == "kv-safety" && (c.Status != reports.CheckPass || !strings.Contains(c.Summary, "2 restores")) {
 			t.Errorf("kv-safety: %s %s", c.Status, c.Summary)
+		}
+		// The watchers met the restored cluster's compaction, resumed there, and got every put
+		// acknowledged after it.
+		if c.Name == "watch-complete" && (c.Status != reports.CheckPass || !strings.Contains(c.Summary, "2 watchers met a compaction")) {
+			t.Errorf("watch-complete: %s %s %v", c.Status, c.Summary, c.Examples)
 		}
 	}
 	// The backups are in the run folder, the newest kept, the older removed.

@@ -129,8 +129,12 @@ func (r *run) faultResults(res *reports.Result, end time.Time, sum loadgen.Summa
 				res.Failovers = append(res.Failovers, reports.Failover{Fault: fr.index, Action: fr.spec.Action, Target: fr.spec.Target.String(),
 					Member: fr.failover.OldLeader, OldTerm: fr.failover.OldTerm, NewLeader: fo.NewLeader, NewTerm: fo.NewTerm,
 					LeaderElectedMs: reports.Ms(fo.LeaderElected), LeaderElectedBy: fo.ElectedBy, WriteRestoredMs: reports.Ms(fo.WriteRestored)})
-				sample(&elected, fo.LeaderElected)
-				sample(&restored, fo.WriteRestored)
+				if fr.record.Operation == nil {
+					// An operation's election came at one of its steps, not at its start: no
+					// failover sample (its outage is one, and its own metrics say the rest).
+					sample(&elected, fo.LeaderElected)
+					sample(&restored, fo.WriteRestored)
+				}
 			}
 		}
 		if op := fr.record.Operation; op != nil && fr.record.Error == "" {

@@ -151,11 +151,25 @@ func TestWatchChecksCatchDisorderMissingAndForeign(t *testing.T) {
 	if c := got["watch-complete"]; c.Status != reports.CheckFail || c.Violations != 2 {
 		t.Errorf("a missing and a foreign event: %+v", c)
 	}
-	// A compaction makes completeness unknown, and says so.
-	for _, c := range load(&watcherState{prefix: "p/", last: 12, got: map[int64]string{12: "p/3"}, compacted: 12}).Finish(nil).Checks {
-		if c.Name == "watch-complete" && (c.Status != reports.CheckUnknown || !strings.Contains(strings.Join(c.Examples, " "), "ErrCompacted")) {
-			t.Errorf("a compaction: %+v", c)
+	// A watcher that met a compaction at 12 is not owed the puts at or before it (10 and 11, gone),
+	// and says so; it is owed every put after it: missing p/5 at 13 fails it.
+	compacted := func(got map[int64]string, last int64) reports.Check {
+		l := load(&watcherState{prefix: "p/", last: last, got: got, compacted: 12})
+		l.acked["p/5"] = ackedPut{rev: 13}
+		l.nAcked++
+		for _, c := range l.Finish(nil).Checks {
+			if c.Name == "watch-complete" {
+				return c
+			}
 		}
+		return reports.Check{}
+	}
+	if c := compacted(map[int64]string{12: "p/3", 13: "p/5"}, 13); c.Status != reports.CheckPass || !strings.Contains(strings.Join(c.Examples, " "), "ErrCompacted") ||
+		!strings.Contains(c.Summary, "2 acknowledged puts at or before a compaction") {
+		t.Errorf("a compaction: %+v", c)
+	}
+	if c := compacted(map[int64]string{12: "p/3", 14: "p/4"}, 14); c.Status != reports.CheckFail || c.Violations != 1 {
+		t.Errorf("a put after the compaction missing: %+v", c)
 	}
 }
 

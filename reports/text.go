@@ -91,6 +91,11 @@ func WriteText(w io.Writer, r *Result) error {
 				fmt.Fprintf(tw, "  #%d %s\tnot measured: the fault failed\n", f.Index, f.Action)
 			case fo == nil:
 				fmt.Fprintf(tw, "  #%d %s %s\tno election\t%s\t\n", f.Index, f.Action, strings.Join(f.Members, ","), outage)
+			case f.Operation != nil:
+				// An operation runs for long; the election it caused came at some step of it, not
+				// at its start: when, from its start, is not a failover time.
+				fmt.Fprintf(tw, "  #%d %s %s\tan election, %s into the operation\t%s\tnew leader %s (term %d)\n", f.Index, f.Action, strings.Join(f.Members, ","),
+					msText(fo.LeaderElectedMs), outage, orText(fo.NewLeader, "none"), fo.NewTerm)
 			default:
 				fmt.Fprintf(tw, "  #%d %s %s\tleader elected %s (%s)\twrites restored %s\t%s\tnew leader %s (term %d)\n", f.Index, f.Action, strings.Join(f.Members, ","),
 					msText(fo.LeaderElectedMs), orText(fo.LeaderElectedBy, "-"), msText(fo.WriteRestoredMs), outage, orText(fo.NewLeader, "none"), fo.NewTerm)

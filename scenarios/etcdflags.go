@@ -1,9 +1,13 @@
 package scenarios
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -105,6 +109,18 @@ func IdentError(s string) string {
 	return ""
 }
 
+// PreviousEtcdBinary is where make etcd-previous builds the official etcd release of the minor
+// version before the built-in one (rolling-upgrade starts from it).
+const PreviousEtcdBinary = "bin/etcd-v3.6.8"
+
+// binaryHint says how to get a binary that is missing: the previous release, make etcd-previous.
+func binaryHint(path string, err error) string {
+	if errors.Is(err, fs.ErrNotExist) && filepath.Clean(path) == PreviousEtcdBinary {
+		return " (make etcd-previous builds it from the Go module proxy)"
+	}
+	return ""
+}
+
 // Builtin names the etcd built into the chaos binary where an etcd binary is asked for (an
 // upgrade's or downgrade's to:).
 const BuiltinEtcd = "builtin"
@@ -125,6 +141,9 @@ func BinaryVersion(bin string) (string, error) {
 	defer versionsMu.Unlock()
 	if v, ok := versions[bin]; ok {
 		return v, nil
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("cannot use %q: %w%s", bin, err, binaryHint(bin, err))
 	}
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {

@@ -18,15 +18,24 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"client-delay", "disk-stall-follower", "election-failover", "flaky-network", "follower-kill", "graceful-leader-stop", "leader-kill", "leader-pause", "lease-churn",
-		"lock-contention", "lock-pause", "one-way-leader", "partition-leader", "partition-minority", "power-loss-minority", "rolling-restart", "slow-disk-leader",
-		"slow-follower", "slow-leader", "soak", "watch-under-kill"}
+	want := []string{"client-delay", "defrag-under-load", "disaster-recovery", "disk-stall-follower", "election-failover", "flaky-network", "follower-kill",
+		"graceful-leader-stop", "leader-kill", "leader-pause", "lease-churn", "lock-contention", "lock-pause", "member-replace", "one-way-leader", "partition-leader",
+		"partition-minority", "power-loss-minority", "rolling-restart", "rolling-upgrade", "slow-disk-leader", "slow-follower", "slow-leader", "soak", "watch-under-kill"}
 	var got []string
 	for _, b := range list {
 		got = append(got, b.Name)
 		if b.Description == "" {
 			t.Errorf("%s has no description", b.Name)
 		}
+		// Every built-in validates; rolling-upgrade with the previous release where make
+		// etcd-previous puts it (here a stand-in that says its version).
+		if _, err := scenarios.LoadBuiltin(b.Name, BuiltinSets(t, b.Name)); err != nil {
+			t.Errorf("%s: %v", b.Name, err)
+		}
+	}
+	// Without it, rolling-upgrade says how to get it.
+	if _, err := scenarios.LoadBuiltin("rolling-upgrade", nil); err == nil || !strings.Contains(err.Error(), "make etcd-previous builds it") {
+		t.Errorf("rolling-upgrade without %s: %v", scenarios.PreviousEtcdBinary, err)
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("builtins = %v, want %v", got, want)
@@ -377,4 +386,18 @@ func TestOperationFields(t *testing.T) {
 	if _, err := scenarios.Parse(filepath.Join(dir, "r.yaml"), []byte(remoteBase+"faults:\n  - {at: 2s, action: member-replace, target: follower}\n"), nil); err == nil || !strings.Contains(err.Error(), "needs an agent on each node") {
 		t.Errorf("member-replace on a remote cluster: %v", err)
 	}
+}
+
+// BuiltinSets are the overrides a built-in needs in a test: rolling-upgrade's previous etcd release
+// as a stand-in script that says its version (validation asks no more of it).
+func BuiltinSets(t *testing.T, name string) []string {
+	t.Helper()
+	if name != "rolling-upgrade" {
+		return nil
+	}
+	p := filepath.Join(t.TempDir(), "etcd-v3.6.8")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'etcd Version: 3.6.8'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"cluster.etcd-binary=" + p, "faults[1].to=" + p}
 }

@@ -153,7 +153,7 @@ func (v *validator) validate() {
 	}
 	if c.EtcdBinary != "" {
 		if st, err := os.Stat(c.EtcdBinary); err != nil {
-			v.bad("cluster.etcd-binary", "cannot use %q: %v", c.EtcdBinary, err)
+			v.bad("cluster.etcd-binary", "cannot use %q: %v%s", c.EtcdBinary, err, binaryHint(c.EtcdBinary, err))
 		} else if st.IsDir() || st.Mode()&0o111 == 0 {
 			v.bad("cluster.etcd-binary", "%q is not an executable file", c.EtcdBinary)
 		}
