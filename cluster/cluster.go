@@ -239,6 +239,8 @@ type base struct {
 	// removed are members taken out of the cluster, kept so that Close and RemoveData still end
 	// and delete what they left.
 	removed []*member
+	// files: the operations on members' data dirs and flags, where the provider reaches them.
+	files files
 	// control is how the harness's control clients reach each member's own URL (realURL).
 	control *loadgen.Conn
 	// describe adds the provider's fields to cluster.json.

@@ -84,6 +84,10 @@ type containerRunner struct {
 	mu      sync.Mutex
 	id      string
 	logFrom time.Time
+	// stale: the member's flags changed (an operation moved its data dir or its cluster state):
+	// its next start makes a new container from req; gen numbers its data dirs in the volume.
+	stale bool
+	gen   int
 }
 
 func init() {
@@ -128,6 +132,11 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 		}
 	}}
 	c.proxy = faults.NewProxy(opts.Seed, opts.Logger) // client links only: faults between the load and a member
+	c.files = files{wipe: c.wipeVolume, restore: c.restoreVolume, reflag: func(m *member) {
+		r := c.runner(m)
+		r.req.Cmd = append([]string(nil), m.argv[len(r.req.Entrypoint):]...)
+		r.stale = true
+	}}
 	extra, err := etcdFlags(opts.Etcd)
 	if err != nil {
 		return nil, err
@@ -387,7 +396,7 @@ func (c *ContainerCluster) closeDocker(ctx context.Context, keep bool) error {
 		return nil
 	}
 	var errs []error
-	for _, m := range c.all() {
+	for _, m := range c.everyMember() {
 		if id := c.runner(m).ID(); id != "" {
 			if _, err := d.dc.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
 				errs = append(errs, fmt.Errorf("removing the container of %s: %w", m.name, err))
@@ -480,6 +489,9 @@ func (r *containerRunner) inspect(ctx context.Context) (container.InspectRespons
 }
 
 func (r *containerRunner) start(ctx context.Context) error {
+	if r.stale {
+		r.flushLogs() // what its last container logged, before a new one replaces it
+	}
 	if logf, err := writeBanner(r.m.logPath, r.m.name, r.m.argv, " (image "+r.d.image+")"); err == nil {
 		logf.Close()
 	}
@@ -487,8 +499,21 @@ func (r *containerRunner) start(ctx context.Context) error {
 	r.logFrom = time.Now()
 	id := r.id
 	r.mu.Unlock()
+	if id != "" && r.stale {
+		if _, err := r.d.dc.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
+			return fmt.Errorf("removing the container of %s to start it with new flags: %w", r.m.name, err)
+		}
+		r.mu.Lock()
+		r.id, id = "", ""
+		r.mu.Unlock()
+	}
 	if id == "" {
+		r.stale = false
 		c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: r.req, Started: true})
+		for _, f := range r.req.Files { // restored data, copied into the volume before the start
+			_ = os.RemoveAll(f.HostFilePath)
+		}
+		r.req.Files = nil
 		if c != nil {
 			r.mu.Lock()
 			r.id = c.GetContainerID()
@@ -704,4 +729,36 @@ func (c *ContainerCluster) EtcdVersion() string {
 		return "image " + c.docker.image
 	}
 	return version.Version
+}
+
+// wipeVolume gives an exited member a new, empty data dir in its volume (/data/<name>.<n>), as a
+// new disk would be; the old one stays in the volume, which goes at the end of the run.
+func (c *ContainerCluster) wipeVolume(m *member) error {
+	r := c.runner(m)
+	r.gen++
+	m.dataDir = fmt.Sprintf("/data/%s.%d", m.name, r.gen)
+	for i, a := range m.argv {
+		if strings.HasPrefix(a, "--data-dir=") {
+			m.argv[i] = "--data-dir=" + m.dataDir
+		}
+	}
+	c.files.reflag(m)
+	return nil
+}
+
+// restoreVolume restores the snapshot on this machine with etcdutl's restore (the revision bumped
+// and marked compacted) into a folder named as the member's new data dir, which its next
+// container gets copied into its volume before it starts.
+func (c *ContainerCluster) restoreVolume(m *member, path string, initial []string, bump int64) error {
+	host := filepath.Join(c.opts.Dir, "members", m.name, "restore", filepath.Base(m.dataDir))
+	_ = os.RemoveAll(host)
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		return err
+	}
+	if err := restoreLocal(c.opts.Token)(&member{name: m.name, dataDir: host, peerURL: m.peerURL}, path, initial, bump); err != nil {
+		return err
+	}
+	r := c.runner(m)
+	r.req.Files = []testcontainers.ContainerFile{{HostFilePath: host, ContainerFilePath: m.dataDir, FileMode: 0o700}}
+	return nil
 }

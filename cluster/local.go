@@ -122,6 +122,7 @@ func NewLocal(opts LocalOptions) (*LocalCluster, error) {
 			cf.Namespaces = c.netns.Namespaces()
 		}
 	}}
+	c.files = files{wipe: wipeLocal, restore: restoreLocal(opts.Token)}
 	if opts.Network != "direct" {
 		c.proxy = faults.NewProxy(opts.Seed, opts.Logger)
 	}

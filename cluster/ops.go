@@ -199,11 +199,14 @@ func (c *base) firstWrite(ctx context.Context, timeout time.Duration, endpoints 
 
 // The operations on files, for providers that do not reach them.
 
-func (c *base) Replace(context.Context, string, *faults.ReplaceSteps) error {
-	return errNoFiles("member-replace")
+// files is how a provider that reaches its members' data dirs wipes one, restores one from a
+// snapshot, and takes a member's new flags for its next start (nil: the provider does not).
+type files struct {
+	wipe    func(m *member) error
+	restore func(m *member, snapshot string, initial []string, bump int64) error
+	// reflag: m.argv changed (cluster state, data dir); the next start must use it.
+	reflag func(m *member)
 }
-func (c *base) Restore(context.Context, string, int64) error { return errNoFiles("a restore") }
-func (c *base) WipeData(string) error                        { return errNoFiles("wiping a data dir") }
 
 // FirstWrite writes through the load's endpoints until the cluster acknowledges a write.
 func (c *LocalCluster) FirstWrite(ctx context.Context, timeout time.Duration) (time.Time, error) {
@@ -220,16 +223,25 @@ func (c *RemoteCluster) FirstWrite(ctx context.Context, timeout time.Duration) (
 	return c.firstWrite(ctx, timeout, c.Endpoints(), c.LoadConn())
 }
 
-// WipeData deletes what the member's data dir holds (the dir stays: it may be the disk layer's
-// mount point).
-func (c *LocalCluster) WipeData(name string) error {
+// WipeData wipes an exited member's data dir.
+func (c *base) WipeData(name string) error {
 	m := c.byName(name)
 	if m == nil {
 		return fmt.Errorf("no member %s", name)
 	}
+	if c.files.wipe == nil {
+		return errNoFiles("wiping a data dir")
+	}
 	if st, _ := m.State(); st != faults.Exited {
 		return fmt.Errorf("%s is %s: only an exited member's data is wiped", name, st)
 	}
+	return c.files.wipe(m)
+}
+
+// wipeLocal deletes what the member's data dir holds (the dir stays: it may be the disk layer's
+// mount point).
+func wipeLocal(m *member) error {
+	name := m.name
 	entries, err := os.ReadDir(m.dataDir)
 	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("wiping %s's data: %w", name, err)
@@ -258,10 +270,13 @@ func (m *member) setClusterState(initial []string, state string) {
 // Replace removes the member from the cluster, waits for its process to end (etcd stops a member
 // that learns it was removed; after 5s the harness stops it), wipes its data, adds it back as a
 // learner and starts it on the existing cluster.
-func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.ReplaceSteps) error {
+func (c *base) Replace(ctx context.Context, name string, steps *faults.ReplaceSteps) error {
 	m := c.byName(name)
 	if m == nil {
 		return fmt.Errorf("no member %s", name)
+	}
+	if c.files.wipe == nil {
+		return errNoFiles("member-replace")
 	}
 	cli, _, err := c.anyClient(ctx, name)
 	if err != nil {
@@ -292,6 +307,7 @@ func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.R
 	}
 	steps.Added, steps.NewID = time.Now(), id
 	m.setClusterState(initial, "existing")
+	c.reflag(m)
 	if err := m.Start(ctx); err != nil {
 		return err
 	}
@@ -299,11 +315,22 @@ func (c *LocalCluster) Replace(ctx context.Context, name string, steps *faults.R
 	return nil
 }
 
+// reflag tells the provider that m's flags changed.
+func (c *base) reflag(m *member) {
+	if c.files.reflag != nil {
+		c.files.reflag(m)
+	}
+}
+
 // Restore stops every member (SIGKILL: the cluster is lost), wipes every data dir, restores each
 // from the snapshot with etcdutl's restore (the revision bumped by bump and marked compacted, as
 // etcd's recovery guide prescribes) and starts them all.
-func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) error {
-	for _, m := range c.all() {
+func (c *base) Restore(ctx context.Context, path string, bump int64) error {
+	if c.files.restore == nil {
+		return errNoFiles("a restore")
+	}
+	ms := c.all()
+	for _, m := range ms {
 		if st, _ := m.State(); st != faults.Exited {
 			_ = m.Signal(syscall.SIGCONT)
 			if err := m.Signal(syscall.SIGKILL); err != nil {
@@ -312,33 +339,41 @@ func (c *LocalCluster) Restore(ctx context.Context, path string, bump int64) err
 		}
 	}
 	var initial []string
-	for _, m := range c.all() {
+	for _, m := range ms {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := m.WaitExit(wctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s did not exit after SIGKILL: %w", m.name, err)
 		}
-		if err := c.WipeData(m.name); err != nil {
+		if err := c.files.wipe(m); err != nil {
 			return err
 		}
 		initial = append(initial, m.name+"="+m.peerURL)
 	}
-	for _, m := range c.all() {
-		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{SnapshotPath: path, Name: m.name, OutputDataDir: m.dataDir,
-			PeerURLs: []string{m.peerURL}, InitialCluster: strings.Join(initial, ","), InitialClusterToken: c.opts.Token,
-			RevisionBump: uint64(bump), MarkCompacted: true})
-		if err != nil {
+	for _, m := range ms {
+		if err := c.files.restore(m, path, initial, bump); err != nil {
 			return fmt.Errorf("restoring %s from %s: %w", m.name, path, err)
 		}
 		m.setClusterState(initial, "new")
+		c.reflag(m)
 	}
-	for _, m := range c.all() {
+	for _, m := range ms {
 		if err := m.Start(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// restoreLocal restores the member's (empty) data dir from the snapshot with etcdutl's restore, the
+// revision bumped and marked compacted, as etcd's recovery guide prescribes.
+func restoreLocal(token string) func(m *member, path string, initial []string, bump int64) error {
+	return func(m *member, path string, initial []string, bump int64) error {
+		return snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{SnapshotPath: path, Name: m.name, OutputDataDir: m.dataDir,
+			PeerURLs: []string{m.peerURL}, InitialCluster: strings.Join(initial, ","), InitialClusterToken: token,
+			RevisionBump: uint64(bump), MarkCompacted: true})
+	}
 }
 
 // SwapBinary stops the member gracefully (SIGTERM; SIGKILL after 30s), and starts it again on
@@ -576,4 +611,28 @@ func addMember(ctx context.Context, cli *clientv3.Client, name, peerURL string, 
 		}
 		return id, initial, nil
 	}
+}
+
+// ClusterVersion is the cluster version the member reports (its etcd_cluster_version gauge's
+// label): the version every member has agreed to run at.
+func (c *base) ClusterVersion(ctx context.Context, name string) (string, error) {
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	fams, err := c.MemberMetrics(mctx, name)
+	if err != nil {
+		return "", err
+	}
+	if f := fams["etcd_cluster_version"]; f != nil {
+		for _, m := range f.Metric {
+			if m.GetGauge().GetValue() != 1 {
+				continue
+			}
+			for _, l := range m.Label {
+				if l.GetName() == "cluster_version" {
+					return l.GetValue(), nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("%s reports no etcd_cluster_version", name)
 }

@@ -62,6 +62,8 @@ type Operator interface {
 	// SwapBinary stops the member gracefully and starts it again on its data dir with another etcd
 	// binary ("builtin": the chaos binary's own).
 	SwapBinary(ctx context.Context, member, bin string) (stopped, started time.Time, err error)
+	// ClusterVersion is the cluster version the member reports (major.minor).
+	ClusterVersion(ctx context.Context, member string) (string, error)
 	// Downgrade calls etcd's downgrade API: validate, enable or cancel, for a major.minor version.
 	Downgrade(ctx context.Context, action, version string) error
 	// FirstWrite writes a key of the harness's through every endpoint until one write is

@@ -31,6 +31,9 @@ var memberAddAction = Action{Op: func(f scenarios.Fault) Operation { return memb
 			if err := needsFiles(p, s, f); err != nil {
 				return err
 			}
+			if p.Provider == "container" {
+				return fmt.Errorf("member-add on provider container is not done yet (a new container needs its client port published and routed); use provider local")
+			}
 			if p.Network == "netns" {
 				return fmt.Errorf("member-add needs cluster.network direct or proxy (without faults on links): a new member's links would need a namespace of their own")
 			}
@@ -71,7 +74,15 @@ func needsFiles(p scenarios.Place, _ string, f scenarios.Fault) error {
 	if p.Files {
 		return nil
 	}
-	return fmt.Errorf("%s rewrites members' data dirs and flags: it needs provider local (the members processes of this machine); provider %s is not supported yet", f.Action, p.Provider)
+	return fmt.Errorf("%s rewrites members' data dirs and flags: it needs provider local or container (members the harness started); %s", f.Action, notYet(p))
+}
+
+// notYet says why a place cannot take an operation on members' data dirs or binaries.
+func notYet(p scenarios.Place) string {
+	if p.Network == "agent" {
+		return "chaos agent does not do it yet"
+	}
+	return "provider " + p.Provider + " does not reach them"
 }
 
 type memberOp struct {

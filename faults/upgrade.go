@@ -51,8 +51,16 @@ func versionRules(name string) scenarios.ActionRules {
 			}
 			return out
 		},
-		Requires:  versionWalk,
-		Available: needsFiles}
+		Requires: versionWalk,
+		Available: func(p scenarios.Place, s string, f scenarios.Fault) error {
+			if err := needsFiles(p, s, f); err != nil {
+				return err
+			}
+			if p.Provider != "local" {
+				return fmt.Errorf("%s moves members to another etcd binary of this machine: provider local (on provider %s each version would need an image of its own, not done yet)", f.Action, p.Provider)
+			}
+			return nil
+		}}
 }
 
 // versionWalk follows the members' versions through the scenario's upgrades and downgrades up to
@@ -233,7 +241,47 @@ func (o versionOp) Run(ctx context.Context, env OpEnv, members []Member, st *Sta
 		w := msSince(mixedFrom, mixedTo)
 		rep.MixedWindowMs = &w
 	}
+	// The operation is over when etcd says so: every member reports the new cluster version (and,
+	// for a downgrade, no downgrade under way). Only then may the next one begin: etcd refuses to
+	// downgrade a cluster whose version has not moved up yet.
+	if err := waitClusterVersion(ctx, c, o.down, scenarios.MinorOf(want)); err != nil {
+		return o.fail(ctx, c, rep, err)
+	}
+	ms := msSince(t0, time.Now())
+	rep.ClusterVersion, rep.ClusterVersionMs = scenarios.MinorOf(want), &ms
 	return nil
+}
+
+// waitClusterVersion waits until every member reports cluster version want (and, after a
+// downgrade, that the downgrade is no longer enabled), 60s at most.
+func waitClusterVersion(ctx context.Context, c Operator, down bool, want string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		last := ""
+		for _, m := range c.Members() {
+			v, err := c.ClusterVersion(ctx, m.Name())
+			if err != nil || scenarios.MinorOf(v) != want {
+				last = fmt.Sprintf("%s reports cluster version %q (%v)", m.Name(), v, err)
+				break
+			}
+			if down {
+				if s, err := c.MemberState(ctx, m.Name()); err != nil || s.DowngradeEnabled {
+					last = fmt.Sprintf("%s says the downgrade is still enabled (%v)", m.Name(), err)
+					break
+				}
+			}
+		}
+		if last == "" {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("every member runs %s, but after 60s %s", want, last)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // fail cancels a downgrade left part-way (etcd's downgrade API) and returns err.

@@ -299,6 +299,12 @@ func TestDisasterRecoveryRTOAndRPO(t *testing.T) {
 	if i := strings.Index(text, "#0 disaster: RTO"); i < 0 || i > strings.Index(text, "faults") {
 		t.Errorf("the text report does not open with the disaster's RTO and RPO:\n%.600s", text)
 	}
+	if err := reports.WriteReports(out); err != nil {
+		t.Fatal(err)
+	}
+	if html, _ := os.ReadFile(filepath.Join(out, "report.html")); !strings.Contains(string(html), "<h2>Operations</h2>") || !strings.Contains(string(html), "#1 disaster: RTO") {
+		t.Error("report.html does not show the operations")
+	}
 	assertNoLeftovers(t, out)
 }
 
@@ -320,14 +326,14 @@ seed: 4
 cluster:
   size: 3
 workload:
-  duration: 18s
+  duration: 22s
   warmup: 1s
   rate: 200
   mix: [{op: put, weight: 1, keys: 200}]
 checks: {kv-safety: true}
 faults:
-  - {at: 2s, action: upgrade, target: each, to: builtin, gap: 500ms}
-  - {at: 9s, action: downgrade, target: each, gap: 500ms}
+  - {at: 2s, action: upgrade, target: each, to: builtin, gap: 300ms}
+  - {at: 12s, action: downgrade, target: each, gap: 300ms}
 thresholds:
   upgrade.member_healthy: ["max < 10s"]
   downgrade.member_healthy: ["max < 10s"]
@@ -381,9 +387,15 @@ func TestRollingUpgradeAndDowngrade(t *testing.T) {
 			t.Errorf("%s started on %v", name, versions)
 		}
 	}
-	// etcd's cluster version follows, once every member runs the new version: after the
-	// harness's mixed window, not before.
-	upEnd := res.LoadStartedAt.Add(time.Duration(*res.Faults[0].HealedAtS * float64(time.Second)))
+	// etcd's cluster version follows once every member runs the new version, by its own clock:
+	// after the last member was healthy on it, and no later than the operation saw it.
+	opStart := res.LoadStartedAt.Add(time.Duration(res.Faults[0].AtS * float64(time.Second)))
+	last := up.Versions[2]
+	lastHealthy := opStart.Add(time.Duration((last.StoppedMs + last.HealthyMs) * float64(time.Millisecond)))
+	if up.ClusterVersion != "3.7" || up.ClusterVersionMs == nil || down.ClusterVersion != scenarios.MinorOf(oldV) || down.ClusterVersionMs == nil {
+		t.Fatalf("cluster versions: upgrade %q at %v, downgrade %q at %v", up.ClusterVersion, deref(up.ClusterVersionMs), down.ClusterVersion, deref(down.ClusterVersionMs))
+	}
+	seen := opStart.Add(time.Duration(*up.ClusterVersionMs * float64(time.Millisecond)))
 	var moved []time.Time
 	for _, lines := range etcdLogLines(t, out, "updated cluster version") {
 		for _, l := range lines {
@@ -396,10 +408,11 @@ func TestRollingUpgradeAndDowngrade(t *testing.T) {
 		t.Fatalf("%d members logged the cluster version going to 3.7", len(moved))
 	}
 	for _, m := range moved {
-		if m.Before(upEnd.Add(-time.Duration(up.Versions[2].HealthyMs * float64(time.Millisecond)))) {
-			t.Errorf("the cluster version went to 3.7 at %v, before the last member was upgraded (%v)", m, upEnd)
+		if m.Before(lastHealthy.Add(-time.Second)) || m.After(seen) {
+			t.Errorf("etcd moved the cluster version to 3.7 at %v; the last member was healthy at %v, the operation saw it at %v", m, lastHealthy, seen)
 		}
 	}
+	t.Logf("cluster version 3.7 %.0fms after the last member was healthy (etcd's log), seen %.0fms after", float64(moved[0].Sub(lastHealthy))/1e6, float64(seen.Sub(lastHealthy))/1e6)
 	// etcd's word that the downgrade was under way when the members started on the old version.
 	if n := len(etcdLogLines(t, out, "cluster is downgrading to target version")); n < 3 {
 		t.Errorf("%d members logged the downgrade under way on the old version", n)
@@ -412,12 +425,12 @@ name: downgrade-refused
 cluster:
   size: 3
 workload:
-  duration: 5s
+  duration: 3s
   warmup: 1s
   rate: 100
   mix: [{op: put, weight: 1, keys: 50}]
 faults:
-  - {at: 2s, action: downgrade, target: member-3}
+  - {at: 1s, action: downgrade, target: member-3}
 `, "cluster.etcd-binary="+old, "cluster.member-binaries.member-3=builtin", "faults[0].to="+old)
 	f := res.Faults[0]
 	if err == nil || res.Verdict != reports.VerdictError || f.Error == "" || f.Operation == nil || f.Operation.Downgrade == nil || f.Operation.Downgrade.Refused == "" || len(f.Operation.Versions) != 0 {

@@ -113,7 +113,7 @@ func TestPeerDelayIsTheRoundTripEtcdMeasures(t *testing.T) {
 		c, stop := start(delay)
 		defer stop()
 		first := wait(c, 6)
-		return wait(c, first.n+12).minus(first)
+		return wait(c, first.n+8).minus(first)
 	}
 	c := measure(0)
 	d := measure(oneWay)

@@ -24,6 +24,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.3fs", *v)
 	},
 	"loadText": LoadText,
+	"opLines":  OperationLines,
 	"bytes":    BytesText,
 	"network":  NetworkText,
 	"pathNote": func(r *Result) string {
@@ -53,6 +54,9 @@ figcaption{color:#555;font-size:13px} .muted{color:#777} code{background:#f3f3f3
 <tr><th>load</th><td colspan="3">{{loadText .R.Load}}</td></tr>
 <tr><th>paths</th><td colspan="3">client links {{or .R.Cluster.ClientPath "?"}}, peer links {{or .R.Cluster.PeerPath "?"}}{{with pathNote .R}} <b>{{.}}</b>{{end}}</td></tr>
 </table>
+
+{{with opLines .R}}<h2>Operations</h2>
+<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
 
 <h2>Thresholds</h2>
 {{if .R.Thresholds}}<table><tr><th></th><th>metric</th><th>condition</th><th>observed</th></tr>

@@ -243,6 +243,11 @@ type Operation struct {
 	Versions      []VersionStep `json:"versions,omitempty"`
 	MixedWindowMs *float64      `json:"mixed_window_ms,omitempty"`
 	Downgrade     *Downgrade    `json:"downgrade,omitempty"`
+	// ClusterVersion is etcd's cluster version once every member reported it (its
+	// etcd_cluster_version; for a downgrade, with the downgrade completed), ClusterVersionMs when,
+	// from the operation's start: etcd moves it some seconds after the last member.
+	ClusterVersion   string   `json:"cluster_version,omitempty"`
+	ClusterVersionMs *float64 `json:"cluster_version_ms,omitempty"`
 }
 
 // VersionStep is one member moved to another etcd binary: the versions it reported (Status)

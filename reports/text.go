@@ -407,6 +407,18 @@ func DiskText(d DiskEffect) string {
 
 // writeOperations says what each operation measured, a disaster's recovery time and point first.
 func writeOperations(b *strings.Builder, r *Result) {
+	lines := OperationLines(r)
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(b, "\noperations")
+	for _, l := range lines {
+		fmt.Fprintln(b, "  "+l)
+	}
+}
+
+// OperationLines say what each operation measured, one line each, a disaster's RTO and RPO first.
+func OperationLines(r *Result) []string {
 	var lines []string
 	for _, f := range r.Faults {
 		op := f.Operation
@@ -418,14 +430,14 @@ func writeOperations(b *strings.Builder, r *Result) {
 			if d.RPOWrites >= 0 {
 				rpo = fmt.Sprintf("%d acknowledged writes lost", d.RPOWrites)
 			}
-			lines = append([]string{fmt.Sprintf("  #%d disaster: RTO %.0fms, RPO %s (after the snapshot at revision %d, %.1fs old at the loss); %d lost before it; lost %s, restored in %.0fms",
+			lines = append([]string{fmt.Sprintf("#%d disaster: RTO %.0fms, RPO %s (after the snapshot at revision %d, %.1fs old at the loss); %d lost before it; lost %s, restored in %.0fms",
 				f.Index, d.RTOMs, rpo, d.SnapshotRevision, d.SnapshotAgeMs/1000, d.LostBeforeSnapshot, strings.Join(d.Lost, ","), d.RestoredMs)}, lines...)
 		}
 		if op.CompactMs != nil {
-			lines = append(lines, fmt.Sprintf("  #%d compact: revision %d compacted to %d in %.1fms", f.Index, op.Revision, op.CompactRevision, *op.CompactMs))
+			lines = append(lines, fmt.Sprintf("#%d compact: revision %d compacted to %d in %.1fms", f.Index, op.Revision, op.CompactRevision, *op.CompactMs))
 		}
 		for _, d := range op.Defrag {
-			lines = append(lines, fmt.Sprintf("  #%d defrag %s: %.1fms, db %s -> %s; its reads waited up to %.1fms", f.Index, d.Member, d.Ms,
+			lines = append(lines, fmt.Sprintf("#%d defrag %s: %.1fms, db %s -> %s; its reads waited up to %.1fms", f.Index, d.Member, d.Ms,
 				BytesText(float64(d.DBSizeBefore)), BytesText(float64(d.DBSizeAfter)), d.MemberLatencyMs))
 		}
 		if d := op.Downgrade; d != nil {
@@ -435,16 +447,20 @@ func writeOperations(b *strings.Builder, r *Result) {
 			} else if d.Cancelled != "" {
 				what += "; CANCELLED: " + d.Cancelled
 			}
-			lines = append(lines, fmt.Sprintf("  #%d downgrade to %s: %s", f.Index, d.Target, what))
+			lines = append(lines, fmt.Sprintf("#%d downgrade to %s: %s", f.Index, d.Target, what))
 		}
 		for _, v := range op.Versions {
-			lines = append(lines, fmt.Sprintf("  #%d %s %s: %s -> %s, stopped at %.0fms, healthy and caught up %.0fms after its stop", f.Index, f.Action, v.Member, v.From, v.To, v.StoppedMs, v.HealthyMs))
+			lines = append(lines, fmt.Sprintf("#%d %s %s: %s -> %s, stopped at %.0fms, healthy and caught up %.0fms after its stop", f.Index, f.Action, v.Member, v.From, v.To, v.StoppedMs, v.HealthyMs))
 		}
 		if op.MixedWindowMs != nil {
-			lines = append(lines, fmt.Sprintf("  #%d %s: mixed versions for %.0fms", f.Index, f.Action, *op.MixedWindowMs))
+			line := fmt.Sprintf("#%d %s: mixed versions for %.0fms", f.Index, f.Action, *op.MixedWindowMs)
+			if op.ClusterVersionMs != nil {
+				line += fmt.Sprintf("; etcd's cluster version %s at %.0fms", op.ClusterVersion, *op.ClusterVersionMs)
+			}
+			lines = append(lines, line)
 		}
 		if mb := op.Membership; mb != nil {
-			line := fmt.Sprintf("  #%d %s %s: size %d -> %d", f.Index, f.Action, mb.Member, mb.SizeBefore, mb.SizeAfter)
+			line := fmt.Sprintf("#%d %s %s: size %d -> %d", f.Index, f.Action, mb.Member, mb.SizeBefore, mb.SizeAfter)
 			if mb.OldID != "" {
 				line += fmt.Sprintf(", %s removed at %.0fms (exited at %.0fms)", mb.OldID, mb.RemovedMs, mb.ExitedMs)
 			}
@@ -467,11 +483,5 @@ func writeOperations(b *strings.Builder, r *Result) {
 			lines = append(lines, line)
 		}
 	}
-	if len(lines) == 0 {
-		return
-	}
-	fmt.Fprintln(b, "\noperations")
-	for _, l := range lines {
-		fmt.Fprintln(b, l)
-	}
+	return lines
 }

@@ -364,8 +364,10 @@ func TestOperationFields(t *testing.T) {
 			[]string{"cluster.member-binaries.member-7", "not a member"}},
 		{"member-add through namespaces", strings.Replace(base, "  size: 3\n", "  size: 3\n  network: netns\n", 1) + "  - {at: 2s, action: member-add}\n",
 			[]string{"faults[0].action", "member-add needs cluster.network direct or proxy"}},
-		{"a restore in containers", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1) + "  - {at: 2s, action: disaster, target: majority}\n",
-			[]string{"faults[0].action", "needs provider local", "provider container is not supported yet"}},
+		{"an upgrade in containers", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1) + "  - {at: 2s, action: upgrade, to: builtin}\n",
+			[]string{"faults[0].action", "provider local (on provider container each version would need an image"}},
+		{"a member added to containers", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1) + "  - {at: 2s, action: member-add}\n",
+			[]string{"faults[0].action", "member-add on provider container is not done yet"}},
 	} {
 		_, err := scenarios.Parse(filepath.Join(dir, "x.yaml"), []byte(c.yaml), nil)
 		if err == nil {
@@ -377,6 +379,11 @@ func TestOperationFields(t *testing.T) {
 				t.Errorf("%s: %v\nwant %q", c.name, err, w)
 			}
 		}
+	}
+	// Containers: a disaster and a member replaced (their data dirs are in the volumes).
+	if _, err := scenarios.Parse(filepath.Join(dir, "c.yaml"), []byte(strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1)+
+		"  - {at: 2s, action: member-replace, target: follower}\n  - {at: 6s, action: disaster, target: majority}\n"), nil); err != nil {
+		t.Errorf("operations on containers: %v", err)
 	}
 	// On a cluster the team runs: compact and defrag need only the API; a disaster needs the
 	// members' data, which no agent restores yet.

@@ -334,7 +334,7 @@ func (v *validator) place() Place {
 		// Through chaos agent: processes are signalled and peer links cut or shaped on the nodes.
 		return Place{Signals: true, Network: "agent", Disk: c.DiskLayer(), Provider: c.Provider}
 	}
-	return Place{Signals: !c.shared(), Network: c.Network, Disk: c.DiskLayer(), Provider: c.Provider, Files: c.Provider == "local"}
+	return Place{Signals: !c.shared(), Network: c.Network, Disk: c.DiskLayer(), Provider: c.Provider, Files: c.Provider == "local" || c.Provider == "container"}
 }
 
 // selection checks that a fault chooses its members or links in exactly one way its action takes,
