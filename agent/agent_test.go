@@ -246,6 +246,10 @@ func TestLedgerIsHealedAtStart(t *testing.T) {
 	stop()
 	b, _ := os.ReadFile(pidFile)
 	again, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	// The started shell execs sleep: until it has, its command line may read empty.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !strings.Contains(proc.Cmdline(again), "sleep"); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if again == pid || state(t, again) != faults.Running || !strings.Contains(proc.Cmdline(again), "sleep") {
 		t.Errorf("the stopping agent did not start it again: pid %d (was %d), %s", again, pid, proc.Cmdline(again))
 	}

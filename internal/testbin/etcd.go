@@ -5,6 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,8 +20,30 @@ const PreviousEtcd = "v3.6.8"
 // module (a published server module's replace directives forbid go install pkg@version, but a
 // module that requires it may build it), and keeps it in the system's temporary folder for the
 // next test that asks (about a minute the first time).
+//
+// make test builds it into the repository's bin/ (make etcd-previous) in the background while it
+// vets: that one is used, waited for while its build runs.
 func EtcdRelease(t *testing.T, version string) string {
 	t.Helper()
+	if root, err := repoRoot(); err == nil {
+		made := filepath.Join(root, "bin", "etcd-"+version)
+		building := filepath.Join(root, "bin", ".etcd-previous.building")
+		start := time.Now()
+		for time.Since(start) < 5*time.Minute {
+			b, err := os.ReadFile(building)
+			if err != nil {
+				break
+			}
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || syscall.Kill(pid, 0) != nil {
+				break // a build that was killed: none is under way
+			}
+			time.Sleep(time.Second)
+		}
+		if _, err := os.Stat(made); err == nil {
+			t.Logf("etcd %s from make etcd-previous (waited %v for its build)", version, time.Since(start).Round(time.Second))
+			return made
+		}
+	}
 	dir := filepath.Join(os.TempDir(), "etcd-chaos-etcd-"+version)
 	bin := filepath.Join(dir, "etcd")
 	if _, err := os.Stat(bin); err == nil {

@@ -11,14 +11,22 @@ import (
 	"testing"
 )
 
+// repoRoot is the folder of the module's go.mod.
+func repoRoot() (string, error) {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(gomod))), nil
+}
+
 // Build compiles ./cmd/chaos into a new temporary folder and returns the binary's path and a
 // function that removes the folder.
 func Build() (string, func(), error) {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	root, err := repoRoot()
 	if err != nil {
-		return "", nil, fmt.Errorf("go env GOMOD: %w", err)
+		return "", nil, err
 	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	dir, err := os.MkdirTemp("", "chaos-bin-")
 	if err != nil {
 		return "", nil, err
