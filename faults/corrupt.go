@@ -79,6 +79,10 @@ func (c corrupt) Inject(ctx context.Context, m Member) error {
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if st, _ := m.State(); st == Exited {
+			// The OS may say so before the process is reaped: its exit status comes with the reaping.
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			_ = m.WaitExit(wctx)
+			cancel()
 			rep.Start = dm.ExitReport()
 			return nil
 		}

@@ -88,7 +88,7 @@ func (r *run) rebase(ctx context.Context, snapRev, restoredRev int64) int {
 		r.faultErr(fmt.Errorf("reading the restored state at revision %d: %w", restoredRev, err))
 		return 0
 	}
-	return r.safety.Rebase(restored, snapRev, r.kv.KeyName)
+	return r.safety.Rebase(restored, snapRev, restoredRev, r.kv.KeyName)
 }
 
 func (r *run) faultErr(err error) {

@@ -403,7 +403,7 @@ func TestKVSafetyAcrossARestore(t *testing.T) {
 	if lost := s.Fence(10); lost != 3 {
 		t.Fatalf("Fence(10) = %d lost, want 3 (D, E, F)", lost)
 	}
-	if bad := s.Rebase(at(restored), 10, name); bad != 0 {
+	if bad := s.Rebase(at(restored), 10, 1_000_000_010, name); bad != 0 {
 		t.Fatalf("a faithful restore: %d violations", bad)
 	}
 	// After the restore the load writes key 0 again, at the bumped revisions.
@@ -424,7 +424,7 @@ func TestKVSafetyAcrossARestore(t *testing.T) {
 	s = setup()
 	s.Fence(10)
 	broken := map[int]Final{0: restored[0], 2: restored[2]}
-	if bad := s.Rebase(at(broken), 10, name); bad != 1 {
+	if bad := s.Rebase(at(broken), 10, 1_000_000_010, name); bad != 1 {
 		t.Fatalf("a restore without B: %d violations, want 1", bad)
 	}
 	// Even after the load wrote B's key again, the check fails and says why.
@@ -433,6 +433,26 @@ func TestKVSafetyAcrossARestore(t *testing.T) {
 	c := s.Check(at(map[int]Final{0: restored[0], 1: {Present: true, ID: 0x11, ModRevision: 1_000_000_012}, 2: restored[2]}), name)
 	if c.Status != reports.CheckFail || c.Violations != 1 || !strings.Contains(strings.Join(c.Examples, "\n"), "restored from the snapshot at revision 10") {
 		t.Errorf("a write before the snapshot lost by its restore: %+v", c)
+	}
+	// A second restore: writes of the timeline the first one ended (key 2's D at 12 and D2 at 13,
+	// lost; D kept in the key's ring when D2 replaced it) are forgotten, so a snapshot of the new
+	// timeline whose revision is numerically past them is not held to them. After the first
+	// restore key 2 is C at 9; the new timeline writes it once, F2 at 1e9+30, after the second
+	// snapshot (1e9+25), which therefore still holds C.
+	s = setup()
+	s.Begin(2, 0xD2, false)
+	s.End(2, 0xD2, true, 13, false)
+	s.Fence(10)
+	if bad := s.Rebase(at(restored), 10, 1_000_000_010, name); bad != 0 {
+		t.Fatalf("first restore: %d violations", bad)
+	}
+	s.Begin(2, 0xF2, false)
+	s.End(2, 0xF2, true, 1_000_000_030, false)
+	if lost := s.Fence(1_000_000_025); lost != 1 {
+		t.Errorf("second Fence: %d lost, want 1 (F2)", lost)
+	}
+	if bad := s.Rebase(at(restored), 1_000_000_025, 2_000_000_025, name); bad != 0 {
+		t.Errorf("a faithful second restore: %d violations: %v", bad, s.restoredEx)
 	}
 	// Without TrackRevisions the loss is unknown, never 0.
 	s = NewSafetyLog()

@@ -83,6 +83,21 @@ func (k *keyLog) supersede(w write) {
 	k.nSup++
 }
 
+// forgetTimeline drops the replaced writes kept whose revisions a restore ended (after rev, up to
+// the restored cluster's first revision).
+func (k *keyLog) forgetTimeline(rev, restoredRev int64) {
+	n := min(k.nSup, maxSuperseded)
+	kept := make([]write, 0, n)
+	for _, w := range k.superseded[:n] {
+		if w.rev <= rev || w.rev > restoredRev {
+			kept = append(kept, w)
+		}
+	}
+	k.superseded = [maxSuperseded]write{}
+	copy(k.superseded[:], kept)
+	k.nSup = len(kept)
+}
+
 // newestAtOrBefore is the newest acknowledged write at or before rev among the replaced ones kept.
 func (k *keyLog) newestAtOrBefore(rev int64) (write, bool) {
 	var best write
@@ -507,46 +522,59 @@ func (s *SafetyLog) Fence(rev int64) int64 {
 // against each key's newest acknowledged write when the log was fenced: one at or before rev must
 // be there (a violation, counted by Check, if not); one after rev was lost by design, and the key
 // is from now on held against the restored state, until the load writes it again.
-func (s *SafetyLog) Rebase(restored func(key int) Final, rev int64, keyName func(int) string) (bad int) {
+//
+// restoredRev is the restored cluster's first revision (rev, bumped): the writes acknowledged after
+// rev and up to it were on the timeline the restore ended, and are forgotten here, so a later
+// restore never mistakes one for a write it must hold.
+func (s *SafetyLog) Rebase(restored func(key int) Final, rev, restoredRev int64, keyName func(int) string) (bad int) {
 	defer s.lockAll()()
 	for i := range s.shards {
 		for key, k := range s.shards[i].keys {
-			fw := k.fenced
-			if fw.id == 0 {
-				continue
+			if s.rebaseKey(key, k, restored(key), rev, keyName) {
+				bad++
 			}
-			f := restored(key)
-			// What the snapshot must hold of the key: the newest write acknowledged at or before its
-			// revision (one superseded since is still in the key's ring, unless written very often).
-			held, known := fw, fw.rev <= rev
-			if !known {
-				held, known = k.newestAtOrBefore(rev)
-			}
-			if known {
-				last := k.last
-				k.last = held
-				problem, verdict := s.judge(k, f, keyName(key))
-				k.last = last
-				if problem != "" && verdict == judgedOK {
-					bad++
-					s.restoredBad++
-					if len(s.restoredEx) < 10 {
-						s.restoredEx = append(s.restoredEx, fmt.Sprintf("%s %s (restored from the snapshot at revision %d, which holds every write acknowledged at or before it)", keyName(key), problem, rev))
-					}
-				}
-				if fw.rev <= rev {
-					continue
-				}
-			}
-			if k.last.rev <= fw.rev { // not written since the restore: the restored state is its latest
-				if !f.Present {
-					k.last = write{id: fw.id, del: true, acked: true, rev: rev}
-				} else {
-					k.last = write{id: f.ID, acked: true, rev: f.ModRevision}
-				}
-				k.maybe = k.maybe[:0]
-			}
+			k.forgetTimeline(rev, restoredRev)
 		}
 	}
 	return bad
+}
+
+// rebaseKey holds one key's restored state f against the log fenced before the restore from the
+// snapshot at rev, and says whether a write the snapshot must hold is missing.
+func (s *SafetyLog) rebaseKey(key int, k *keyLog, f Final, rev int64, keyName func(int) string) (missing bool) {
+	fw := k.fenced
+	if fw.id == 0 {
+		return false
+	}
+	// What the snapshot must hold of the key: the newest write acknowledged at or before its
+	// revision (one superseded since is still in the key's ring, unless written very often).
+	held, known := fw, fw.rev <= rev
+	if !known {
+		held, known = k.newestAtOrBefore(rev)
+	}
+	if known {
+		last := k.last
+		k.last = held
+		problem, verdict := s.judge(k, f, keyName(key))
+		k.last = last
+		if problem != "" && verdict == judgedOK {
+			missing = true
+			s.restoredBad++
+			if len(s.restoredEx) < 10 {
+				s.restoredEx = append(s.restoredEx, fmt.Sprintf("%s %s (restored from the snapshot at revision %d, which holds every write acknowledged at or before it)", keyName(key), problem, rev))
+			}
+		}
+		if fw.rev <= rev {
+			return missing
+		}
+	}
+	if k.last.rev <= fw.rev { // not written since the restore: the restored state is its latest
+		if !f.Present {
+			k.last = write{id: fw.id, del: true, acked: true, rev: rev}
+		} else {
+			k.last = write{id: f.ID, acked: true, rev: f.ModRevision}
+		}
+		k.maybe = k.maybe[:0]
+	}
+	return missing
 }
