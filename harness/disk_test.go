@@ -36,7 +36,7 @@ cluster:
   etcd: {heartbeat-interval: 100ms, election-timeout: 1000ms}
   scrape-interval: 1s
 workload:
-  duration: 28s
+  duration: 30s
   warmup: 2s
   rate: 200
   mix: [{op: put, weight: 1, keys: 500}]
@@ -46,7 +46,7 @@ faults:
   - {at: 12s, action: disk-stall, target: leader, duration: 2500ms}
   - {at: 17s, action: power-loss, target: minority}
   - {at: 21s, action: power-loss, target: majority, allow-quorum-loss: true}
-  - {at: 25s, action: power-loss, target: all, allow-quorum-loss: true}
+  - {at: 27s, action: power-loss, target: all, allow-quorum-loss: true}
 checks: {kv-safety: true}
 `
 
