@@ -278,26 +278,10 @@ func (c *base) Replace(ctx context.Context, name string, steps *faults.ReplaceSt
 	if c.files.wipe == nil {
 		return errNoFiles("member-replace")
 	}
-	cli, _, err := c.anyClient(ctx, name)
+	cli, err := c.takeOut(ctx, m, steps, false)
 	if err != nil {
 		return err
 	}
-	if steps.OldID, _, err = c.memberID(ctx, cli, m); err != nil {
-		return err
-	}
-	if err := removeMember(ctx, cli, steps); err != nil {
-		return fmt.Errorf("removing %s (%x): %w", name, steps.OldID, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = m.WaitExit(wctx)
-	cancel()
-	if err != nil {
-		c.log.Info("the removed member did not stop by itself within 5s; stopping it", "member", name)
-		if err := m.stop(ctx, 5*time.Second); err != nil {
-			return err
-		}
-	}
-	steps.Exited = time.Now()
 	if err := c.WipeData(name); err != nil {
 		return err
 	}
@@ -484,31 +468,42 @@ func (c *base) RemoveMember(ctx context.Context, name string, steps *faults.Repl
 	if m == nil {
 		return fmt.Errorf("no member %s", name)
 	}
-	cli, _, err := c.anyClient(ctx, name)
+	_, err := c.takeOut(ctx, m, steps, true)
+	return err
+}
+
+// takeOut removes the member from etcd's member list (through another member's client, which it
+// returns) and waits for its process to end: etcd stops a member that learns it was removed;
+// after 5s the harness stops it. leave takes it out of the harness's members too (Close and
+// RemoveData still see to it).
+func (c *base) takeOut(ctx context.Context, m *member, steps *faults.ReplaceSteps, leave bool) (*clientv3.Client, error) {
+	cli, _, err := c.anyClient(ctx, m.name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if steps.OldID, _, err = c.memberID(ctx, cli, m); err != nil {
-		return err
+		return nil, err
 	}
 	if err := removeMember(ctx, cli, steps); err != nil {
-		return fmt.Errorf("removing %s (%x): %w", name, steps.OldID, err)
+		return nil, fmt.Errorf("removing %s (%x): %w", m.name, steps.OldID, err)
 	}
-	c.membersMu.Lock()
-	c.members = slices.DeleteFunc(append([]*member(nil), c.members...), func(x *member) bool { return x == m })
-	c.removed = append(c.removed, m)
-	c.membersMu.Unlock()
+	if leave {
+		c.membersMu.Lock()
+		c.members = slices.DeleteFunc(append([]*member(nil), c.members...), func(x *member) bool { return x == m })
+		c.removed = append(c.removed, m)
+		c.membersMu.Unlock()
+	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = m.WaitExit(wctx)
 	cancel()
 	if err != nil {
-		c.log.Info("the removed member did not stop by itself within 5s; stopping it", "member", name)
+		c.log.Info("the removed member did not stop by itself within 5s; stopping it", "member", m.name)
 		if err := m.stop(ctx, 5*time.Second); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	steps.Exited = time.Now()
-	return nil
+	return cli, nil
 }
 
 // AddMember is refused: only provider local lays out new members.

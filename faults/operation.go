@@ -20,12 +20,6 @@ type Operation interface {
 	Run(ctx context.Context, env OpEnv, members []Member, st *Stamp, rep *reports.Operation) error
 }
 
-// OpHealer is an operation that can leave its members stopped when it fails part-way: Recover
-// brings them back. Without it, a failed operation's heal starts every member of it that exited.
-type OpHealer interface {
-	Recover(ctx context.Context, env OpEnv, members []Member) error
-}
-
 // Operator is what operations need of a cluster beyond its members' processes: etcd's API
 // (maintenance, membership) and, for a cluster the harness started, its members' data and flags.
 // A provider that cannot do a step returns an error saying so.
@@ -103,7 +97,6 @@ type ReplaceSteps struct {
 type Snapshot struct {
 	Path     string
 	Revision int64
-	Size     int64
 	At       time.Time
 }
 
@@ -124,7 +117,7 @@ type opEffect struct {
 	env     OpEnv
 	members []Member
 	rep     reports.Operation
-	ran     bool
+	failed  bool // Run returned an error: its members may be left stopped
 }
 
 // NewOpInjection plans an operation on members (none: on the whole cluster).
@@ -145,8 +138,8 @@ func (in *Injection) OpReport() *reports.Operation {
 }
 
 func (oe *opEffect) apply(ctx context.Context, st *Stamp) error {
-	oe.ran = true
 	if err := oe.op.Run(ctx, oe.env, oe.members, st, &oe.rep); err != nil {
+		oe.failed = true
 		return fmt.Errorf("%s: %w", oe.op.Name(), err)
 	}
 	return nil
@@ -156,11 +149,8 @@ func (oe *opEffect) apply(ctx context.Context, st *Stamp) error {
 // brings its members back.
 func (oe *opEffect) heal(ctx context.Context, st *Stamp) error {
 	return st.call(func() error {
-		if !oe.ran {
-			return nil
-		}
-		if h, ok := oe.op.(OpHealer); ok {
-			return h.Recover(ctx, oe.env, oe.members)
+		if !oe.failed {
+			return nil // a member an operation removed stays stopped
 		}
 		var errs []error
 		for _, m := range oe.members {

@@ -161,7 +161,7 @@ func (r *run) saveBackup(ctx context.Context, dir string, n int) {
 		keep = scenarios.DefaultBackupKeep
 	}
 	r.mu.Lock()
-	r.snapshots = append(r.snapshots, faults.Snapshot{Path: path, Revision: st.Revision, Size: bk.Size, At: t0})
+	r.snapshots = append(r.snapshots, faults.Snapshot{Path: path, Revision: st.Revision, At: t0})
 	r.backupRecs = append(r.backupRecs, bk)
 	var drop []faults.Snapshot
 	if len(r.snapshots) > keep {
