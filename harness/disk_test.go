@@ -42,9 +42,9 @@ workload:
   mix: [{op: put, weight: 1, keys: 500}]
 faults:
   - {at: 3s, action: disk-delay, target: leader, latency: 200ms, ops: [fsync], duration: 4s}
-  - {at: 8s, action: disk-stall, target: follower, duration: 2500ms}
-  - {at: 12s, action: disk-stall, target: leader, duration: 2500ms}
-  - {at: 17s, action: power-loss, target: minority}
+  - {at: 7500ms, action: disk-stall, target: follower, duration: 2500ms}
+  - {at: 11s, action: disk-stall, target: leader, duration: 2500ms}
+  - {at: 15500ms, action: power-loss, target: minority}
   - {at: 21s, action: power-loss, target: majority, allow-quorum-loss: true}
   - {at: 27s, action: power-loss, target: all, allow-quorum-loss: true}
 checks: {kv-safety: true}

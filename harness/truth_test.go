@@ -198,7 +198,9 @@ func TestOpenLoopShowsAStall(t *testing.T) {
 
 	ctl, _ := runScenario(t, stallAll, "faults=[]", "workload.duration=6s")
 	t.Logf("control: put p99 %.1fms; load %s", ctl.Latency["put"].P99, reports.LoadText(ctl.Load))
-	if ctl.Load.Late != 0 || ctl.Load.Dropped > 2 || ctl.Load.MaxBacklog > 16 {
+	// A backlog beyond the 16 clients is an op that waited for one: under the race detector in CI a
+	// healthy cluster's slow second reached 20 (the stall's reaches hundreds); none is ever late.
+	if ctl.Load.Late != 0 || ctl.Load.Dropped > 2 || ctl.Load.MaxBacklog > 40 {
 		t.Errorf("control: late %d, dropped %d, backlog %d; want none", ctl.Load.Late, ctl.Load.Dropped, ctl.Load.MaxBacklog)
 	}
 	if r := ctl.Load.AchievedRate / ctl.Load.TargetRate; r < 0.97 || r > 1.03 {
