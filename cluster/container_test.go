@@ -16,13 +16,13 @@ func TestNodeImageIsCached(t *testing.T) {
 	dc := testbin.NeedDocker(t)
 	ctx := context.Background()
 	start := time.Now()
-	tag, cached, err := buildNodeImage(ctx, dc, chaosBin)
+	tag, cached, err := buildBinaryImage(ctx, dc, chaosBin, nodeImage)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := time.Since(start)
 	start = time.Now()
-	tag2, cached2, err := buildNodeImage(ctx, dc, chaosBin)
+	tag2, cached2, err := buildBinaryImage(ctx, dc, chaosBin, nodeImage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestNodeImageIsCached(t *testing.T) {
 		t.Errorf("second build: %s cached=%v, want %s from the cache", tag2, cached2, tag)
 	}
 	// A dynamically linked binary cannot run FROM scratch: the error says how to build it.
-	if _, _, err := buildNodeImage(ctx, dc, "/bin/sh"); err == nil {
+	if _, _, err := buildBinaryImage(ctx, dc, "/bin/sh", etcdImage); err == nil {
 		t.Error("a dynamically linked /bin/sh was accepted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/etcd-chaos/etcd-chaos/faults"
 	"github.com/etcd-chaos/etcd-chaos/loadgen"
@@ -335,19 +336,20 @@ func (c *base) Restore(ctx context.Context, path string, bump int64) error {
 		}
 		initial = append(initial, m.name+"="+m.peerURL)
 	}
+	// The members at once, as an operator's runbook has them: each restored and started on its own
+	// (a container's start copies its restored data dir into its volume, seconds each).
+	var g errgroup.Group
 	for _, m := range ms {
-		if err := c.files.restore(m, path, initial, bump); err != nil {
-			return fmt.Errorf("restoring %s from %s: %w", m.name, path, err)
-		}
-		m.setClusterState(initial, "new")
-		c.reflag(m)
+		g.Go(func() error {
+			if err := c.files.restore(m, path, initial, bump); err != nil {
+				return fmt.Errorf("restoring %s from %s: %w", m.name, path, err)
+			}
+			m.setClusterState(initial, "new")
+			c.reflag(m)
+			return m.Start(ctx)
+		})
 	}
-	for _, m := range ms {
-		if err := m.Start(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // restoreLocal restores the member's (empty) data dir from the snapshot with etcdutl's restore, the
@@ -413,15 +415,7 @@ func (c *LocalCluster) AddMember(ctx context.Context, learner bool, steps *fault
 	if c.opts.Disk != nil {
 		return "", errors.New("member-add does not serve the disk layer under a new member: leave disk faults out of the scenario")
 	}
-	every := c.everyMember()
-	n := 0
-	for _, m := range every {
-		var k int
-		if _, err := fmt.Sscanf(m.name, "member-%d", &k); err == nil {
-			n = max(n, k)
-		}
-	}
-	name := fmt.Sprintf("member-%d", n+1)
+	name := c.nextName()
 	ports, err := FreePorts(2)
 	if err != nil {
 		return "", err
@@ -435,30 +429,53 @@ func (c *LocalCluster) AddMember(ctx context.Context, learner bool, steps *fault
 	m.clientURL, m.peerURL = m.realURL, m.peerReal
 	pr := &procRunner{m: m, log: c.opts.Logger, started: c.writeClusterFile}
 	m.run, m.exit = pr, pr.exitStatus
-	cli, _, err := c.anyClient(ctx, "")
-	if err != nil {
-		return "", err
-	}
-	id, initial, err := addMember(ctx, cli, name, m.peerURL, learner, steps)
-	if err != nil {
-		return "", fmt.Errorf("adding %s: %w", name, err)
-	}
-	steps.Added, steps.NewID = time.Now(), id
 	extra, err := etcdFlags(c.opts.Etcd)
 	if err != nil {
 		return "", err
 	}
 	m.exe = c.etcdCommand("")
-	m.argv = append(append([]string{}, m.exe...), memberArgs(name, m.dataDir, m.realURL, m.clientURL, m.peerReal, m.peerURL, initial, c.opts.Token, extra)...)
+	m.argv = append(append([]string{}, m.exe...), memberArgs(name, m.dataDir, m.realURL, m.clientURL, m.peerReal, m.peerURL, nil, c.opts.Token, extra)...)
+	return name, c.join(ctx, m, learner, steps, nil)
+}
+
+// join adds m to etcd's member list (MemberAddAsLearner with learner), points its flags at the
+// cluster it joins (--initial-cluster-state=existing), then (after flagged, when given) makes it
+// one of the harness's members and starts it.
+func (c *base) join(ctx context.Context, m *member, learner bool, steps *faults.ReplaceSteps, flagged func()) error {
+	cli, _, err := c.anyClient(ctx, "")
+	if err != nil {
+		return err
+	}
+	id, initial, err := addMember(ctx, cli, m.name, m.peerURL, learner, steps)
+	if err != nil {
+		return fmt.Errorf("adding %s: %w", m.name, err)
+	}
+	steps.Added, steps.NewID = time.Now(), id
 	m.setClusterState(initial, "existing")
+	if flagged != nil {
+		flagged()
+	}
 	c.membersMu.Lock()
 	c.members = append(append([]*member(nil), c.members...), m)
 	c.membersMu.Unlock()
 	if err := m.Start(ctx); err != nil {
-		return name, err
+		return err
 	}
 	steps.Started = time.Now()
-	return name, nil
+	return nil
+}
+
+// nextName names a member to add: member-N after the highest N the run has had (a removed
+// member's name is not given again).
+func (c *base) nextName() string {
+	n := 0
+	for _, m := range c.everyMember() {
+		var k int
+		if _, err := fmt.Sscanf(m.name, "member-%d", &k); err == nil {
+			n = max(n, k)
+		}
+	}
+	return fmt.Sprintf("member-%d", n+1)
 }
 
 // RemoveMember takes the member out of etcd's member list; etcd stops it (the harness does after

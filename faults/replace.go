@@ -31,9 +31,6 @@ var memberAddAction = Action{Op: func(f scenarios.Fault) Operation { return memb
 			if err := needsFiles(p, s, f); err != nil {
 				return err
 			}
-			if p.Provider == "container" {
-				return fmt.Errorf("member-add on provider container is not done yet (a new container needs its client port published and routed); use provider local")
-			}
 			if p.Network == "netns" {
 				return fmt.Errorf("member-add needs cluster.network direct or proxy (without faults on links): a new member's links would need a namespace of their own")
 			}

@@ -45,6 +45,10 @@ func runScenarioErr(t *testing.T, yaml string, sets ...string) (*reports.Result,
 		t.Fatalf("scenario: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "run")
+	if k := os.Getenv("CHAOS_TEST_KEEP"); k != "" { // keep the run folders there, to read after the test
+		out = filepath.Join(k, t.Name())
+		os.RemoveAll(out)
+	}
 	res, err := Run(context.Background(), sc, Options{Out: out, NodeCommand: []string{chaosBin, "node"}})
 	if res == nil {
 		t.Fatalf("run: no result: %v", err)

@@ -364,10 +364,10 @@ func TestOperationFields(t *testing.T) {
 			[]string{"cluster.member-binaries.member-7", "not a member"}},
 		{"member-add through namespaces", strings.Replace(base, "  size: 3\n", "  size: 3\n  network: netns\n", 1) + "  - {at: 2s, action: member-add}\n",
 			[]string{"faults[0].action", "member-add needs cluster.network direct or proxy"}},
-		{"an upgrade in containers", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1) + "  - {at: 2s, action: upgrade, to: builtin}\n",
-			[]string{"faults[0].action", "provider local (on provider container each version would need an image"}},
-		{"a member added to containers", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n", 1) + "  - {at: 2s, action: member-add}\n",
-			[]string{"faults[0].action", "member-add on provider container is not done yet"}},
+		{"an upgrade of an image's members", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n  image: quay.io/coreos/etcd:v3.6.5\n", 1) + "  - {at: 2s, action: upgrade, to: builtin}\n",
+			[]string{"faults[0].to", "the members run the image quay.io/coreos/etcd:v3.6.5", "cluster.etcd-binary"}},
+		{"an image and a binary", strings.Replace(base, "  size: 3\n", "  size: 3\n  provider: container\n  image: quay.io/coreos/etcd:v3.6.5\n  etcd-binary: "+e36+"\n  member-binaries: {member-2: builtin}\n", 1) + "  - {at: 2s, action: compact}\n",
+			[]string{"cluster.etcd-binary", "set one", "cluster.member-binaries", "does not apply with cluster.image"}},
 	} {
 		_, err := scenarios.Parse(filepath.Join(dir, "x.yaml"), []byte(c.yaml), nil)
 		if err == nil {

@@ -88,8 +88,8 @@ func (v *validator) validate() {
 		if c.Network == "proxy" {
 			v.bad("cluster.network", "proxy needs members that are local processes; with provider container use netns (faults inside the containers' namespaces; root) or direct")
 		}
-		if c.EtcdBinary != "" {
-			v.bad("cluster.etcd-binary", "does not apply to provider container; use cluster.image for an etcd image")
+		if c.EtcdBinary != "" && c.Image != "" {
+			v.bad("cluster.etcd-binary", "and cluster.image both choose the members' etcd: set one (etcd-binary: an image is built FROM scratch from that statically linked binary)")
 		}
 	} else {
 		if c.Network == "docker" {
@@ -137,8 +137,10 @@ func (v *validator) validate() {
 	for _, name := range mbs {
 		p, bin := "cluster.member-binaries."+name, c.MemberBinaries[name]
 		switch {
-		case c.Provider != "local":
-			v.bad("cluster.member-binaries", "applies only to provider local (members started from binaries of this machine)")
+		case c.Provider != "local" && c.Provider != "container":
+			v.bad("cluster.member-binaries", "applies only to providers local and container (members started from binaries of this machine)")
+		case c.Image != "":
+			v.bad("cluster.member-binaries", "does not apply with cluster.image (the members run that image's etcd); use cluster.etcd-binary")
 		case !contains(memberNames(c.Size), name):
 			v.bad(p, "%q is not a member; valid: %s", name, strings.Join(memberNames(c.Size), ", "))
 		case bin == BuiltinEtcd:
@@ -147,7 +149,7 @@ func (v *validator) validate() {
 				v.bad(p, "%v; valid: an etcd binary or builtin (the etcd built into chaos)", err)
 			}
 		}
-		if c.Provider != "local" {
+		if c.Provider != "local" && c.Provider != "container" || c.Image != "" {
 			break
 		}
 	}
