@@ -44,6 +44,9 @@ func ReadHistory(paths []string, scenario, fingerprint string, n int) (runs []*R
 			if derr != nil {
 				return nil, "", fmt.Errorf("%s: %w", p, rerr)
 			}
+			if len(entries) == 0 {
+				continue // a history not begun: no runs yet (the caller says so), not a wrong folder
+			}
 			found := false
 			for _, e := range entries {
 				if !e.IsDir() {

@@ -559,12 +559,12 @@ cluster:
   size: 3
   etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
 workload:
-  duration: 7s
+  duration: 5s
   warmup: 1s
   rate: 100
   mix: [{op: put, weight: 1, keys: 50}]
 faults:
-  - {at: 2s, action: kill, target: leader, duration: 2s}
+  - {at: 2s, action: kill, target: leader, duration: 1500ms}
 thresholds:
   failover.write_restored: ["max < 3s"]
 `)
@@ -681,8 +681,22 @@ func TestCompareWithHistory(t *testing.T) {
 	if code, stdout, _ := chaos(t, "compare", "--history", hist, "--last", "2", tonight); code != 1 || !strings.Contains(stdout, "throughput avg") || !strings.Contains(stdout, "REGRESSION") {
 		t.Errorf("half the throughput of every night: exit %d\n%s", code, stdout)
 	}
-	if code, _, stderr := chaos(t, "compare", "--history", t.TempDir(), tonight); code != 2 || !strings.Contains(stderr, "neither a run folder nor a folder of run folders") {
+	// A history not begun (an empty folder: the first night) is exit 4, not bad input; a folder
+	// that holds things but no run is a wrong folder (2).
+	if code, _, stderr := chaos(t, "compare", "--history", t.TempDir(), tonight); code != 4 || !strings.Contains(stderr, "no passing run of partition-leader") {
 		t.Errorf("an empty history: exit %d, %s", code, stderr)
+	}
+	notRuns := t.TempDir()
+	_ = os.WriteFile(filepath.Join(notRuns, "notes.txt"), []byte("x"), 0o644)
+	if code, _, stderr := chaos(t, "compare", "--history", notRuns, tonight); code != 2 || !strings.Contains(stderr, "neither a run folder nor a folder of run folders") {
+		t.Errorf("a folder of no runs: exit %d, %s", code, stderr)
+	}
+	failedNight := t.TempDir()
+	if err := os.Rename(copyFixture(t), filepath.Join(failedNight, "night-0")); err != nil { // the fixture's run failed a threshold
+		t.Fatal(err)
+	}
+	if code, _, stderr := chaos(t, "compare", "--history", failedNight, tonight); code != 4 || !strings.Contains(stderr, "1 that did not pass") {
+		t.Errorf("a history of failed nights only: exit %d, %s", code, stderr)
 	}
 	if code, _, stderr := chaos(t, "compare", "--history", hist, tonight, tonight); code != 2 || !strings.Contains(stderr, "one NEW run") {
 		t.Errorf("two runs with --history: exit %d, %s", code, stderr)

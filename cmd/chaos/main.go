@@ -37,6 +37,9 @@ const (
 	exitFail     = 1
 	exitBadInput = 2
 	exitInfra    = 3
+	// exitNoBaseline: chaos compare --history found no passing run to compare with (a nightly
+	// job's first night, or a history of nights that all failed): nothing was judged.
+	exitNoBaseline = 4
 )
 
 // exitError carries an exit code out of a command.
@@ -499,7 +502,7 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 			"--history compares NEW with the last --last runs that passed under each DIR (a run folder, a --repeat\n" +
 			"folder or a folder of run folders), of NEW's scenario: the nightly job's baseline. With 3 or more of them\n" +
 			"against one new run, a metric regresses when the new run is worse than every baseline run by more than the\n" +
-			"tolerance. No passing run to compare with is exit 2.",
+			"tolerance. An empty history folder holds no runs yet; no passing run to compare with is exit 4.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(history) > 0 {
 				if len(args) != 1 {
@@ -530,7 +533,7 @@ func compareCmd(stdout io.Writer) *cobra.Command {
 					left = " (left out: " + left + ")"
 				}
 				if len(rs[0]) == 0 {
-					return badInput(fmt.Errorf("no passing run of %s in %s to compare with%s", rs[1][0].Scenario, strings.Join(history, ", "), left))
+					return &exitError{exitNoBaseline, fmt.Errorf("no passing run of %s in %s to compare with%s: nothing judged (exit 4; a nightly job's first night keeps its run as the first baseline)", rs[1][0].Scenario, strings.Join(history, ", "), left)}
 				}
 				fp := ""
 				if f := rs[1][0].Fingerprint; f != "" {
