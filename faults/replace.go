@@ -32,7 +32,7 @@ var memberAddAction = Action{Op: func(f scenarios.Fault) Operation { return memb
 				return err
 			}
 			if p.Network == "netns" {
-				return fmt.Errorf("member-add needs cluster.network direct or proxy (without faults on links): a new member's links would need a namespace of their own")
+				return fmt.Errorf("member-add needs cluster.network direct (or proxy for local processes, docker for containers; without faults on links): a new member's links would need a namespace of their own")
 			}
 			return nil
 		}},

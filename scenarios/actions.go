@@ -92,6 +92,12 @@ func (r *ActionRules) reachable(p Place, f Fault) error {
 	if p.Signals || (r.OnLinks && f.Client.Kind != "") || r.ThroughAPI {
 		return nil
 	}
+	if r.Available != nil {
+		// What agents could not do either says so, rather than asking for agents.
+		if err := r.Available(Place{Signals: true, Network: "agent", Provider: p.Provider, Disk: p.Disk}, "", f); err != nil {
+			return err
+		}
+	}
 	return fmt.Errorf("%s on a remote cluster needs an agent on each node (cluster.agents: member name to chaos agent's URL); without agents the harness reaches only a remote cluster's client links: use a network fault with client: TARGET", r.Name)
 }
 

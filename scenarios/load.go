@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,7 +138,9 @@ func yamlErrLine(err error) int {
 var setPathRe = regexp.MustCompile(`^([A-Za-z0-9_-]+)((?:\[\d+\])*)$`)
 
 // applySet edits the YAML tree: path is dotted keys with [i] list indexes (faults[0].at,
-// cluster.etcd.heartbeat-interval); value is YAML (a scalar, or a flow list or mapping).
+// cluster.etcd.heartbeat-interval); value is YAML (a scalar, or a flow list or mapping). null
+// (or ~) removes the key, as if the file had left it out: its default applies (a built-in's
+// cluster.size=null before cluster.provider=remote, whose size is read from the cluster).
 func applySet(root *yaml.Node, set string) error {
 	path, value, ok := strings.Cut(set, "=")
 	if !ok || path == "" {
@@ -154,6 +157,7 @@ func applySet(root *yaml.Node, set string) error {
 		vnode = vdoc.Content[0]
 	}
 	markSet(vnode)
+	remove := vnode.Kind == yaml.ScalarNode && vnode.Tag == "!!null"
 	cur := root
 	parts := strings.Split(path, ".")
 	for pi, part := range parts {
@@ -172,10 +176,17 @@ func applySet(root *yaml.Node, set string) error {
 			if cur.Content[i].Value == key {
 				next = cur.Content[i+1]
 				if last && len(idxs) == 0 {
-					cur.Content[i+1] = vnode
+					if remove {
+						cur.Content = slices.Delete(cur.Content, i, i+2)
+					} else {
+						cur.Content[i+1] = vnode
+					}
 					return nil
 				}
 			}
+		}
+		if next == nil && last && remove && len(idxs) == 0 {
+			return nil // not there: nothing to remove
 		}
 		if next == nil {
 			if len(idxs) > 0 {
@@ -197,6 +208,9 @@ func applySet(root *yaml.Node, set string) error {
 				return fmt.Errorf("%s has no element %d", key, i)
 			}
 			if last && ii == len(idxs)-1 {
+				if remove {
+					return fmt.Errorf("null removes a key; %s[%d] is a list element (set the whole list instead)", key, i)
+				}
 				next.Content[i] = vnode
 				return nil
 			}

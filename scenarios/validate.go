@@ -654,12 +654,12 @@ func (v *validator) remote() {
 		return
 	}
 	if _, ok := v.present["cluster.size"]; ok {
-		v.bad("cluster.size", "is read from the cluster's member list with provider remote; leave it out")
+		v.bad("cluster.size", "is read from the cluster's member list with provider remote; leave it out (--set cluster.size=null removes it from a built-in)")
 	}
 	for path, set := range map[string]bool{"cluster.etcd": len(c.Etcd) > 0, "cluster.etcd-binary": c.EtcdBinary != "",
 		"cluster.image": c.Image != "", "cluster.entrypoint": len(c.Entrypoint) > 0} {
 		if set {
-			v.bad(path, "does not apply to provider remote: the harness does not start its members")
+			v.bad(path, "does not apply to provider remote: the harness does not start its members (--set %s=null removes it)", path)
 		}
 	}
 	if c.Network != "direct" && c.Network != "proxy" {
