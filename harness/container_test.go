@@ -84,12 +84,12 @@ cluster:
   network: `+nw+`
   etcd: {heartbeat-interval: 50ms, election-timeout: 250ms}
 workload:
-  duration: 10s
+  duration: 8s
   warmup: 1s
   rate: 100
   mix: [{op: put, keys: 100}]
 faults:
-  - {at: 3s, action: partition, isolate: leader, duration: 3s}
+  - {at: 2500ms, action: partition, isolate: leader, duration: 2500ms}
 thresholds:
   failover.write_restored: ["max < 2s"]
   recovery.read_restored: ["max < 5s"]
