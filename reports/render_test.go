@@ -178,3 +178,42 @@ func TestCompareFlagsRegressions(t *testing.T) {
 		t.Errorf("different scenarios: err %v, want ErrDifferentScenarios", err)
 	}
 }
+
+// The README's sample output is what chaos run printed for a real run of make run's scenario
+// (testdata/leader-kill: its result.json), rendered by WriteText as chaos run renders it:
+// go test ./reports -run ReadmeSample -update rewrites the README's block from it.
+func TestReadmeSample(t *testing.T) {
+	res, err := ReadResult("testdata/leader-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scenario != "leader-kill" || !res.Passed {
+		t.Fatalf("the fixture is a %s run, verdict %s: make run runs leader-kill, and its sample passes", res.Scenario, res.Verdict)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	const readme = "../README.md"
+	text, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const open, end = "<!-- sample: reports/testdata/leader-kill -->\n```\n", "```\n<!-- end sample -->"
+	i := bytes.Index(text, []byte(open))
+	j := bytes.Index(text, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("the README has no sample block (%q ... %q)", open, end)
+	}
+	got := b.Bytes()
+	if *update {
+		out := append(append(append([]byte{}, text[:i+len(open)]...), got...), text[j:]...)
+		if err := os.WriteFile(readme, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if want := text[i+len(open) : j]; !bytes.Equal(got, want) {
+		t.Errorf("the README's sample differs from what chaos run prints for testdata/leader-kill (go test ./reports -run ReadmeSample -update rewrites it):\n--- printed\n%s\n--- README\n%s", got, want)
+	}
+}
