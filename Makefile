@@ -44,9 +44,11 @@ bin/etcd-$(ETCD_PREVIOUS):
 	GOFLAGS=-mod=mod $(GO) get go.etcd.io/etcd/server/v3@$(ETCD_PREVIOUS) && \
 	CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -o $(CURDIR)/bin/etcd-$(ETCD_PREVIOUS) go.etcd.io/etcd/server/v3
 
+# vet builds with -race, as go test -race does, so that the tests reuse what vet compiled: from a
+# cold cache here, vet then the tests' build took 156 s + 217 s; with -race, 173 s + 65 s.
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
-	$(GO) vet ./...
+	$(GO) vet -race ./...
 
 # The rolling-upgrade test needs the previous etcd release: it builds in the background while deps
 # and vet run (about a minute on a bare machine), and the test waits for it (or builds it itself).
