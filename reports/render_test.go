@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -215,5 +216,32 @@ func TestReadmeSample(t *testing.T) {
 	}
 	if want := text[i+len(open) : j]; !bytes.Equal(got, want) {
 		t.Errorf("the README's sample differs from what chaos run prints for testdata/leader-kill (go test ./reports -run ReadmeSample -update rewrites it):\n--- printed\n%s\n--- README\n%s", got, want)
+	}
+}
+
+// Every relative link of the README and docs/ names a file that exists (the reference moved from
+// the README into docs/, and the pages link each other).
+func TestDocsLinks(t *testing.T) {
+	pages, _ := filepath.Glob("../docs/*.md")
+	pages = append(pages, "../README.md")
+	link := regexp.MustCompile(`\]\(([^)#]+)(#[^)]*)?\)`)
+	n := 0
+	for _, p := range pages {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			if strings.Contains(m[1], "://") {
+				continue
+			}
+			n++
+			if _, err := os.Stat(filepath.Join(filepath.Dir(p), m[1])); err != nil {
+				t.Errorf("%s links %s: %v", p, m[1], err)
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("%d relative links in %d pages: the pages were not read", n, len(pages))
 	}
 }
