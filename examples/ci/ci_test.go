@@ -33,7 +33,8 @@ type step struct {
 	With map[string]string `yaml:"with"`
 }
 
-// A short soak: one kill, the cluster's members scraped; the nights differ only by chance.
+// A night of steady load, short: what is under test is the job's flow, not etcd (the soak's
+// faults and the comparison's judgement have their own tests).
 const night = `
 name: nightly-ci-test
 seed: 7
@@ -45,8 +46,6 @@ workload:
   warmup: 1s
   rate: 100
   mix: [{op: put, keys: 50}]
-faults:
-  - {at: 1500ms, action: kill, target: follower, duration: 1s}
 thresholds:
   errors: ["rate < 0.05"]
 `
@@ -98,9 +97,10 @@ func TestGitHubWorkflowRunsThreeNights(t *testing.T) {
 		t.Fatalf("night 1: history %v\n%s", nights(), out)
 	}
 	time.Sleep(time.Second) // nights are named by the second
-	// Night 2: compared with night 1, kept beside it. A wide tolerance: one 3s run a side is noisy,
-	// and what is under test is the flow (the comparison's own gate has its tests in cmd/chaos).
-	out = runNight(t, root, job.Env, job.Steps, cache, map[string]string{"SCENARIO": scenario, "DURATION": "3s", "TOLERANCE": "1000%"}, true)
+	// Night 2: compared with night 1, kept beside it. A tolerance no noise reaches: one 3s run a side
+	// is noisy (a p99 of 300 ops is their third slowest), and the comparison's own gate has its
+	// tests in cmd/chaos.
+	out = runNight(t, root, job.Env, job.Steps, cache, map[string]string{"SCENARIO": scenario, "DURATION": "3s", "TOLERANCE": "100000%"}, true)
 	if !strings.Contains(out, "history: 1 passing runs of nightly-ci-test") || len(nights()) != 2 {
 		t.Fatalf("night 2: history %v\n%s", nights(), out)
 	}
