@@ -87,7 +87,7 @@ func (c *ContainerCluster) runner(m *member) *containerRunner { return m.run.(*c
 type containerRunner struct {
 	d       *docker
 	m       *member
-	bin     string // the binary its image holds ("": the chaos binary's etcd; none with cluster.image)
+	bin     string // the binary its image holds (a path, or builtin: the chaos binary's etcd; "" with cluster.image)
 	log     *slog.Logger
 	started func() error
 	req     testcontainers.ContainerRequest
@@ -275,7 +275,7 @@ func (c *ContainerCluster) startDocker(ctx context.Context) error {
 	for _, m := range c.all() {
 		r := c.runner(m)
 		r.req.Image = d.image
-		if r.bin != "" {
+		if !d.user {
 			img, _, err := c.imageOf(ctx, r.bin)
 			if err != nil {
 				return err
@@ -401,15 +401,15 @@ var (
 	etcdImage = binaryImage{repo: "etcd-chaos-etcd", file: "etcd", entry: []string{"/etcd"}}
 )
 
-// binaryOf is the binary member name starts on: its member-binaries entry, else etcd-binary;
-// "builtin" is "".
+// binaryOf is the binary member name starts on: its member-binaries entry, else etcd-binary,
+// else builtin (the chaos binary's etcd).
 func (c *ContainerCluster) binaryOf(name string) string {
 	bin := c.opts.EtcdBinary
 	if b, ok := c.opts.MemberBinaries[name]; ok {
 		bin = b
 	}
-	if bin == scenarios.BuiltinEtcd {
-		bin = ""
+	if bin == "" {
+		bin = scenarios.BuiltinEtcd
 	}
 	return bin
 }
@@ -909,9 +909,6 @@ func (c *ContainerCluster) SwapBinary(ctx context.Context, name, bin string) (st
 	stopped = time.Now()
 	r := c.runner(m)
 	args := slices.Clone(m.argv[len(r.req.Entrypoint):])
-	if bin == scenarios.BuiltinEtcd {
-		bin = ""
-	}
 	r.bin = bin
 	r.req.Image, r.req.Entrypoint, r.req.Cmd = img, entryOf(bin), args
 	m.argv = slices.Concat(r.req.Entrypoint, args)
