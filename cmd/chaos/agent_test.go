@@ -150,9 +150,12 @@ func compareFailovers(t *testing.T, agents, local *reports.Result) {
 		}
 		t.Logf("%s: leader elected %.0f ms through agents, %.0f ms locally; writes restored %.0f / %.0f ms; acting call %.1f ms through the agent",
 			fa.Action, *a.LeaderElectedMs, *l.LeaderElectedMs, *a.WriteRestoredMs, *l.WriteRestoredMs, deref(fa.CallMs))
+		// One draw of the randomised timeout is 1-2s; a pre-vote the other follower refuses (it heard
+		// the leader a tick too recently) waits for another draw: seen once locally at 2,791 ms for
+		// a pause in a full run. More than two draws is not etcd's window.
 		for _, v := range []float64{*a.LeaderElectedMs, *l.LeaderElectedMs} {
-			if v < 900 || v > 2600 {
-				t.Errorf("%s: leader elected after %.0f ms, outside etcd's window (1s election timeout, randomised up to 2s)", fa.Action, v)
+			if v < 900 || v > 4200 {
+				t.Errorf("%s: leader elected after %.0f ms, outside etcd's window (1s election timeout, randomised up to 2s, at most two draws)", fa.Action, v)
 			}
 		}
 		if fa.CallMs == nil || *fa.CallMs > 200 {
