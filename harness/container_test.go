@@ -174,13 +174,16 @@ thresholds:
 	assertNoContainerLeftovers(t, dc, out)
 }
 
-// TestOperationsInContainers runs operations on members in containers: member-3 starts on the
-// previous etcd release (an image built FROM scratch from its binary) and is upgraded to the
-// built-in etcd (a new container on the same volume); then the disaster drill: the data dirs are in
-// Docker volumes, so each restored member gets a new data dir in its volume and a new container
-// with its new flags, and the restored data is copied into the volume before it starts; then a
-// learner is added (a volume, a container and a published port of its own) and promoted. etcd's
-// own logs (collected from the containers) and member list say what happened.
+// TestOperationsInContainers runs operations on members in containers: a learner is added (a
+// volume, a container and a published port of its own) and promoted; member-3, started on the
+// previous etcd release (an image built FROM scratch from its binary), is upgraded to the built-in
+// etcd (a new container on the same volume); then the disaster drill on the four: the data dirs are
+// in Docker volumes, so each restored member gets a new data dir in its volume and a new container
+// with its new flags, and the restored data is streamed into the volume before it starts. etcd's
+// own logs (collected from the containers) and member list say what happened. Each operation runs
+// to its end, so each later one waits for it: the upgrade ends only when etcd's cluster version
+// moved (4-10 s), and a member added serves only after etcd's 7 s publish timeout: the load is
+// long enough for the disaster to start after the slowest of them (seen: at 17.9 s).
 func TestOperationsInContainers(t *testing.T) {
 	dc := testbin.NeedDocker(t)
 	old := testbin.EtcdRelease(t, testbin.PreviousEtcd)
@@ -193,31 +196,39 @@ cluster:
   member-binaries: {member-3: `+old+`}
   backup: {every: 2s}
 workload:
-  duration: 19s
+  duration: 30s
   warmup: 1s
   rate: 200
   mix: [{op: put, weight: 1, keys: 300}]
 checks: {kv-safety: true}
 faults:
-  - {at: 2s, action: upgrade, target: member-3, to: builtin}
-  - {at: 6s, action: disaster, target: majority}
-  - {at: 10s, action: member-add, learner: true}
+  - {at: 2s, action: member-add, learner: true}
+  - {at: 6s, action: upgrade, target: member-3, to: builtin}
+  - {at: 10s, action: disaster, target: majority}
 `, "cluster.provider=container", "cluster.network=direct")
 	for _, f := range res.Faults {
 		b, _ := json.Marshal(f.Operation)
-		t.Logf("#%d %s %v: %s (error %q)", f.Index, f.Action, f.Members, b, f.Error)
+		t.Logf("#%d %s %v at %.1fs: %s (error %q)", f.Index, f.Action, f.Members, f.AtS, b, f.Error)
 		if f.Error != "" || f.Skipped != "" || f.Operation == nil {
 			t.Fatalf("#%d %s: error %q, skipped %q", f.Index, f.Action, f.Error, f.Skipped)
 		}
 	}
+	if len(res.Faults) != 3 {
+		t.Fatalf("%d of 3 operations ran before the load's end", len(res.Faults))
+	}
 	if !res.Passed {
 		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
 	}
-	if v := res.Faults[0].Operation.Versions; len(v) != 1 || v[0].Member != "member-3" || v[0].From != oldV || v[0].To != "3.7.3" || v[0].HealthyMs <= 0 {
+	// The learner: in its own container, promoted, and serving; the size after it is 4.
+	ms := res.Faults[0].Operation.Membership
+	if ms == nil || ms.Member != "member-4" || !ms.Learner || ms.PromotedMs <= 0 || ms.ServingMs <= 0 || ms.SizeAfter != 4 {
+		t.Fatalf("member-add in containers: %+v", ms)
+	}
+	if v := res.Faults[1].Operation.Versions; len(v) != 1 || v[0].Member != "member-3" || v[0].From != oldV || v[0].To != "3.7.3" || v[0].HealthyMs <= 0 {
 		t.Errorf("upgrade in containers: %+v", v)
 	}
-	d := res.Faults[1].Operation.Disaster
-	if d == nil || d.RTOMs <= 0 || d.RPOWrites < 0 || d.LostBeforeSnapshot != 0 {
+	d := res.Faults[2].Operation.Disaster
+	if d == nil || len(d.Lost) != 3 || d.RTOMs <= 0 || d.RPOWrites < 0 || d.LostBeforeSnapshot != 0 {
 		t.Fatalf("disaster in containers: %+v", d)
 	}
 	restored := 0
@@ -228,13 +239,13 @@ faults:
 			}
 		}
 	}
-	if restored < 3 {
+	if restored < 4 {
 		t.Errorf("%d members logged the restored compaction at %d", restored, d.SnapshotRevision+d.RevisionBump)
 	}
 	// Each member's log: member-3 started on the old release, then on the built-in etcd on the same
-	// data dir; every restored member's last start is on a new data dir in its volume.
+	// data dir; every member's last start is the restored one, on a new data dir in its volume.
 	starts := etcdLogLines(t, out, "starting an etcd server")
-	for _, name := range []string{"member-1", "member-2", "member-3"} {
+	for _, name := range []string{"member-1", "member-2", "member-3", "member-4"} {
 		var dirs, versions []string
 		for _, l := range starts[name] {
 			dirs = append(dirs, fmt.Sprint(l["data-dir"]))
@@ -248,15 +259,6 @@ faults:
 		if strings.Join(versions, " ") != want || dirs[0] != "/data/"+name || dirs[n-2] != "/data/"+name || !strings.HasPrefix(dirs[n-1], "/data/"+name+".") {
 			t.Errorf("%s started on versions %v, data dirs %v", name, versions, dirs)
 		}
-	}
-	// The learner: in its own container, promoted, and serving; etcd's member list has it as a
-	// voter with the id it was added with, and every member hashes the same at the end.
-	ms := res.Faults[2].Operation.Membership
-	if ms == nil || ms.Member != "member-4" || !ms.Learner || ms.PromotedMs <= 0 || ms.ServingMs <= 0 || ms.SizeAfter != 4 {
-		t.Fatalf("member-add in containers: %+v", ms)
-	}
-	if l := starts["member-4"]; len(l) != 1 || l[0]["data-dir"] != "/data/member-4" {
-		t.Errorf("member-4 started %v", l)
 	}
 	for _, c := range res.Checks {
 		if (c.Name == "kv-safety" || c.Name == "hashkv") && c.Status != "pass" {
