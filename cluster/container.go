@@ -160,13 +160,7 @@ func NewContainers(opts LocalOptions, co ContainerOptions) (*ContainerCluster, e
 		initial = append(initial, fmt.Sprintf("%s=http://%s:2380", name, name))
 	}
 	for i, name := range names {
-		// Each member runs the user's image, or one built here from its binary (member-binaries,
-		// else etcd-binary, else the chaos binary's own etcd).
-		bin, entry := "", co.Entrypoint
-		if co.Image == "" {
-			bin = c.binaryOf(name)
-			entry = entryOf(bin)
-		}
+		bin, entry := c.startOn(name)
 		m, err := c.layOut(name, ports[i], bin, entry, initial, extra)
 		if err != nil {
 			return nil, err
@@ -221,11 +215,7 @@ func (c *ContainerCluster) AddMember(ctx context.Context, learner bool, steps *f
 		return "", err
 	}
 	d := c.docker
-	bin, entry := "", c.entry
-	if !d.user {
-		bin = c.binaryOf("")
-		entry = entryOf(bin)
-	}
+	bin, entry := c.startOn(name)
 	extra, err := etcdFlags(c.opts.Etcd)
 	if err != nil {
 		return "", err
@@ -265,7 +255,7 @@ func (c *ContainerCluster) startDocker(ctx context.Context) error {
 	d.dc = dc
 	if !d.user {
 		start := time.Now()
-		img, cached, err := c.imageOf(ctx, "")
+		img, cached, err := c.imageOf(ctx, c.binaryOf(""))
 		if err != nil {
 			return err
 		}
@@ -414,6 +404,16 @@ func (c *ContainerCluster) binaryOf(name string) string {
 	return bin
 }
 
+// startOn is what member name starts on: the user's image and entrypoint (no binary), or an image
+// built here from its binary (member-binaries, else etcd-binary, else the chaos binary's etcd).
+func (c *ContainerCluster) startOn(name string) (bin string, entry []string) {
+	if c.docker.user {
+		return "", c.entry
+	}
+	bin = c.binaryOf(name)
+	return bin, entryOf(bin)
+}
+
 // entryOf is how an image built from bin starts etcd ("" or builtin: the chaos binary's).
 func entryOf(bin string) []string {
 	if bin == "" || bin == scenarios.BuiltinEtcd {
@@ -422,14 +422,11 @@ func entryOf(bin string) []string {
 	return slices.Clone(etcdImage.entry)
 }
 
-// imageOf is the image of bin ("": etcd-binary, else the chaos binary), built on first use; cached
-// says an image of the same binary was there already.
+// imageOf is the image of bin (builtin: the chaos binary's), built on first use; cached says an
+// image of the same binary was there already.
 func (c *ContainerCluster) imageOf(ctx context.Context, bin string) (tag string, cached bool, err error) {
-	if bin == "" {
-		bin = c.opts.EtcdBinary
-	}
 	kind := etcdImage
-	if bin == "" || bin == scenarios.BuiltinEtcd {
+	if bin == scenarios.BuiltinEtcd {
 		bin, kind = c.opts.NodeCommand[0], nodeImage
 	}
 	d := c.docker

@@ -18,10 +18,30 @@ import (
 )
 
 type workflow struct {
-	Jobs map[string]struct {
-		Env   map[string]string `yaml:"env"`
-		Steps []step            `yaml:"steps"`
-	} `yaml:"jobs"`
+	Jobs map[string]job `yaml:"jobs"`
+}
+
+type job struct {
+	Env   map[string]string `yaml:"env"`
+	Steps []step            `yaml:"steps"`
+}
+
+// soakJob is the workflow's job, as GitHub reads it.
+func soakJob(t *testing.T) job {
+	t.Helper()
+	b, err := os.ReadFile("github-actions.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf workflow
+	if err := yaml.Unmarshal(b, &wf); err != nil {
+		t.Fatal(err)
+	}
+	j, ok := wf.Jobs["soak"]
+	if !ok {
+		t.Fatalf("no job soak in the workflow: %v", wf.Jobs)
+	}
+	return j
 }
 
 type step struct {
@@ -55,18 +75,7 @@ func TestGitHubWorkflowRunsThreeNights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("github-actions.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wf workflow
-	if err := yaml.Unmarshal(b, &wf); err != nil {
-		t.Fatal(err)
-	}
-	job, ok := wf.Jobs["soak"]
-	if !ok {
-		t.Fatalf("no job soak in the workflow: %v", wf.Jobs)
-	}
+	job := soakJob(t)
 	// The cache holds what the script reads and writes: the same folder.
 	for _, s := range job.Steps {
 		if strings.HasPrefix(s.Uses, "actions/cache/") && s.With["path"] != job.Env["HISTORY"] {
@@ -191,15 +200,7 @@ func copyDir(t *testing.T, from, to string) {
 
 // The Jenkinsfile runs the workflow's commands, in the same order, with the same settings.
 func TestJenkinsfileMatchesTheWorkflow(t *testing.T) {
-	b, err := os.ReadFile("github-actions.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wf workflow
-	if err := yaml.Unmarshal(b, &wf); err != nil {
-		t.Fatal(err)
-	}
-	job := wf.Jobs["soak"]
+	job := soakJob(t)
 	var want []string
 	for _, s := range job.Steps {
 		if s.Run == "" {
